@@ -1,0 +1,240 @@
+import { z } from 'zod';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, snippet } from './errors.js';
+
+/**
+ * The configuration of haproxy-weighter, validated once at the edge into a frozen, typed object.
+ * Unknown keys are rejected everywhere so that a typo (`agressiveness`) is an error, not a default.
+ */
+
+/** Names that reach the runtime API: HAProxy backend and server names we accept. */
+export const SAFE_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+const safeName = z.string().regex(SAFE_NAME, 'must be 1-64 characters of A-Z a-z 0-9 _ . : -');
+
+/** Graphite `from`/`until` values: relative (`-5min`) or absolute epoch seconds. */
+const timeSpec = z
+  .string()
+  .regex(/^(-\d{1,6}(s|sec|seconds?|min|minutes?|h|hours?|d|days?)|\d{9,11}|now)$/, 'must look like -5min, -60s, -1h, now or epoch seconds');
+
+/** Environment variable names that hold secrets: the value itself never sits in the file. */
+const envName = z.string().regex(/^[A-Z_][A-Z0-9_]{0,127}$/, 'must be an environment variable name like GRAPHITE_API_KEY');
+
+const graphiteAuth = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('none') }),
+  /** Hosted Graphite style: the key is the first path segment, `https://host/<key>/render`. */
+  z.strictObject({ type: z.literal('url-key'), keyEnv: envName }),
+  z.strictObject({ type: z.literal('basic'), username: z.string().min(1).max(256), passwordEnv: envName }),
+  z.strictObject({
+    type: z.literal('header'),
+    header: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
+    valueEnv: envName,
+    /** Prefix such as `Bearer ` put before the secret value. */
+    prefix: z.string().max(32).default(''),
+  }),
+]);
+
+const graphite = z.strictObject({
+  url: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .refine((u) => !/@/.test(new URL(u).host) && new URL(u).username === '', 'must not embed credentials: use auth'),
+  auth: graphiteAuth.default({ type: 'none' }),
+  timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+  retries: z.number().int().min(0).max(5).default(2),
+  maxResponseBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
+});
+
+const limitedProportions = z.strictObject({
+  function: z.literal('limited-proportions'),
+  /** Loads are floored at mean / limitingFactor before inversion. */
+  limitingFactor: z.number().min(1).max(1000).default(4),
+  /** Exponent on the inverse proportions: >1 spreads weights, <1 narrows them. */
+  aggressiveness: z.number().gt(0).max(10).default(1),
+});
+
+const normalisedExponential = z.strictObject({
+  function: z.literal('normalised-exponential'),
+  /** Inverse temperature of the softmax over -load/mean. */
+  aggressiveness: z.number().gt(0).max(50).default(1),
+});
+
+const feedback = z.strictObject({
+  function: z.literal('feedback'),
+  /** Fraction of the way to the target weights moved each cycle (1 = jump, small = damped). */
+  gain: z.number().gt(0).max(1).default(0.5),
+  /** Exponent on the load ratio: how hard an overloaded server is pushed down. */
+  aggressiveness: z.number().gt(0).max(10).default(1),
+  /** Loads within this fraction of the mean are left alone, against needless oscillation. */
+  deadband: z.number().min(0).max(0.5).default(0.05),
+});
+
+export const weightingSchema = z.discriminatedUnion('function', [limitedProportions, normalisedExponential, feedback]);
+
+const serverMap = z.strictObject({
+  /** Regular expression applied to the series name (after Graphite's aliasing). */
+  pattern: z.string().min(1).max(512).refine(isValidRegex, 'must be a valid regular expression'),
+  /** Replacement using $1.. groups; the result must be a safe HAProxy server name. */
+  template: z.string().min(1).max(128),
+});
+
+const backend = z.strictObject({
+  name: safeName,
+  /** Graphite target that returns one series per server, e.g. aliasByNode(ingest.*.points, 1). */
+  target: z
+    .string()
+    .min(1)
+    .max(2048)
+    // eslint-disable-next-line no-control-regex
+    .refine((t) => !/[\u0000-\u001f\u007f]/.test(t), 'must not contain control characters'),
+  from: timeSpec.default('-5min'),
+  until: timeSpec.optional(),
+  serverMap: serverMap.optional(),
+  aggregation: z.enum(['leading-edge', 'average']).default('leading-edge'),
+  weighting: weightingSchema,
+  /** Share of the backend's eligible servers that must have data, else the backend is skipped. */
+  quorum: z.number().gt(0).max(1).default(0.5),
+  /** Largest change of one server's weight in one cycle (absolute weight units). */
+  maxChangePerCycle: z.number().int().min(1).max(255).optional(),
+});
+
+const loadBalancer = z.strictObject({
+  name: safeName,
+  /** `/path/to/admin.sock` or `host:port` (IPv6 as `[::1]:9999`). */
+  endpoint: z
+    .string()
+    .min(1)
+    .max(512)
+    .refine((e) => parseEndpoint(e) !== null, 'must be an absolute Unix socket path or host:port'),
+});
+
+const socketRelay = z.strictObject({
+  type: z.literal('socket'),
+  loadBalancers: z.array(loadBalancer).min(1).max(500).refine(uniqueNames, 'load balancer names must be unique'),
+  connectTimeoutMs: z.number().int().min(50).max(60_000).default(2_000),
+  readTimeoutMs: z.number().int().min(50).max(120_000).default(5_000),
+});
+
+const instanceId = z.string().regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/, 'must be an EC2 or managed instance id');
+
+const ssmRelay = z.strictObject({
+  type: z.literal('ssm'),
+  /** Name of the custom Command document deployed with the stack. */
+  documentName: z.string().regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name'),
+  /** Admin socket path on every load balancer. */
+  socketPath: z.string().regex(/^\/[A-Za-z0-9_./-]{1,200}$/, 'must be an absolute path of safe characters'),
+  targets: z.union([
+    z.strictObject({ instanceIds: z.array(instanceId).min(1).max(500) }),
+    z.strictObject({
+      tag: z.strictObject({
+        key: z.string().regex(/^[A-Za-z0-9_.:/=+@-]{1,128}$/),
+        value: z.string().regex(/^[A-Za-z0-9_.:/=+@-]{1,256}$/),
+      }),
+    }),
+  ]),
+  commandTimeoutSeconds: z.number().int().min(30).max(2_592_000).default(60),
+  pollIntervalMs: z.number().int().min(10).max(60_000).default(1_000),
+  maxWaitMs: z.number().int().min(1_000).max(900_000).default(120_000),
+});
+
+export const configSchema = z.strictObject({
+  graphite,
+  relay: z.discriminatedUnion('type', [socketRelay, ssmRelay]),
+  backends: z.array(backend).min(1).max(100).refine(uniqueNames, 'backend names must be unique'),
+  /** Seconds between cycles for `haproxy-weighter run`. */
+  intervalSeconds: z.number().int().min(1).max(86_400).default(60),
+});
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+export type BackendConfig = Config['backends'][number];
+export type WeightingConfig = z.infer<typeof weightingSchema>;
+export type GraphiteConfig = Config['graphite'];
+export type SocketRelayConfig = Extract<Config['relay'], { type: 'socket' }>;
+export type SsmRelayConfig = Extract<Config['relay'], { type: 'ssm' }>;
+
+function uniqueNames(items: readonly { name: string }[]): boolean {
+  return new Set(items.map((i) => i.name)).size === items.length;
+}
+
+function isValidRegex(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export type Endpoint = { readonly kind: 'unix'; readonly path: string } | { readonly kind: 'tcp'; readonly host: string; readonly port: number };
+
+/** Parses a runtime API endpoint: an absolute Unix socket path, `host:port` or `[v6]:port`. */
+export function parseEndpoint(endpoint: string): Endpoint | null {
+  if (endpoint.startsWith('/')) {
+    // eslint-disable-next-line no-control-regex
+    return /[\u0000-\u001f]/.test(endpoint) ? null : { kind: 'unix', path: endpoint };
+  }
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(endpoint);
+  if (m === null) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  const host = m[1] ?? m[2];
+  return host === undefined ? null : { kind: 'tcp', host, port };
+}
+
+/** Turns zod issues into lines that name the key path and the offending value. */
+export function formatIssues(error: z.ZodError, input: unknown): string[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
+    const value = valueAt(input, issue.path);
+    const shown = value === undefined ? 'missing' : snippet(JSON.stringify(value) ?? String(value), 80);
+    if (issue.code === 'unrecognized_keys') {
+      return `${path}: unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    }
+    return `${path}: ${issue.message} (got ${shown})`;
+  });
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let cur: unknown = input;
+  for (const key of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[key];
+  }
+  return cur;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Validates an already-parsed configuration document. */
+export function parseConfig(input: unknown, source = 'config'): Config {
+  const result = configSchema.safeParse(input);
+  if (!result.success) throw new ConfigError(`Invalid configuration in ${source}`, formatIssues(result.error, input));
+  for (const b of result.data.backends) {
+    if (b.serverMap !== undefined) {
+      // A template can only be checked against a name once a series arrives; reject the obvious
+      // mistakes (shell or protocol characters) here.
+      if (!/^[A-Za-z0-9_.:$-]+$/.test(b.serverMap.template)) {
+        throw new ConfigError(`Invalid configuration in ${source}`, [
+          `backends.${b.name}.serverMap.template: may only hold A-Z a-z 0-9 _ . : - and $N group references (got ${JSON.stringify(b.serverMap.template)})`,
+        ]);
+      }
+    }
+  }
+  return deepFreeze(result.data);
+}
+
+/** Parses YAML or JSON text (JSON is YAML) and validates it. */
+export function parseConfigText(text: string, source = 'config'): Config {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true, maxAliasCount: 100 });
+  } catch (cause) {
+    throw new ConfigError(`Cannot parse ${source} as YAML or JSON: ${cause instanceof Error ? cause.message : String(cause)}`, [], { cause });
+  }
+  return parseConfig(doc, source);
+}

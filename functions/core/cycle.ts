@@ -1,0 +1,292 @@
+import type { BackendConfig, Config } from './config.js';
+import { ConfigError, HaproxyError, describeError } from './errors.js';
+import { observeCommands, parseObservedBackend, parseSetWeightReply, setWeightCommand, splitReplies } from './haproxy-protocol.js';
+import { measure, type Measurement } from './measure.js';
+import { imbalanceOf, planBackend } from './plan.js';
+import type { BackendPlan, MetricSource, ObservedBackend, RelayRequest, RuntimeRelay } from './types.js';
+
+export interface CycleDeps {
+  readonly config: Config;
+  readonly metrics: MetricSource;
+  readonly relay: RuntimeRelay;
+  /** Milliseconds since the epoch; injected so the core never reads the clock itself. */
+  readonly now: () => number;
+}
+
+export interface CycleOptions {
+  /** `plan` observes and decides but never writes. */
+  readonly mode: 'plan' | 'apply';
+  /** Restrict the cycle to these backends (names must exist in the config). */
+  readonly backends?: readonly string[];
+  /** Write every eligible weight even when unchanged. */
+  readonly force?: boolean;
+}
+
+/** What happened to the batch sent to one load balancer for one backend. */
+export type ApplyResult =
+  | { readonly status: 'not-needed' }
+  | { readonly status: 'applied'; readonly changed: number }
+  | { readonly status: 'failed'; readonly applied: number; readonly failed: readonly ServerFailure[]; readonly error?: string };
+
+export interface ServerFailure {
+  readonly server: string;
+  readonly weight: number;
+  readonly error: string;
+}
+
+export interface LoadBalancerPlanReport {
+  readonly loadBalancer: string;
+  readonly plan: BackendPlan;
+  readonly apply?: ApplyResult;
+}
+
+export interface BackendReport {
+  readonly backend: string;
+  readonly graphite: { readonly ok: true; readonly unmapped: readonly string[] } | { readonly ok: false; readonly error: string };
+  /** Aggregated load per server, as measured this cycle. */
+  readonly loads: Readonly<Record<string, number>>;
+  /** max/mean of the measured loads, or null. */
+  readonly imbalance: number | null;
+  readonly loadBalancers: readonly LoadBalancerPlanReport[];
+}
+
+export interface LoadBalancerReport {
+  readonly name: string;
+  readonly observe: 'ok' | 'failed';
+  readonly apply: 'ok' | 'failed' | 'not-needed' | 'not-run';
+  readonly error?: string;
+}
+
+export type CycleOutcome = 'ok' | 'partial' | 'failed';
+
+export interface CycleReport {
+  readonly mode: 'plan' | 'apply';
+  readonly force: boolean;
+  readonly startedAt: string;
+  readonly durationMs: number;
+  /** ok: nothing went wrong; partial: some weights written and something failed; failed: nothing written and something failed. */
+  readonly outcome: CycleOutcome;
+  readonly backends: readonly BackendReport[];
+  readonly loadBalancers: readonly LoadBalancerReport[];
+  readonly failedLoadBalancers: readonly string[];
+  readonly serversChanged: number;
+  readonly problems: readonly string[];
+}
+
+/** CLI exit codes: 0 all good, 1 failed and nothing written, 3 partial. (2 is for usage errors.) */
+export function exitCodeFor(report: Pick<CycleReport, 'outcome'>): 0 | 1 | 3 {
+  return report.outcome === 'ok' ? 0 : report.outcome === 'partial' ? 3 : 1;
+}
+
+function selectBackends(config: Config, names: readonly string[] | undefined): readonly BackendConfig[] {
+  if (names === undefined) return config.backends;
+  const known = new Set(config.backends.map((b) => b.name));
+  const unknown = names.filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    throw new ConfigError(`Unknown backend(s) ${unknown.map((n) => JSON.stringify(n)).join(', ')}; configured: ${[...known].join(', ')}`);
+  }
+  return config.backends.filter((b) => names.includes(b.name));
+}
+
+type Observation = { readonly ok: true; readonly backend: ObservedBackend } | { readonly ok: false; readonly error: Error };
+type MeasureResult = { readonly ok: true; readonly measurement: Measurement } | { readonly ok: false; readonly error: string };
+
+/** Step 1: one round trip per load balancer reads every selected backend. */
+async function observe(relay: RuntimeRelay, backends: readonly BackendConfig[]): Promise<Map<string, Map<string, Observation> | Error>> {
+  const commandsPerBackend = backends.map((b) => observeCommands(b.name));
+  const requests: RelayRequest[] = relay.loadBalancers.map((loadBalancer) => ({ loadBalancer, commands: commandsPerBackend.flat() }));
+  const results = await relay.run(requests);
+  const out = new Map<string, Map<string, Observation> | Error>();
+  for (const result of results) {
+    if (!result.ok) {
+      out.set(result.loadBalancer, result.error);
+      continue;
+    }
+    try {
+      const blocks = splitReplies(requests[0]?.commands ?? [], result.reply);
+      const perBackend = new Map<string, Observation>();
+      backends.forEach((b, i) => {
+        const stat = blocks[2 * i] ?? '';
+        const state = blocks[2 * i + 1] ?? '';
+        try {
+          perBackend.set(b.name, { ok: true, backend: parseObservedBackend(b.name, stat, state, { loadBalancer: result.loadBalancer }) });
+        } catch (error) {
+          perBackend.set(b.name, { ok: false, error: error instanceof Error ? error : new Error(String(error)) });
+        }
+      });
+      out.set(result.loadBalancer, perBackend);
+    } catch (error) {
+      out.set(result.loadBalancer, error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+  return out;
+}
+
+/** Step 2: one Graphite render per backend, in parallel; a failure skips only that backend. */
+async function measureAll(metrics: MetricSource, backends: readonly BackendConfig[]): Promise<Map<string, MeasureResult>> {
+  const entries = await Promise.all(
+    backends.map(async (b): Promise<[string, MeasureResult]> => {
+      try {
+        const series = await metrics.render(b.target, b.from, b.until);
+        return [b.name, { ok: true, measurement: measure(series, b) }];
+      } catch (error) {
+        return [b.name, { ok: false, error: describeError(error) }];
+      }
+    }),
+  );
+  return new Map(entries);
+}
+
+function skippedPlan(backend: string, loadBalancer: string, reason: Extract<BackendPlan, { status: 'skipped' }>['reason'], message: string): BackendPlan {
+  return { status: 'skipped', backend, loadBalancer, reason, message, actions: [] };
+}
+
+/**
+ * One rebalance cycle: observe every load balancer, measure every backend, decide per load
+ * balancer, write one batch per load balancer, parse every reply, report. Never throws for a
+ * failure of Graphite or of a load balancer: those are in the report. Throws ConfigError only for
+ * a bad request (unknown backend name).
+ */
+export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<CycleReport> {
+  const started = deps.now();
+  const backends = selectBackends(deps.config, options.backends);
+  const problems: string[] = [];
+
+  const [observations, measurements] = await Promise.all([observe(deps.relay, backends), measureAll(deps.metrics, backends)]);
+
+  // Step 3: decide, per backend and load balancer.
+  const plans = new Map<string, Map<string, BackendPlan>>();
+  for (const b of backends) {
+    const m = measurements.get(b.name);
+    const perLb = new Map<string, BackendPlan>();
+    for (const lb of deps.relay.loadBalancers) {
+      const lbObs = observations.get(lb);
+      const obs = lbObs instanceof Map ? lbObs.get(b.name) : undefined;
+      if (lbObs === undefined || lbObs instanceof Error) {
+        perLb.set(lb, skippedPlan(b.name, lb, 'observe-failed', `cannot read ${lb}: ${describeError(lbObs ?? new Error('no reply'))}`));
+      } else if (obs === undefined || !obs.ok) {
+        const error = obs?.ok === false ? obs.error : new Error('no reply');
+        const reason = error instanceof HaproxyError && error.kind === 'no-such-backend' ? 'backend-not-found' : 'observe-failed';
+        perLb.set(lb, skippedPlan(b.name, lb, reason, `${lb}: backend ${b.name}: ${describeError(error)}`));
+      } else if (m === undefined || !m.ok) {
+        perLb.set(lb, skippedPlan(b.name, lb, 'graphite-failed', `backend ${b.name}: no weight changed because Graphite failed: ${m?.ok === false ? m.error : 'no reply'}`));
+      } else {
+        perLb.set(lb, planBackend({ backend: b, loadBalancer: lb, observed: obs.backend, measurement: m.measurement, force: options.force === true }));
+      }
+    }
+    plans.set(b.name, perLb);
+  }
+
+  // Step 4: act, one batch per load balancer holding every backend's changes.
+  const applyResults = new Map<string, Map<string, ApplyResult>>();
+  const lbApply = new Map<string, LoadBalancerReport['apply']>();
+  const lbErrors = new Map<string, string>();
+  let serversChanged = 0;
+  if (options.mode === 'apply') {
+    const requests: { loadBalancer: string; commands: string[]; owners: { backend: string; server: string; weight: number }[] }[] = [];
+    for (const lb of deps.relay.loadBalancers) {
+      const owners: { backend: string; server: string; weight: number }[] = [];
+      for (const b of backends) {
+        const plan = plans.get(b.name)?.get(lb);
+        if (plan?.status !== 'planned') continue;
+        for (const a of plan.actions) if (a.kind === 'set-weight') owners.push({ backend: b.name, server: a.server, weight: a.weight });
+      }
+      if (owners.length === 0) lbApply.set(lb, 'not-needed');
+      else requests.push({ loadBalancer: lb, commands: owners.map((o) => setWeightCommand(o.backend, o.server, o.weight)), owners });
+    }
+    const results = requests.length === 0 ? [] : await deps.relay.run(requests);
+    for (const req of requests) {
+      const result = results.find((r) => r.loadBalancer === req.loadBalancer);
+      const perBackend = new Map<string, { applied: number; failed: ServerFailure[]; error?: string }>();
+      const entry = (backend: string): { applied: number; failed: ServerFailure[]; error?: string } => {
+        const e = perBackend.get(backend) ?? { applied: 0, failed: [] };
+        perBackend.set(backend, e);
+        return e;
+      };
+      let blocks: string[] | null = null;
+      let batchError: string | undefined;
+      if (result === undefined || !result.ok) {
+        batchError = result === undefined ? 'no result from relay' : describeError(result.error);
+      } else {
+        try {
+          blocks = splitReplies(req.commands, result.reply);
+        } catch (error) {
+          batchError = `${describeError(error)}; the batch may have been partly applied`;
+        }
+      }
+      req.owners.forEach((o, i) => {
+        const e = entry(o.backend);
+        if (blocks === null) {
+          e.failed.push({ server: o.server, weight: o.weight, error: batchError ?? 'unknown' });
+          e.error = batchError;
+          return;
+        }
+        const err = parseSetWeightReply(blocks[i] ?? '', { backend: o.backend, server: o.server, loadBalancer: req.loadBalancer });
+        if (err === null) e.applied++;
+        else e.failed.push({ server: o.server, weight: o.weight, error: err.message });
+      });
+      let anyFailed = false;
+      for (const [backend, e] of perBackend) {
+        serversChanged += e.applied;
+        const res: ApplyResult =
+          e.failed.length === 0
+            ? { status: 'applied', changed: e.applied }
+            : { status: 'failed', applied: e.applied, failed: e.failed, ...(e.error === undefined ? {} : { error: e.error }) };
+        if (res.status === 'failed') {
+          anyFailed = true;
+          problems.push(
+            `${req.loadBalancer}: backend ${backend}: ${e.failed.length} weight(s) not confirmed${e.error !== undefined ? ` (${e.error})` : `: ${e.failed.map((f) => `${f.server}: ${f.error}`).join('; ')}`}`,
+          );
+        }
+        const map = applyResults.get(backend) ?? new Map<string, ApplyResult>();
+        map.set(req.loadBalancer, res);
+        applyResults.set(backend, map);
+      }
+      lbApply.set(req.loadBalancer, anyFailed ? 'failed' : 'ok');
+      if (batchError !== undefined) lbErrors.set(req.loadBalancer, batchError);
+    }
+  }
+
+  // Step 5: report.
+  const backendReports: BackendReport[] = backends.map((b) => {
+    const m = measurements.get(b.name);
+    const perLb = plans.get(b.name) ?? new Map<string, BackendPlan>();
+    const loadBalancers: LoadBalancerPlanReport[] = [...perLb.entries()].map(([lb, plan]) => {
+      if (plan.status === 'skipped') problems.push(plan.message);
+      const apply = applyResults.get(b.name)?.get(lb) ?? (options.mode === 'apply' && plan.status === 'planned' ? { status: 'not-needed' as const } : undefined);
+      return apply === undefined ? { loadBalancer: lb, plan } : { loadBalancer: lb, plan, apply };
+    });
+    const loads = m?.ok === true ? Object.fromEntries(m.measurement.loads) : {};
+    return {
+      backend: b.name,
+      graphite: m?.ok === true ? { ok: true, unmapped: m.measurement.unmapped } : { ok: false, error: m?.error ?? 'no reply' },
+      loads,
+      imbalance: imbalanceOf(Object.values(loads)),
+      loadBalancers,
+    };
+  });
+
+  const loadBalancers: LoadBalancerReport[] = deps.relay.loadBalancers.map((name) => {
+    const obs = observations.get(name);
+    const observeOk = obs instanceof Map;
+    const apply = options.mode === 'plan' ? 'not-run' : (lbApply.get(name) ?? 'not-needed');
+    const error = obs instanceof Error ? describeError(obs) : lbErrors.get(name);
+    return error === undefined ? { name, observe: observeOk ? 'ok' : 'failed', apply } : { name, observe: observeOk ? 'ok' : 'failed', apply, error };
+  });
+  const failedLoadBalancers = loadBalancers.filter((lb) => lb.observe === 'failed' || lb.apply === 'failed').map((lb) => lb.name);
+  const uniqueProblems = [...new Set(problems)];
+  const outcome: CycleOutcome = uniqueProblems.length === 0 ? 'ok' : serversChanged > 0 ? 'partial' : 'failed';
+
+  return {
+    mode: options.mode,
+    force: options.force === true,
+    startedAt: new Date(started).toISOString(),
+    durationMs: Math.max(0, deps.now() - started),
+    outcome,
+    backends: backendReports,
+    loadBalancers,
+    failedLoadBalancers,
+    serversChanged,
+    problems: uniqueProblems,
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * The error hierarchy of haproxy-weighter. Every error carries the input that failed (backend,
+ * server, load balancer, URL, a snippet of the reply) so that a report or a log line can say
+ * exactly what broke without a stack trace. Foreign errors are wrapped with `cause`.
+ */
+
+/** Longest reply excerpt kept on an error: enough to recognise it, never a whole payload. */
+const SNIPPET_CHARS = 200;
+
+/** Shortens untrusted text for messages: one line, bounded, control characters made visible. */
+export function snippet(text: string, max = SNIPPET_CHARS): string {
+  // Control characters are escaped so a hostile reply cannot forge extra log lines.
+  // eslint-disable-next-line no-control-regex
+  const visible = text.replace(/[\u0000-\u001f\u007f]/g, (c) => (c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return visible.length > max ? `${visible.slice(0, max)}…` : visible;
+}
+
+export interface ErrorContext {
+  readonly backend?: string;
+  readonly server?: string;
+  readonly loadBalancer?: string;
+  readonly url?: string;
+  readonly status?: number | string;
+  readonly reply?: string;
+}
+
+export abstract class WeighterError extends Error {
+  abstract readonly code: string;
+  readonly context: ErrorContext;
+
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.context = context.reply === undefined ? context : { ...context, reply: snippet(context.reply) };
+  }
+
+  toJSON(): { code: string; message: string; context: ErrorContext } {
+    return { code: this.code, message: this.message, context: this.context };
+  }
+}
+
+/** The configuration file or a manual invoke payload is invalid. */
+export class ConfigError extends WeighterError {
+  readonly code = 'config';
+  readonly issues: readonly string[];
+  constructor(message: string, issues: readonly string[] = [], options?: { cause?: unknown }) {
+    super(issues.length > 0 ? `${message}:\n  - ${issues.join('\n  - ')}` : message, {}, options);
+    this.issues = issues;
+  }
+}
+
+/** Graphite could not be reached, answered with an error, or answered something we cannot trust. */
+export class GraphiteError extends WeighterError {
+  readonly code = 'graphite';
+}
+
+/** A name or value that must never reach the runtime API or a shell. */
+export class UnsafeInputError extends WeighterError {
+  readonly code = 'unsafe-input';
+}
+
+export type HaproxyErrorKind =
+  | 'no-such-backend'
+  | 'no-such-server'
+  | 'permission-denied'
+  | 'static-algorithm'
+  | 'out-of-range'
+  | 'bad-weight-string'
+  | 'unexpected-reply';
+
+/** HAProxy answered a runtime command with an error, or with a reply we cannot parse. */
+export class HaproxyError extends WeighterError {
+  readonly code = 'haproxy';
+  readonly kind: HaproxyErrorKind;
+  constructor(kind: HaproxyErrorKind, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(message, context, options);
+    this.kind = kind;
+  }
+}
+
+/** A load balancer's runtime API could not be reached or did not answer in time. */
+export class RelayError extends WeighterError {
+  readonly code = 'relay';
+}
+
+/** Describes any thrown value in one line, for reports. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return snippet(String(error));
+}

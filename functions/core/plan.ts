@@ -1,0 +1,133 @@
+import type { BackendConfig } from './config.js';
+import { isStaticAlgorithm } from './haproxy-protocol.js';
+import type { Measurement } from './measure.js';
+import type { Action, BackendPlan, ObservedBackend, ObservedServer, WeightingInput } from './types.js';
+import { computeWeights } from './weighting.js';
+
+export interface PlanInput {
+  readonly backend: BackendConfig;
+  readonly loadBalancer: string;
+  readonly observed: ObservedBackend;
+  readonly measurement: Pick<Measurement, 'loads' | 'empty' | 'ambiguous'>;
+  /** Write every eligible weight even when it equals the current one (e.g. after a reload). */
+  readonly force?: boolean;
+}
+
+const MIN_WEIGHT = 1;
+const MAX_WEIGHT = 256;
+
+/** max/mean of the loads; null when undefined (no loads, or all zero). */
+export function imbalanceOf(loads: Iterable<number>): number | null {
+  let max = 0;
+  let sum = 0;
+  let n = 0;
+  for (const load of loads) {
+    max = Math.max(max, load);
+    sum += load;
+    n++;
+  }
+  return n === 0 || sum === 0 ? null : max / (sum / n);
+}
+
+function guardReason(server: ObservedServer): Extract<Action, { kind: 'skip' }>['reason'] | null {
+  // Operator decisions win: MAINT, DRAIN and weight 0 are how humans take a server out.
+  if (server.admin === 'maint') return 'maint';
+  if (server.admin === 'drain') return 'drain';
+  if (server.weight === 0) return 'weight-zero';
+  return null;
+}
+
+const GUARD_DETAIL = {
+  maint: 'in MAINT: operator state is never touched',
+  drain: 'in DRAIN: operator state is never touched',
+  'weight-zero': 'weight 0 set by an operator: never touched',
+} as const;
+
+function clampChange(current: number, target: number, maxChange: number | undefined): number {
+  const limited = maxChange === undefined ? target : Math.min(current + maxChange, Math.max(current - maxChange, target));
+  return Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(limited)));
+}
+
+/**
+ * Decides the weights of one backend on one load balancer, from what that load balancer reports
+ * and what Graphite measured. Pure: the same inputs always give the same plan. Fail static: any
+ * doubt about the backend as a whole (static algorithm, too few servers with data) skips it, and
+ * any doubt about one server keeps that server's weight.
+ */
+export function planBackend(input: PlanInput): BackendPlan {
+  const { backend, loadBalancer, observed, measurement } = input;
+  const base = { backend: backend.name, loadBalancer };
+
+  const guarded: Action[] = [];
+  const eligible: { server: ObservedServer; load: number }[] = [];
+  let withoutData = 0;
+  for (const server of observed.servers) {
+    const load = measurement.loads.get(server.name);
+    const reason = guardReason(server);
+    if (reason !== null) {
+      guarded.push({ kind: 'skip', server: server.name, load: load ?? null, current: server.weight, reason, detail: GUARD_DETAIL[reason] });
+      continue;
+    }
+    if (load === undefined) {
+      withoutData++;
+      const detail = measurement.ambiguous.includes(server.name)
+        ? 'several Graphite series map to this server: keeps its weight'
+        : measurement.empty.includes(server.name)
+          ? 'only null points in the window: keeps its weight'
+          : 'no Graphite series for this server: keeps its weight';
+      guarded.push({ kind: 'skip', server: server.name, load: null, current: server.weight, reason: 'no-data', detail });
+      continue;
+    }
+    eligible.push({ server, load });
+  }
+
+  const observedOnly = (): Action[] =>
+    observed.servers.map((s) => {
+      const done = guarded.find((a) => a.server === s.name);
+      if (done !== undefined) return done;
+      return { kind: 'unchanged', server: s.name, load: measurement.loads.get(s.name) ?? 0, current: s.weight };
+    });
+
+  if (isStaticAlgorithm(observed.algorithm)) {
+    return {
+      ...base,
+      status: 'skipped',
+      reason: 'unsupported-algorithm',
+      message: `backend ${backend.name} on ${loadBalancer} uses '${observed.algorithm}', a static algorithm that only accepts weights 0% and 100%: use leastconn, roundrobin, random, first or consistent hashing`,
+      actions: observedOnly(),
+    };
+  }
+  const candidates = eligible.length + withoutData;
+  if (candidates === 0) {
+    return { ...base, status: 'skipped', reason: 'no-servers', message: `backend ${backend.name} on ${loadBalancer} has no server we may weight`, actions: observedOnly() };
+  }
+  if (eligible.length / candidates < backend.quorum) {
+    return {
+      ...base,
+      status: 'skipped',
+      reason: 'no-quorum',
+      message: `backend ${backend.name} on ${loadBalancer}: only ${eligible.length} of ${candidates} servers have data, quorum is ${Math.round(backend.quorum * 100)}%: no weight changed`,
+      actions: observedOnly(),
+    };
+  }
+
+  const inputs: WeightingInput[] = eligible.map(({ server, load }) => ({ load, weight: server.weight, sessions: server.sessions }));
+  const targets = computeWeights(inputs, backend.weighting);
+  const decided = new Map<string, Action>();
+  eligible.forEach(({ server, load }, i) => {
+    const weight = clampChange(server.weight, targets[i] ?? server.weight, backend.maxChangePerCycle);
+    decided.set(
+      server.name,
+      weight === server.weight && input.force !== true
+        ? { kind: 'unchanged', server: server.name, load, current: server.weight }
+        : { kind: 'set-weight', server: server.name, load, current: server.weight, weight },
+    );
+  });
+  for (const a of guarded) decided.set(a.server, a);
+
+  const actions = observed.servers.flatMap((s) => {
+    const a = decided.get(s.name);
+    return a === undefined ? [] : [a];
+  });
+  return { ...base, status: 'planned', algorithm: observed.algorithm, imbalance: imbalanceOf(eligible.map((e) => e.load)), actions };
+}

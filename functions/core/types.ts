@@ -1,0 +1,126 @@
+/**
+ * Shared data types of the rebalance cycle. The core passes these plain, readonly values between
+ * pure functions; adapters (Graphite, socket relay, SSM relay) produce or consume them.
+ */
+
+/** Operator state that decides whether we may touch a server at all. */
+export type AdminState = 'ready' | 'maint' | 'drain';
+
+/** One server as one load balancer sees it (from `show stat` + `show servers state`). */
+export interface ObservedServer {
+  readonly name: string;
+  /** The raw `status` column, e.g. `UP`, `DOWN`, `MAINT`, `DRAIN`, `no check`, `UP 1/3`. */
+  readonly status: string;
+  readonly admin: AdminState;
+  /** Current user weight (`uweight`, the one `set server ... weight` changes). */
+  readonly weight: number;
+  /** Weight from the configuration file (`srv_iweight`). */
+  readonly initialWeight: number;
+  /** Current sessions (`scur`). */
+  readonly sessions: number;
+}
+
+/** One backend as one load balancer sees it. */
+export interface ObservedBackend {
+  readonly backend: string;
+  /** The backend's balance algorithm from the BACKEND row's `algo` column, e.g. `leastconn`. */
+  readonly algorithm: string;
+  readonly servers: readonly ObservedServer[];
+}
+
+/** Per-server input of a weighting function. */
+export interface WeightingInput {
+  /** Aggregated load from Graphite (finite, >= 0). */
+  readonly load: number;
+  /** Weight currently set in HAProxy (1..256). */
+  readonly weight: number;
+  /** Current sessions on this load balancer, for policies that reason per connection. */
+  readonly sessions: number;
+}
+
+/** Why a server or a backend is left alone. Reports, tables and metrics read these codes. */
+export type ServerSkipReason = 'maint' | 'drain' | 'weight-zero' | 'no-data';
+
+export type Action =
+  | {
+      readonly kind: 'set-weight';
+      readonly server: string;
+      readonly load: number;
+      readonly current: number;
+      readonly weight: number;
+    }
+  | {
+      readonly kind: 'unchanged';
+      readonly server: string;
+      readonly load: number;
+      readonly current: number;
+    }
+  | {
+      readonly kind: 'skip';
+      readonly server: string;
+      readonly load: number | null;
+      readonly current: number;
+      readonly reason: ServerSkipReason;
+      readonly detail: string;
+    };
+
+export type BackendSkipReason =
+  | 'graphite-failed'
+  | 'no-quorum'
+  | 'unsupported-algorithm'
+  | 'observe-failed'
+  | 'backend-not-found'
+  | 'no-servers';
+
+/** The decision for one backend on one load balancer. */
+export type BackendPlan =
+  | {
+      readonly status: 'planned';
+      readonly backend: string;
+      readonly loadBalancer: string;
+      readonly algorithm: string;
+      /** max/mean of the loads of the servers with data; null when it cannot be computed. */
+      readonly imbalance: number | null;
+      readonly actions: readonly Action[];
+    }
+  | {
+      readonly status: 'skipped';
+      readonly backend: string;
+      readonly loadBalancer: string;
+      readonly reason: BackendSkipReason;
+      readonly message: string;
+      /** Servers as observed, when observation worked, so the report can still show them. */
+      readonly actions: readonly Action[];
+    };
+
+/** A runtime API batch for one load balancer. */
+export interface RelayRequest {
+  readonly loadBalancer: string;
+  /** Validated runtime commands, sent in order as one `; `-joined line. */
+  readonly commands: readonly string[];
+}
+
+export type RelayResult =
+  | { readonly loadBalancer: string; readonly ok: true; readonly reply: string }
+  | { readonly loadBalancer: string; readonly ok: false; readonly error: Error };
+
+/**
+ * Reaches the runtime API of each load balancer: a Unix/TCP socket locally, or SSM Run Command in
+ * AWS. One call is one round trip per load balancer; one load balancer failing never fails the
+ * others (its result says why).
+ */
+export interface RuntimeRelay {
+  readonly loadBalancers: readonly string[];
+  run(requests: readonly RelayRequest[]): Promise<readonly RelayResult[]>;
+}
+
+/** One Graphite series after validation: a name and its datapoint values (nulls kept). */
+export interface Series {
+  readonly name: string;
+  readonly values: readonly (number | null)[];
+}
+
+/** Reads load series for a backend. */
+export interface MetricSource {
+  render(target: string, from: string, until?: string): Promise<readonly Series[]>;
+}
