@@ -1,5 +1,5 @@
 import type { BackendConfig, Config } from './config.js';
-import { ConfigError, HaproxyError, describeError } from './errors.js';
+import { ConfigError, HaproxyError, describeError, type HaproxyErrorKind } from './errors.js';
 import { observeCommands, parseObservedBackend, parseSetWeightReply, setWeightCommand, splitReplies } from './haproxy-protocol.js';
 import { measure, type Measurement } from './measure.js';
 import { imbalanceOf, planBackend } from './plan.js';
@@ -32,6 +32,13 @@ export interface ServerFailure {
   readonly server: string;
   readonly weight: number;
   readonly error: string;
+  /** The HAProxy error class when HAProxy answered; absent when the batch itself failed. */
+  readonly kind?: HaproxyErrorKind;
+}
+
+function hashAlgo(plans: Map<string, Map<string, BackendPlan>>, backend: string, lb: string): string {
+  const plan = plans.get(backend)?.get(lb);
+  return plan?.status === 'planned' ? plan.algorithm : 'unknown';
 }
 
 export interface LoadBalancerPlanReport {
@@ -223,7 +230,7 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
         }
         const err = parseSetWeightReply(blocks[i] ?? '', { backend: o.backend, server: o.server, loadBalancer: req.loadBalancer });
         if (err === null) e.applied++;
-        else e.failed.push({ server: o.server, weight: o.weight, error: err.message });
+        else e.failed.push({ server: o.server, weight: o.weight, error: err.message, kind: err.kind });
       });
       let anyFailed = false;
       for (const [backend, e] of perBackend) {
@@ -232,7 +239,12 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
           e.failed.length === 0
             ? { status: 'applied', changed: e.applied }
             : { status: 'failed', applied: e.applied, failed: e.failed, ...(e.error === undefined ? {} : { error: e.error }) };
-        if (res.status === 'failed') {
+        if (res.status === 'failed' && e.failed.every((f) => f.kind === 'static-algorithm')) {
+          anyFailed = true;
+          problems.push(
+            `${req.loadBalancer}: backend ${backend} refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, req.loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`,
+          );
+        } else if (res.status === 'failed') {
           anyFailed = true;
           problems.push(
             `${req.loadBalancer}: backend ${backend}: ${e.failed.length} weight(s) not confirmed${e.error !== undefined ? ` (${e.error})` : `: ${e.failed.map((f) => `${f.server}: ${f.error}`).join('; ')}`}`,

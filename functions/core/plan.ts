@@ -29,19 +29,19 @@ export function imbalanceOf(loads: Iterable<number>): number | null {
   return n === 0 || sum === 0 ? null : max / (sum / n);
 }
 
-function guardReason(server: ObservedServer): Extract<Action, { kind: 'skip' }>['reason'] | null {
+const GUARD_DETAIL = {
+  maint: 'in MAINT: operator state is never touched',
+  drain: 'in DRAIN: operator state is never touched',
+  'weight-zero': 'weight 0 set by an operator: never touched',
+} as const;
+
+function guardReason(server: ObservedServer): keyof typeof GUARD_DETAIL | null {
   // Operator decisions win: MAINT, DRAIN and weight 0 are how humans take a server out.
   if (server.admin === 'maint') return 'maint';
   if (server.admin === 'drain') return 'drain';
   if (server.weight === 0) return 'weight-zero';
   return null;
 }
-
-const GUARD_DETAIL = {
-  maint: 'in MAINT: operator state is never touched',
-  drain: 'in DRAIN: operator state is never touched',
-  'weight-zero': 'weight 0 set by an operator: never touched',
-} as const;
 
 function clampChange(current: number, target: number, maxChange: number | undefined): number {
   const limited = maxChange === undefined ? target : Math.min(current + maxChange, Math.max(current - maxChange, target));
