@@ -36,6 +36,14 @@ export interface ServerFailure {
   readonly kind?: HaproxyErrorKind;
 }
 
+/** One line per load balancer and backend: the failed servers, and each distinct cause once. */
+function describeFailures(lb: string, backend: string, failed: readonly ServerFailure[], batchError: string | undefined): string {
+  const servers = failed.map((f) => f.server).join(', ');
+  if (batchError !== undefined) return `${lb}: backend ${backend}: ${failed.length} weight(s) not confirmed (${servers}): ${batchError}`;
+  const causes = [...new Set(failed.map((f) => f.error.replace(`${backend}/${f.server}`, `${backend}/<server>`)))];
+  return `${lb}: backend ${backend}: ${failed.length} weight(s) refused (${servers}): ${causes.join('; ')}`;
+}
+
 function hashAlgo(plans: Map<string, Map<string, BackendPlan>>, backend: string, lb: string): string {
   const plan = plans.get(backend)?.get(lb);
   return plan?.status === 'planned' ? plan.algorithm : 'unknown';
@@ -246,9 +254,7 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
           );
         } else if (res.status === 'failed') {
           anyFailed = true;
-          problems.push(
-            `${req.loadBalancer}: backend ${backend}: ${e.failed.length} weight(s) not confirmed${e.error !== undefined ? ` (${e.error})` : `: ${e.failed.map((f) => `${f.server}: ${f.error}`).join('; ')}`}`,
-          );
+          problems.push(describeFailures(req.loadBalancer, backend, e.failed, e.error));
         }
         const map = applyResults.get(backend) ?? new Map<string, ApplyResult>();
         map.set(req.loadBalancer, res);

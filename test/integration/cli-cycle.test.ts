@@ -1,0 +1,215 @@
+/**
+ * The rebalance cycle end to end through the real CLI, against real HAProxy processes (one per
+ * emulated load balancer) and the real Graphite of the test run. Every assertion about weights
+ * reads them back from HAProxy itself with `get weight`.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import type { CycleReport } from '../../functions/core/cycle.js';
+import { uniquePrefix, writeAndWait, type GraphiteClient } from '../harness/graphite.js';
+import { startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
+import { sharedGraphite } from '../harness/shared-graphite.js';
+
+const CLI = ['--import', 'tsx', 'functions/cli/bin.ts'];
+
+interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function runCli(args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function reportOf(run: CliRun): CycleReport {
+  const parsed: unknown = JSON.parse(run.stdout);
+  return parsed as CycleReport;
+}
+
+let graphite: GraphiteClient;
+const dirs: string[] = [];
+const started: HaproxyHandle[] = [];
+
+beforeAll(async () => {
+  graphite = await sharedGraphite();
+});
+afterEach(async () => {
+  await stopAll(started.splice(0));
+});
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function writeConfig(config: unknown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'hw-cli-'));
+  dirs.push(dir);
+  const path = join(dir, 'config.yaml');
+  writeFileSync(path, stringify(config));
+  return path;
+}
+
+function configFor(prefix: string, lbs: readonly { name: string; endpoint: string }[], backends: readonly Record<string, unknown>[], graphiteUrl = graphite.url) {
+  return {
+    graphite: { url: graphiteUrl, timeoutMs: 3000, retries: 1 },
+    relay: { type: 'socket', loadBalancers: lbs, connectTimeoutMs: 1000, readTimeoutMs: 3000 },
+    backends: backends.map((b) => ({
+      target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+      from: '-2min',
+      aggregation: 'average',
+      weighting: { function: 'limited-proportions', limitingFactor: 4, aggressiveness: 1 },
+      ...b,
+    })),
+  };
+}
+
+/** Writes a few 10 s points per server so that the `average` over the window is `load`. */
+async function feed(prefix: string, loads: Record<string, number>): Promise<void> {
+  const now = Math.floor(Date.now() / 1000);
+  const points = Object.entries(loads).flatMap(([server, value]) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${server}.load`, value, timestamp: now - ago })));
+  await writeAndWait(graphite, points, `${prefix}.*.load`);
+}
+
+const ingest = (servers: BackendSpec['servers'], name = 'be_ingest', balance: BackendSpec['balance'] = 'leastconn'): BackendSpec => ({ name, balance, servers });
+const lbsOf = (handles: readonly HaproxyHandle[]) => handles.map((h, i) => ({ name: `lb${i + 1}`, endpoint: h.adminSocket }));
+
+describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
+  it('gives the loaded server a lower weight than the others on every load balancer', async () => {
+    const prefix = uniquePrefix('loaded');
+    const fleet = await startHaproxyFleet(3, { backends: [ingest([{ name: 's1' }, { name: 's2' }, { name: 's3' }, { name: 's4' }])] });
+    started.push(...fleet);
+    await feed(prefix, { s1: 5000, s2: 1000, s3: 1000, s4: 1000 });
+    const run = await runCli(['apply', '--json', '--config', writeConfig(configFor(prefix, lbsOf(fleet), [{ name: 'be_ingest' }]))]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(reportOf(run).outcome).toBe('ok');
+    for (const lb of fleet) {
+      const s1 = (await lb.getWeight('be_ingest', 's1')).current;
+      for (const other of ['s2', 's3', 's4']) expect(s1).toBeLessThan((await lb.getWeight('be_ingest', other)).current);
+      expect((await lb.getWeight('be_ingest', 's2')).current).toBe(256);
+    }
+  });
+
+  it('leaves MAINT, DRAIN and weight-0 servers untouched and keeps the weight of a server without metrics', async () => {
+    const prefix = uniquePrefix('guards');
+    const lb = await startHaproxy({
+      backends: [
+        ingest([
+          { name: 'busy' },
+          { name: 'idle' },
+          { name: 'idle2' },
+          { name: 'maint', state: 'maint', weight: 50 },
+          { name: 'drain', state: 'drain', weight: 60 },
+          { name: 'zero', weight: 0 },
+          { name: 'nodata', weight: 70 },
+        ]),
+      ],
+    });
+    started.push(lb);
+    await feed(prefix, { busy: 900, idle: 100, idle2: 100, maint: 1, drain: 1, zero: 1 });
+    const run = await runCli(['apply', '--json', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_ingest' }]))]);
+    expect(run.code).toBe(0);
+    expect((await lb.getWeight('be_ingest', 'maint')).current).toBe(50);
+    expect((await lb.getWeight('be_ingest', 'drain')).current).toBe(60);
+    expect((await lb.getWeight('be_ingest', 'zero')).current).toBe(0);
+    expect((await lb.getWeight('be_ingest', 'nodata')).current).toBe(70);
+    expect((await lb.getWeight('be_ingest', 'busy')).current).toBeLessThan((await lb.getWeight('be_ingest', 'idle')).current);
+    const plan = reportOf(run).backends[0]?.loadBalancers[0]?.plan;
+    const reasons = Object.fromEntries((plan?.actions ?? []).filter((a) => a.kind === 'skip').map((a) => [a.server, a.kind === 'skip' ? a.reason : '']));
+    expect(reasons).toEqual({ maint: 'maint', drain: 'drain', zero: 'weight-zero', nodata: 'no-data' });
+  });
+
+  it('writes nothing with plan, and shows what it would do in a table', async () => {
+    const prefix = uniquePrefix('plan');
+    const lb = await startHaproxy({ backends: [ingest([{ name: 's1' }, { name: 's2' }])] });
+    started.push(lb);
+    await feed(prefix, { s1: 3000, s2: 1000 });
+    const run = await runCli(['plan', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_ingest' }]))]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/s1\s+3000\s+100\s+\d+\s+set-weight/);
+    expect(run.stdout).toContain('plan only, nothing written');
+    expect((await lb.getWeight('be_ingest', 's1')).current).toBe(100);
+    expect((await lb.getWeight('be_ingest', 's2')).current).toBe(100);
+  });
+
+  it('writes nothing, exits 1 and names Graphite and its URL when Graphite is down', async () => {
+    const prefix = uniquePrefix('down');
+    const lb = await startHaproxy({ backends: [ingest([{ name: 's1' }, { name: 's2' }])] });
+    started.push(lb);
+    const deadUrl = 'http://127.0.0.1:9';
+    const run = await runCli(['apply', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_ingest' }], deadUrl))]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain('Graphite');
+    expect(run.stdout).toContain('127.0.0.1:9');
+    expect((await lb.getWeight('be_ingest', 's1')).current).toBe(100);
+  });
+
+  it('updates the other load balancers, exits 3 and names the one whose socket is missing', async () => {
+    const prefix = uniquePrefix('missing');
+    const fleet = await startHaproxyFleet(2, { backends: [ingest([{ name: 's1' }, { name: 's2' }])] });
+    started.push(...fleet);
+    await feed(prefix, { s1: 4000, s2: 1000 });
+    const lbs = [...lbsOf(fleet), { name: 'lb-gone', endpoint: join(tmpdir(), `no-such-${process.pid}.sock`) }];
+    const run = await runCli(['apply', '--json', '--config', writeConfig(configFor(prefix, lbs, [{ name: 'be_ingest' }]))]);
+    expect(run.code).toBe(3);
+    const report = reportOf(run);
+    expect(report.outcome).toBe('partial');
+    expect(report.failedLoadBalancers).toEqual(['lb-gone']);
+    expect(report.problems.join('\n')).toMatch(/lb-gone.*(ENOENT|cannot connect)/);
+    for (const lb of fleet) expect((await lb.getWeight('be_ingest', 's1')).current).toBeLessThan(100);
+  });
+
+  it('reports a static-rr backend as unsupported and changes nothing', async () => {
+    const prefix = uniquePrefix('static');
+    const lb = await startHaproxy({ backends: [ingest([{ name: 's1' }, { name: 's2' }], 'be_static', 'static-rr')] });
+    started.push(lb);
+    await feed(prefix, { s1: 4000, s2: 1000 });
+    const run = await runCli(['apply', '--json', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_static' }]))]);
+    expect(run.code).toBe(1);
+    const plan = reportOf(run).backends[0]?.loadBalancers[0]?.plan;
+    expect(plan).toMatchObject({ status: 'skipped', reason: 'unsupported-algorithm' });
+    expect(reportOf(run).problems.join('\n')).toContain('static-rr');
+    expect((await lb.getWeight('be_static', 's1')).current).toBe(100);
+  });
+
+  it('gives a clear permission error for a socket at level operator', async () => {
+    const prefix = uniquePrefix('operator');
+    const lb = await startHaproxy({ backends: [ingest([{ name: 's1' }, { name: 's2' }])] });
+    started.push(lb);
+    await feed(prefix, { s1: 4000, s2: 1000 });
+    const run = await runCli(['apply', '--config', writeConfig(configFor(prefix, [{ name: 'lb-op', endpoint: lb.operatorSocket }], [{ name: 'be_ingest' }]))]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/lb-op.*[Pp]ermission denied.*level admin/s);
+    expect((await lb.getWeight('be_ingest', 's1')).current).toBe(100);
+  });
+
+  it('reaches a runtime API exposed over TCP', async () => {
+    const prefix = uniquePrefix('tcp');
+    const lb = await startHaproxy({ backends: [ingest([{ name: 's1' }, { name: 's2' }])], tcpRuntime: true });
+    started.push(lb);
+    await feed(prefix, { s1: 4000, s2: 1000 });
+    const endpoint = lb.tcpEndpoint;
+    if (endpoint === undefined) throw new Error('no tcp endpoint');
+    const run = await runCli(['apply', '--json', '--config', writeConfig(configFor(prefix, [{ name: 'lb-tcp', endpoint }], [{ name: 'be_ingest' }]))]);
+    expect(run.code).toBe(0);
+    expect((await lb.getWeight('be_ingest', 's1')).current).toBeLessThan((await lb.getWeight('be_ingest', 's2')).current);
+  });
+
+  it('exits 2 and names the key for an invalid config', async () => {
+    const run = await runCli(['apply', '--config', writeConfig({ graphite: { url: 'http://x' }, relay: { type: 'socket', loadBalancers: [] }, backends: [] })]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('relay.loadBalancers');
+  });
+});
