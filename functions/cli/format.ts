@@ -33,14 +33,24 @@ export function formatReport(report: CycleReport): string {
     const graphite = b.graphite.ok ? '' : `  Graphite FAILED: ${b.graphite.error}`;
     out.push(`backend ${b.backend}${b.imbalance === null ? '' : `  imbalance ${b.imbalance.toFixed(2)} (max/mean load)`}${graphite}`);
     if (b.graphite.ok && b.graphite.unmapped.length > 0) out.push(`  series not mapped to a server: ${b.graphite.unmapped.join(', ')}`);
+    // Load balancers that agree on everything share one table: 3 identical tables hide the one that differs.
+    const groups = new Map<string, { names: string[]; lb: (typeof b.loadBalancers)[number] }>();
     for (const lb of b.loadBalancers) {
+      const { loadBalancer: _name, ...rest } = lb;
+      const key = JSON.stringify({ ...rest, plan: { ...rest.plan, loadBalancer: '', message: rest.plan.status === 'skipped' ? rest.plan.message.replaceAll(lb.loadBalancer, '<lb>') : '' } });
+      const group = groups.get(key);
+      if (group === undefined) groups.set(key, { names: [lb.loadBalancer], lb });
+      else group.names.push(lb.loadBalancer);
+    }
+    for (const { names, lb } of groups.values()) {
       const plan = lb.plan;
       const failed = new Map<string, string>();
       if (lb.apply?.status === 'failed') for (const f of lb.apply.failed) failed.set(f.server, f.error);
+      const each = names.length > 1 ? ' each' : '';
       const head =
         plan.status === 'planned'
-          ? `  on ${lb.loadBalancer} (${plan.algorithm})${lb.apply?.status === 'applied' ? `: ${lb.apply.changed} weight(s) written` : ''}`
-          : `  on ${lb.loadBalancer}: SKIPPED (${plan.reason}): ${plan.message}`;
+          ? `  on ${names.join(', ')} (${plan.algorithm})${lb.apply?.status === 'applied' ? `: ${lb.apply.changed} weight(s) written${each}` : ''}`
+          : `  on ${names.join(', ')}: SKIPPED (${plan.reason}): ${plan.message}`;
       out.push(head);
       if (plan.actions.length > 0) {
         const rows: string[][] = [['    server', 'load', 'weight', 'new', 'action']];

@@ -212,4 +212,50 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('relay.loadBalancers');
   });
+
+  it('run repeats cycles and, on SIGTERM, finishes the cycle in flight and exits 0', async () => {
+    const prefix = uniquePrefix('run');
+    const lb = await startHaproxy({ backends: [ingest([{ name: 's1' }, { name: 's2' }])] });
+    started.push(lb);
+    await feed(prefix, { s1: 4000, s2: 1000 });
+    const child = spawn(process.execPath, [...CLI, 'run', '--json', '--interval', '0.2', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_ingest' }]))], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        if (stdout.split('\n').filter((l) => l !== '').length >= 3) resolve();
+      });
+    });
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const reports = stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as CycleReport);
+    expect(reports.length).toBeGreaterThanOrEqual(3);
+    // Every cycle printed is a whole report: the first writes, the following ones find nothing to change.
+    expect(reports[0]?.serversChanged).toBe(2);
+    for (const r of reports.slice(1)) expect(r).toMatchObject({ outcome: 'ok', serversChanged: 0 });
+  });
+
+  it('documents commands, options and exit codes in --help, through the package bin', async () => {
+    const result = await new Promise<CliRun>((resolve, reject) => {
+      const child = spawn(process.execPath, ['dist/cli.mjs', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr: '' }));
+    });
+    expect(result.code).toBe(0);
+    for (const word of ['plan', 'apply', 'run', '--config', '--json', '--force', 'Exit codes', '3  partial']) expect(result.stdout).toContain(word);
+  });
+
+  it('exits 2 for an unknown command or a missing --config', async () => {
+    const unknown = await runCli(['rebalance']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('"rebalance"');
+    const missing = await runCli(['apply']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('--config');
+  });
 });

@@ -1,0 +1,118 @@
+/**
+ * The cycle's bookkeeping with in-process fakes of its two adapters (the real adapters are tested
+ * against real HAProxy and Graphite in test/integration). The observe replies are the ones recorded
+ * from the real HAProxy in test/fixtures/haproxy.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../functions/core/config.js';
+import { exitCodeFor, runCycle } from '../../functions/core/cycle.js';
+import { RelayError } from '../../functions/core/errors.js';
+import type { MetricSource, RelayRequest, RelayResult, RuntimeRelay } from '../../functions/core/types.js';
+
+const OBSERVE_RR = readFileSync('test/fixtures/haproxy/observe-roundrobin.reply.txt', 'utf8');
+
+const config = parseConfig({
+  graphite: { url: 'http://graphite.test' },
+  relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/x/1.sock' }, { name: 'lb2', endpoint: '/x/2.sock' }] },
+  backends: [{ name: 'rr', target: 'rr.*', weighting: { function: 'limited-proportions' } }],
+});
+
+const metrics = (loads: Record<string, number>): MetricSource => ({
+  render: async () => Object.entries(loads).map(([name, v]) => ({ name, values: [v] })),
+});
+
+/** A relay whose write replies are chosen per load balancer. */
+function fakeRelay(writeReply: (lb: string, req: RelayRequest) => RelayResult): RuntimeRelay & { writes: RelayRequest[] } {
+  const writes: RelayRequest[] = [];
+  return {
+    loadBalancers: ['lb1', 'lb2'],
+    writes,
+    run: async (requests) =>
+      requests.map((req) => {
+        if (req.commands[0]?.startsWith('show stat')) return { loadBalancer: req.loadBalancer, ok: true, reply: OBSERVE_RR };
+        writes.push(req);
+        return writeReply(req.loadBalancer, req);
+      }),
+  };
+}
+
+const success = (lb: string, req: RelayRequest): RelayResult => ({ loadBalancer: lb, ok: true, reply: '\n'.repeat(req.commands.length) });
+const clock = (): (() => number) => {
+  let t = 1_700_000_000_000;
+  return () => (t += 5);
+};
+
+describe('runCycle', () => {
+  it('plans from the recorded HAProxy state and writes one batch per load balancer', async () => {
+    const relay = fakeRelay(success);
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
+    expect(report.outcome).toBe('ok');
+    expect(relay.writes.map((w) => w.loadBalancer)).toEqual(['lb1', 'lb2']);
+    expect(relay.writes[0]?.commands).toEqual(['set server rr/rr-a weight 85', 'set server rr/rr-b weight 256']);
+    expect(report.serversChanged).toBe(4);
+    expect(report.durationMs).toBe(5);
+    expect(exitCodeFor(report)).toBe(0);
+  });
+
+  it('writes nothing in plan mode', async () => {
+    const relay = fakeRelay(success);
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'plan' });
+    expect(relay.writes).toEqual([]);
+    expect(report.loadBalancers.map((l) => l.apply)).toEqual(['not-run', 'not-run']);
+  });
+
+  it('says a batch may be partly applied when the reply is cut short, and marks the cycle partial', async () => {
+    const relay = fakeRelay((lb, req) => (lb === 'lb2' ? { loadBalancer: lb, ok: true, reply: '\n' } : success(lb, req)));
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
+    expect(report.outcome).toBe('partial');
+    expect(report.failedLoadBalancers).toEqual(['lb2']);
+    expect(report.problems.join('\n')).toMatch(/lb2: backend rr: 2 weight\(s\) not confirmed \(rr-a, rr-b\).*partly applied/);
+    expect(exitCodeFor(report)).toBe(3);
+  });
+
+  it('reports every weight refused by a map-based hashing backend as a static algorithm', async () => {
+    const refusal = "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n\n";
+    const relay = fakeRelay((lb, req) => ({ loadBalancer: lb, ok: true, reply: refusal.repeat(req.commands.length) }));
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
+    expect(report.outcome).toBe('failed');
+    expect(report.problems[0]).toMatch(/refused every weight: it uses a static algorithm/);
+  });
+
+  it('keeps going when one load balancer cannot be reached', async () => {
+    const relay: RuntimeRelay = {
+      loadBalancers: ['lb1', 'lb2'],
+      run: async (requests) =>
+        requests.map((r) =>
+          r.loadBalancer === 'lb1'
+            ? { loadBalancer: 'lb1', ok: false, error: new RelayError('lb1 (/x/1.sock): cannot connect: ENOENT', { loadBalancer: 'lb1' }) }
+            : r.commands[0]?.startsWith('show')
+              ? { loadBalancer: 'lb2', ok: true, reply: OBSERVE_RR }
+              : { loadBalancer: 'lb2', ok: true, reply: '\n'.repeat(r.commands.length) },
+        ),
+    };
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
+    expect(report.outcome).toBe('partial');
+    expect(report.loadBalancers).toEqual([
+      { name: 'lb1', observe: 'failed', apply: 'not-needed', error: 'lb1 (/x/1.sock): cannot connect: ENOENT' },
+      { name: 'lb2', observe: 'ok', apply: 'ok' },
+    ]);
+  });
+
+  it('rejects an unknown backend name in the request', async () => {
+    await expect(runCycle({ config, metrics: metrics({}), relay: fakeRelay(success), now: clock() }, { mode: 'plan', backends: ['nope'] })).rejects.toThrow(/"nope"/);
+  });
+
+  it('skips the backend on every load balancer when Graphite fails', async () => {
+    const failing: MetricSource = {
+      render: async () => {
+        throw new Error('Graphite at http://graphite.test/render failed');
+      },
+    };
+    const relay = fakeRelay(success);
+    const report = await runCycle({ config, metrics: failing, relay, now: clock() }, { mode: 'apply' });
+    expect(relay.writes).toEqual([]);
+    expect(report.outcome).toBe('failed');
+    expect(report.backends[0]?.loadBalancers.map((l) => l.plan.status === 'skipped' && l.plan.reason)).toEqual(['graphite-failed', 'graphite-failed']);
+  });
+});
