@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createGraphiteSource } from '../adapters/graphite.js';
+import { acquireRunLock } from '../adapters/run-lock.js';
 import { createSocketRelay } from '../adapters/socket-relay.js';
 import { parseConfigText, type Config } from '../core/config.js';
 import { exitCodeFor, runCycle, type CycleReport } from '../core/cycle.js';
@@ -132,10 +133,23 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   }
   const cycleOptions = { mode: cli.command === 'plan' ? ('plan' as const) : ('apply' as const), backends: cli.backends, force: cli.force };
 
+  const endpoints = config.relay.loadBalancers.map((lb) => lb.endpoint);
   const once = async (): Promise<number> => {
-    const report = await runCycle(deps, cycleOptions);
-    emit(io, report, cli.json);
-    return exitCodeFor(report);
+    // Writers take a lock per runtime endpoint so two runs never interleave their batches.
+    let lock;
+    try {
+      lock = cycleOptions.mode === 'apply' ? await acquireRunLock(endpoints) : undefined;
+    } catch (error) {
+      io.stderr(`haproxy-weighter: nothing written: ${describeError(error)}`);
+      return 1;
+    }
+    try {
+      const report = await runCycle(deps, cycleOptions);
+      emit(io, report, cli.json);
+      return exitCodeFor(report);
+    } finally {
+      await lock?.release();
+    }
   };
 
   try {

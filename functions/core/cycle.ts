@@ -3,7 +3,7 @@ import { ConfigError, HaproxyError, describeError, type HaproxyErrorKind } from 
 import { observeCommands, parseObservedBackend, parseSetWeightReply, setWeightCommand, splitReplies } from './haproxy-protocol.js';
 import { measure, type Measurement } from './measure.js';
 import { imbalanceOf, planBackend } from './plan.js';
-import type { BackendPlan, MetricSource, ObservedBackend, RelayRequest, RuntimeRelay } from './types.js';
+import type { BackendPlan, MetricSource, ObservedBackend, RelayRequest, RelayResult, RuntimeRelay } from './types.js';
 
 export interface CycleDeps {
   readonly config: Config;
@@ -37,14 +37,17 @@ export interface ServerFailure {
 }
 
 /** One line per load balancer and backend: the failed servers, and each distinct cause once. */
-function describeFailures(lb: string, backend: string, failed: readonly ServerFailure[], batchError: string | undefined): string {
+function describeFailures(lb: string, backend: string, failed: readonly ServerFailure[], batchError: string | undefined, readBack = false): string {
   const servers = failed.map((f) => f.server).join(', ');
-  if (batchError !== undefined) return `${lb}: backend ${backend}: ${failed.length} weight(s) not confirmed (${servers}): ${batchError}`;
+  if (batchError !== undefined) {
+    const held = readBack ? `; read back: ${failed.map((f) => `${f.server}=${/holds weight (\S+)/.exec(f.error)?.[1] ?? '?'}`).join(', ')}` : '; weights could not be read back';
+    return `${lb}: backend ${backend}: ${failed.length} weight(s) not confirmed (${servers}): ${batchError}${held}`;
+  }
   const causes = [...new Set(failed.map((f) => f.error.replace(`${backend}/${f.server}`, `${backend}/<server>`)))];
   return `${lb}: backend ${backend}: ${failed.length} weight(s) refused (${servers}): ${causes.join('; ')}`;
 }
 
-function hashAlgo(plans: Map<string, Map<string, BackendPlan>>, backend: string, lb: string): string {
+function hashAlgo(plans: ReadonlyMap<string, ReadonlyMap<string, BackendPlan>>, backend: string, lb: string): string {
   const plan = plans.get(backend)?.get(lb);
   return plan?.status === 'planned' ? plan.algorithm : 'unknown';
 }
@@ -156,6 +159,142 @@ function skippedPlan(backend: string, loadBalancer: string, reason: Extract<Back
   return { status: 'skipped', backend, loadBalancer, reason, message, actions: [] };
 }
 
+interface Owner {
+  readonly backend: string;
+  readonly server: string;
+  readonly weight: number;
+}
+
+interface ActResult {
+  readonly applyResults: Map<string, Map<string, ApplyResult>>;
+  readonly lbApply: Map<string, LoadBalancerReport['apply']>;
+  readonly lbErrors: Map<string, string>;
+  readonly serversChanged: number;
+  readonly problems: string[];
+}
+
+function emptyActResult(): ActResult {
+  return { applyResults: new Map(), lbApply: new Map(), lbErrors: new Map(), serversChanged: 0, problems: [] };
+}
+
+interface BackendTally {
+  applied: number;
+  failed: ServerFailure[];
+  error?: string;
+}
+
+/** Reads the failed batch's reply per command: which weights HAProxy took and which it refused. */
+function tally(req: { loadBalancer: string; commands: readonly string[]; owners: readonly Owner[] }, result: RelayResult | undefined): { perBackend: Map<string, BackendTally>; batchError?: string } {
+  const perBackend = new Map<string, BackendTally>();
+  let blocks: string[] | null = null;
+  let batchError: string | undefined;
+  if (result === undefined || !result.ok) {
+    batchError = result === undefined ? 'no result from relay' : describeError(result.error);
+  } else {
+    try {
+      blocks = splitReplies(req.commands, result.reply);
+    } catch (error) {
+      batchError = `${describeError(error)}; the batch may have been partly applied`;
+    }
+  }
+  req.owners.forEach((o, i) => {
+    const e = perBackend.get(o.backend) ?? { applied: 0, failed: [] };
+    perBackend.set(o.backend, e);
+    if (blocks === null) {
+      e.failed.push({ server: o.server, weight: o.weight, error: batchError ?? 'unknown' });
+      e.error = batchError;
+      return;
+    }
+    const err = parseSetWeightReply(blocks[i] ?? '', { backend: o.backend, server: o.server, loadBalancer: req.loadBalancer });
+    if (err === null) e.applied++;
+    else e.failed.push({ server: o.server, weight: o.weight, error: err.message, kind: err.kind });
+  });
+  return batchError === undefined ? { perBackend } : { perBackend, batchError };
+}
+
+/**
+ * After a batch whose outcome is unknown (connection lost, reply cut short), reads the weights back
+ * so the report can say exactly what each load balancer holds instead of guessing.
+ */
+async function readBack(relay: RuntimeRelay, unknown: ReadonlyMap<string, readonly string[]>): Promise<Map<string, Map<string, ObservedBackend>>> {
+  const requests: RelayRequest[] = [...unknown].map(([loadBalancer, backends]) => ({ loadBalancer, commands: backends.flatMap((b) => observeCommands(b)) }));
+  const out = new Map<string, Map<string, ObservedBackend>>();
+  if (requests.length === 0) return out;
+  const results = await relay.run(requests);
+  for (const result of results) {
+    const backends = unknown.get(result.loadBalancer);
+    const req = requests.find((r) => r.loadBalancer === result.loadBalancer);
+    if (!result.ok || backends === undefined || req === undefined) continue;
+    try {
+      const blocks = splitReplies(req.commands, result.reply);
+      const perBackend = new Map<string, ObservedBackend>();
+      backends.forEach((b, i) => perBackend.set(b, parseObservedBackend(b, blocks[2 * i] ?? '', blocks[2 * i + 1] ?? '', { loadBalancer: result.loadBalancer })));
+      out.set(result.loadBalancer, perBackend);
+    } catch {
+      // The read-back is best effort: without it the report keeps saying "not confirmed".
+    }
+  }
+  return out;
+}
+
+async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plans: ReadonlyMap<string, ReadonlyMap<string, BackendPlan>>): Promise<ActResult> {
+  const result = emptyActResult();
+  const requests: { loadBalancer: string; commands: string[]; owners: Owner[] }[] = [];
+  for (const lb of relay.loadBalancers) {
+    const owners: Owner[] = [];
+    for (const b of backends) {
+      const plan = plans.get(b.name)?.get(lb);
+      if (plan?.status !== 'planned') continue;
+      for (const a of plan.actions) if (a.kind === 'set-weight') owners.push({ backend: b.name, server: a.server, weight: a.weight });
+    }
+    if (owners.length === 0) result.lbApply.set(lb, 'not-needed');
+    else requests.push({ loadBalancer: lb, commands: owners.map((o) => setWeightCommand(o.backend, o.server, o.weight)), owners });
+  }
+  const replies = requests.length === 0 ? [] : await relay.run(requests);
+  const tallies = requests.map((req) => ({ req, ...tally(req, replies.find((r) => r.loadBalancer === req.loadBalancer)) }));
+
+  const unknown = new Map<string, string[]>();
+  for (const t of tallies) if (t.batchError !== undefined) unknown.set(t.req.loadBalancer, [...t.perBackend.keys()]);
+  const actual = await readBack(relay, unknown);
+
+  let serversChanged = 0;
+  for (const { req, perBackend, batchError } of tallies) {
+    let anyFailed = false;
+    for (const [backend, e] of perBackend) {
+      const seen = actual.get(req.loadBalancer)?.get(backend);
+      if (seen !== undefined) {
+        // Weights read back after an unknown outcome: count what landed, keep the rest as failures.
+        const now = new Map(seen.servers.map((s) => [s.name, s.weight]));
+        const landed = e.failed.filter((f) => now.get(f.server) === f.weight);
+        e.applied += landed.length;
+        e.failed = e.failed
+          .filter((f) => now.get(f.server) !== f.weight)
+          .map((f) => ({ ...f, error: `${f.error}; HAProxy now holds weight ${now.get(f.server) ?? 'unknown (server gone)'}` }));
+        if (e.failed.length === 0) delete e.error;
+      }
+      serversChanged += e.applied;
+      const res: ApplyResult =
+        e.failed.length === 0
+          ? { status: 'applied', changed: e.applied }
+          : { status: 'failed', applied: e.applied, failed: e.failed, ...(e.error === undefined ? {} : { error: e.error }) };
+      if (res.status === 'failed') {
+        anyFailed = true;
+        result.problems.push(
+          e.failed.every((f) => f.kind === 'static-algorithm')
+            ? `${req.loadBalancer}: backend ${backend} refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, req.loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`
+            : describeFailures(req.loadBalancer, backend, e.failed, e.error, seen !== undefined),
+        );
+      }
+      const map = result.applyResults.get(backend) ?? new Map<string, ApplyResult>();
+      map.set(req.loadBalancer, res);
+      result.applyResults.set(backend, map);
+    }
+    result.lbApply.set(req.loadBalancer, anyFailed ? 'failed' : 'ok');
+    if (batchError !== undefined) result.lbErrors.set(req.loadBalancer, batchError);
+  }
+  return { ...result, serversChanged };
+}
+
 /**
  * One rebalance cycle: observe every load balancer, measure every backend, decide per load
  * balancer, write one batch per load balancer, parse every reply, report. Never throws for a
@@ -193,77 +332,10 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
   }
 
   // Step 4: act, one batch per load balancer holding every backend's changes.
-  const applyResults = new Map<string, Map<string, ApplyResult>>();
-  const lbApply = new Map<string, LoadBalancerReport['apply']>();
-  const lbErrors = new Map<string, string>();
-  let serversChanged = 0;
-  if (options.mode === 'apply') {
-    const requests: { loadBalancer: string; commands: string[]; owners: { backend: string; server: string; weight: number }[] }[] = [];
-    for (const lb of deps.relay.loadBalancers) {
-      const owners: { backend: string; server: string; weight: number }[] = [];
-      for (const b of backends) {
-        const plan = plans.get(b.name)?.get(lb);
-        if (plan?.status !== 'planned') continue;
-        for (const a of plan.actions) if (a.kind === 'set-weight') owners.push({ backend: b.name, server: a.server, weight: a.weight });
-      }
-      if (owners.length === 0) lbApply.set(lb, 'not-needed');
-      else requests.push({ loadBalancer: lb, commands: owners.map((o) => setWeightCommand(o.backend, o.server, o.weight)), owners });
-    }
-    const results = requests.length === 0 ? [] : await deps.relay.run(requests);
-    for (const req of requests) {
-      const result = results.find((r) => r.loadBalancer === req.loadBalancer);
-      const perBackend = new Map<string, { applied: number; failed: ServerFailure[]; error?: string }>();
-      const entry = (backend: string): { applied: number; failed: ServerFailure[]; error?: string } => {
-        const e = perBackend.get(backend) ?? { applied: 0, failed: [] };
-        perBackend.set(backend, e);
-        return e;
-      };
-      let blocks: string[] | null = null;
-      let batchError: string | undefined;
-      if (result === undefined || !result.ok) {
-        batchError = result === undefined ? 'no result from relay' : describeError(result.error);
-      } else {
-        try {
-          blocks = splitReplies(req.commands, result.reply);
-        } catch (error) {
-          batchError = `${describeError(error)}; the batch may have been partly applied`;
-        }
-      }
-      req.owners.forEach((o, i) => {
-        const e = entry(o.backend);
-        if (blocks === null) {
-          e.failed.push({ server: o.server, weight: o.weight, error: batchError ?? 'unknown' });
-          e.error = batchError;
-          return;
-        }
-        const err = parseSetWeightReply(blocks[i] ?? '', { backend: o.backend, server: o.server, loadBalancer: req.loadBalancer });
-        if (err === null) e.applied++;
-        else e.failed.push({ server: o.server, weight: o.weight, error: err.message, kind: err.kind });
-      });
-      let anyFailed = false;
-      for (const [backend, e] of perBackend) {
-        serversChanged += e.applied;
-        const res: ApplyResult =
-          e.failed.length === 0
-            ? { status: 'applied', changed: e.applied }
-            : { status: 'failed', applied: e.applied, failed: e.failed, ...(e.error === undefined ? {} : { error: e.error }) };
-        if (res.status === 'failed' && e.failed.every((f) => f.kind === 'static-algorithm')) {
-          anyFailed = true;
-          problems.push(
-            `${req.loadBalancer}: backend ${backend} refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, req.loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`,
-          );
-        } else if (res.status === 'failed') {
-          anyFailed = true;
-          problems.push(describeFailures(req.loadBalancer, backend, e.failed, e.error));
-        }
-        const map = applyResults.get(backend) ?? new Map<string, ApplyResult>();
-        map.set(req.loadBalancer, res);
-        applyResults.set(backend, map);
-      }
-      lbApply.set(req.loadBalancer, anyFailed ? 'failed' : 'ok');
-      if (batchError !== undefined) lbErrors.set(req.loadBalancer, batchError);
-    }
-  }
+  const acted = options.mode === 'apply' ? await act(deps.relay, backends, plans) : emptyActResult();
+  const { applyResults, lbApply, lbErrors } = acted;
+  const serversChanged = acted.serversChanged;
+  problems.push(...acted.problems);
 
   // Step 5: report.
   const backendReports: BackendReport[] = backends.map((b) => {

@@ -68,6 +68,8 @@ describe('runCycle', () => {
     expect(report.outcome).toBe('partial');
     expect(report.failedLoadBalancers).toEqual(['lb2']);
     expect(report.problems.join('\n')).toMatch(/lb2: backend rr: 2 weight\(s\) not confirmed \(rr-a, rr-b\).*partly applied/);
+    // The weights were read back from the load balancer: the report says what it holds now.
+    expect(report.problems.join('\n')).toContain('read back: rr-a=1, rr-b=5');
     expect(exitCodeFor(report)).toBe(3);
   });
 
