@@ -7,10 +7,15 @@ import { ConfigError, snippet } from './errors.js';
  * Unknown keys are rejected everywhere so that a typo (`agressiveness`) is an error, not a default.
  */
 
-/** Names that reach the runtime API: HAProxy backend and server names we accept. */
-export const SAFE_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+/**
+ * Names that reach the runtime API: HAProxy backend and server names we accept. A leading `-`
+ * is refused because `show stat -1 ...` would address every proxy.
+ */
+export const SAFE_NAME = /^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}$/;
+// The wording stays short: a leading '-' is the one rule it does not spell out.
+export const SAFE_NAME_RULE = 'must be 1-64 characters of A-Z a-z 0-9 _ . : -';
 
-const safeName = z.string().regex(SAFE_NAME, 'must be 1-64 characters of A-Z a-z 0-9 _ . : -');
+const safeName = z.string().regex(SAFE_NAME, SAFE_NAME_RULE);
 
 /** Graphite `from`/`until` values: relative (`-5min`) or absolute epoch seconds. */
 const timeSpec = z
@@ -60,12 +65,10 @@ const normalisedExponential = z.strictObject({
 
 const feedback = z.strictObject({
   function: z.literal('feedback'),
-  /** Fraction of the way to the target weights moved each cycle (1 = jump, small = damped). */
-  gain: z.number().gt(0).max(1).default(0.5),
-  /** Exponent on the load ratio: how hard an overloaded server is pushed down. */
-  aggressiveness: z.number().gt(0).max(10).default(1),
-  /** Loads within this fraction of the mean are left alone, against needless oscillation. */
-  deadband: z.number().min(0).max(0.5).default(0.05),
+  /** Share of each server's load deficit (in average connections) asked for per cycle (1 = all of it). */
+  gain: z.number().gt(0).max(1).default(0.25),
+  /** Servers within this fraction of the mean load keep their weight, against needless changes. */
+  deadband: z.number().min(0).max(0.5).default(0.02),
 });
 
 export const weightingSchema = z.discriminatedUnion('function', [limitedProportions, normalisedExponential, feedback]);

@@ -1,4 +1,4 @@
-import { SAFE_NAME } from './config.js';
+import { SAFE_NAME, SAFE_NAME_RULE } from './config.js';
 import { HaproxyError, UnsafeInputError, snippet, type ErrorContext } from './errors.js';
 import type { AdminState, ObservedBackend, ObservedServer } from './types.js';
 
@@ -24,7 +24,7 @@ export type RuntimeCommand =
   | { readonly kind: 'show-servers-state'; readonly backend: string };
 
 // The name class is SAFE_NAME's, repeated here because the grammar must anchor whole commands.
-const NAME = '[A-Za-z0-9_.:-]{1,64}';
+const NAME = '[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}';
 // 1..256 without leading zeros, so the text of a command has exactly one spelling.
 const WEIGHT = '[1-9][0-9]{0,2}';
 const SET_WEIGHT = new RegExp(`^set server (${NAME})/(${NAME}) weight (${WEIGHT})$`);
@@ -35,7 +35,7 @@ const SHOW_SERVERS_STATE = new RegExp(`^show servers state (${NAME})$`);
 
 function assertName(value: string, what: 'backend' | 'server'): void {
   if (typeof value !== 'string' || !SAFE_NAME.test(value)) {
-    throw new UnsafeInputError(`Refusing ${what} name "${snippet(String(value), 80)}": it must be 1-64 characters of A-Z a-z 0-9 _ . : -`, {
+    throw new UnsafeInputError(`Refusing ${what} name "${snippet(String(value), 80)}": it ${SAFE_NAME_RULE}`, {
       [what]: snippet(String(value), 80),
     });
   }
@@ -467,7 +467,7 @@ function parseShowStat(backend: string, block: string, context: ErrorContext): {
       algorithm = algo;
     } else if (type === TYPE_SERVER) {
       const name = field(row, 'svname');
-      if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (1-64 characters of A-Z a-z 0-9 _ . : -)`);
+      if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (1-64 characters of A-Z a-z 0-9 _ . : -, not starting with -)`);
       if (seen.has(name)) throw fail('the server appears twice', name);
       seen.add(name);
       const status = field(row, 'status');
@@ -518,7 +518,7 @@ function parseServersState(backend: string, block: string, context: ErrorContext
   for (const row of rows) {
     if (field(row, 'be_name') !== backend) throw fail(`it holds a row of backend "${snippet(field(row, 'be_name'), 80)}"`);
     const name = field(row, 'srv_name');
-    if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (1-64 characters of A-Z a-z 0-9 _ . : -)`);
+    if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (1-64 characters of A-Z a-z 0-9 _ . : -, not starting with -)`);
     if (servers.has(name)) throw fail('the server appears twice', name);
     const adminBits = integer(field(row, 'srv_admin_state'), 0, 0xff);
     if (adminBits === null) throw fail(`srv_admin_state "${snippet(field(row, 'srv_admin_state'), 40)}" is not an admin state`, name);

@@ -10,6 +10,8 @@ const common = {
   format: 'esm',
   sourcemap: false,
   legalComments: 'none',
+  // Error class names (ConfigError, GraphiteError...) are part of what operators read.
+  keepNames: true,
   logLevel: 'warning',
   // ESM bundles of CommonJS dependencies need a real require.
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },

@@ -5,10 +5,10 @@
  * HAProxy reports before and after. Stops everything on exit.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { startGraphite, writeAndWait, type GraphiteHandle } from '../harness/graphite.js';
 import { startHaproxyFleet, stopAll, type HaproxyHandle } from '../harness/haproxy.js';
 
@@ -56,23 +56,19 @@ async function main(): Promise<number> {
   await writeAndWait(graphite, points, 'lab.*.points_received');
   console.log(`Fed one minute of points/s per server into carbon: ${Object.entries(LOADS).map(([s, v]) => `${s}=${v}`).join(' ')}`);
 
+  // The shipped example config, pointed at this lab's Graphite and sockets: proves it works as is.
+  const example: unknown = parse(readFileSync('infra/example-config.yaml', 'utf8'));
+  if (typeof example !== 'object' || example === null) throw new Error('infra/example-config.yaml is not a mapping');
   const configPath = join(dir, 'config.yaml');
   writeFileSync(
     configPath,
     stringify({
-      graphite: { url: graphite.url, timeoutMs: 5000 },
-      relay: { type: 'socket', loadBalancers: fleet.map((lb, i) => ({ name: `lb${i + 1}`, endpoint: lb.adminSocket })) },
-      backends: [
-        {
-          name: BACKEND,
-          target: 'aliasByNode(lab.*.points_received, 1)',
-          from: '-60s',
-          aggregation: 'average',
-          weighting: { function: 'limited-proportions', limitingFactor: 4, aggressiveness: 1 },
-        },
-      ],
+      ...example,
+      graphite: { ...Reflect.get(example, 'graphite'), url: graphite.url },
+      relay: { ...Reflect.get(example, 'relay'), loadBalancers: fleet.map((lb, i) => ({ name: `lb${i + 1}`, endpoint: lb.adminSocket })) },
     }),
   );
+  console.log(`Config: infra/example-config.yaml with this lab's Graphite URL and admin sockets (${configPath})`);
   const header = ['server', 'load', 'lb1', 'lb2', 'lb3'];
   printTable('Weights before (as HAProxy reports them with `get weight`):', header, await weights(fleet));
   const planCode = cli(['plan', '--config', configPath]);

@@ -1,0 +1,46 @@
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import type { CycleReport } from '../core/cycle.js';
+
+/**
+ * CloudWatch metrics of one cycle, emitted as EMF through Powertools. The names are what the
+ * alarms in `serverless.yml` watch; keep the two in step.
+ */
+export const METRIC = {
+  cycleDuration: 'CycleDuration',
+  cyclesCompleted: 'CyclesCompleted',
+  serversChanged: 'ServersChanged',
+  loadBalancersFailed: 'LoadBalancersFailed',
+  loadBalancerFailed: 'LoadBalancerFailed',
+  graphiteFailures: 'GraphiteFailures',
+  imbalance: 'Imbalance',
+  maxImbalance: 'MaxImbalance',
+} as const;
+
+/**
+ * Emits the metrics of a report and flushes them. Totals carry only the service dimension (one
+ * alarm each); imbalance per backend and each failed load balancer get their own dimension so a
+ * chart or an alarm notification names them. Only apply cycles count as completed: a dry run
+ * does not keep the fleet balanced.
+ */
+export function emitCycleMetrics(metrics: Metrics, report: CycleReport): void {
+  metrics.addMetric(METRIC.cycleDuration, MetricUnit.Milliseconds, report.durationMs);
+  if (report.mode === 'apply') metrics.addMetric(METRIC.cyclesCompleted, MetricUnit.Count, 1);
+  metrics.addMetric(METRIC.serversChanged, MetricUnit.Count, report.serversChanged);
+  metrics.addMetric(METRIC.loadBalancersFailed, MetricUnit.Count, report.failedLoadBalancers.length);
+  metrics.addMetric(METRIC.graphiteFailures, MetricUnit.Count, report.backends.filter((b) => !b.graphite.ok).length);
+  const imbalances = report.backends.flatMap((b) => (b.imbalance === null || !Number.isFinite(b.imbalance) ? [] : [b.imbalance]));
+  if (imbalances.length > 0) metrics.addMetric(METRIC.maxImbalance, MetricUnit.NoUnit, Math.max(...imbalances));
+  metrics.publishStoredMetrics();
+
+  for (const b of report.backends) {
+    if (b.imbalance === null || !Number.isFinite(b.imbalance)) continue;
+    const single = metrics.singleMetric();
+    single.addDimension('Backend', b.backend);
+    single.addMetric(METRIC.imbalance, MetricUnit.NoUnit, b.imbalance);
+  }
+  for (const lb of report.failedLoadBalancers) {
+    const single = metrics.singleMetric();
+    single.addDimension('LoadBalancer', lb);
+    single.addMetric(METRIC.loadBalancerFailed, MetricUnit.Count, 1);
+  }
+}

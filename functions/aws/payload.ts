@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { SAFE_NAME, SAFE_NAME_RULE, formatIssues } from '../core/config.js';
+import { ConfigError } from '../core/errors.js';
+
+/**
+ * What one Lambda invocation is asked to do. The EventBridge schedule sends its own event (a full
+ * apply of every backend); a person invoking the function by hand sends a small JSON payload.
+ */
+export interface InvocationRequest {
+  readonly trigger: 'schedule' | 'manual';
+  readonly mode: 'plan' | 'apply';
+  readonly backends?: readonly string[];
+  readonly force: boolean;
+}
+
+const manualPayload = z.strictObject({
+  /** Plan only: observe, measure and decide, write nothing. */
+  dryRun: z.boolean().optional(),
+  /** A subset of the configured backends. */
+  backends: z
+    .array(z.string().regex(SAFE_NAME, SAFE_NAME_RULE))
+    .min(1)
+    .max(100)
+    .refine((names) => new Set(names).size === names.length, 'must not repeat a backend')
+    .optional(),
+  /** Write every eligible weight even when unchanged (e.g. after HAProxy reloaded). */
+  force: z.boolean().optional(),
+});
+
+function isScheduledEvent(event: unknown): boolean {
+  if (typeof event !== 'object' || event === null) return false;
+  return Reflect.get(event, 'source') === 'aws.events' && Reflect.get(event, 'detail-type') === 'Scheduled Event';
+}
+
+/** Validates the invocation event; a bad manual payload is a ConfigError naming the bad field. */
+export function parseInvocation(event: unknown): InvocationRequest {
+  if (isScheduledEvent(event)) return { trigger: 'schedule', mode: 'apply', force: false };
+  // `serverless invoke` without -d and the console's empty test event both send nothing useful.
+  const input = event === undefined || event === null || event === '' ? {} : event;
+  const result = manualPayload.safeParse(input);
+  if (!result.success) {
+    throw new ConfigError('Invalid invocation payload (expected {"dryRun"?: boolean, "backends"?: [names], "force"?: boolean})', formatIssues(result.error, input));
+  }
+  const { dryRun, backends, force } = result.data;
+  return {
+    trigger: 'manual',
+    mode: dryRun === true ? 'plan' : 'apply',
+    ...(backends === undefined ? {} : { backends }),
+    force: force === true,
+  };
+}

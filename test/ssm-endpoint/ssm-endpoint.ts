@@ -1,0 +1,593 @@
+/**
+ * A local AWS Systems Manager endpoint for tests. It speaks the AWS JSON 1.1 protocol
+ * (`x-amz-target: AmazonSSM.<Operation>`) to the real `@aws-sdk/client-ssm`, loads the real
+ * Command document from `infra/`, enforces each parameter's `allowedPattern`, and executes the
+ * document's `aws:runShellScript` step with a real shell for every emulated instance, the way the
+ * SSM Agent does: the `runCommand` lines are written to `_script.sh` and run with `sh -c <path>`,
+ * `{{ Parameter }}` placeholders are substituted into the text, and parameters declared with
+ * `interpolationType: ENV_VAR` are also exported as `SSM_<Parameter>` environment variables.
+ *
+ * Behaviour that matters to the relay is reproduced: `InvocationDoesNotExist` right after
+ * SendCommand, Pending → InProgress → final statuses, stdout cut at 24,000 characters and stderr
+ * at 8,000, at most 50 instance ids per SendCommand, and on demand throttling, a failing,
+ * undeliverable, delayed or timed-out instance.
+ *
+ * Each emulated instance has its own view of the file system through `paths`: a path as the
+ * instance sees it (e.g. `/run/haproxy/admin.sock`) maps to a real path on this machine (the admin
+ * socket of that instance's HAProxy process). The mapping applies to parameter values that are
+ * exactly such a path.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { makeTempDir, removeTempDir } from '../harness/processes.js';
+
+export const STDOUT_LIMIT = 24_000;
+export const STDERR_LIMIT = 8_000;
+export const MAX_INSTANCE_IDS = 50;
+
+export interface EmulatedInstance {
+  readonly id: string;
+  readonly tags?: Readonly<Record<string, string>>;
+  /** Paths as the instance sees them → real paths on this machine. */
+  readonly paths?: Readonly<Record<string, string>>;
+  /** Offline instances are not listed by DescribeInstanceInformation and never run anything. */
+  readonly online?: boolean;
+}
+
+export interface StoredParameter {
+  readonly type: 'String' | 'StringList' | 'SecureString';
+  readonly value: string;
+}
+
+export interface SsmEndpointOptions {
+  readonly documentPath: string;
+  readonly documentName: string;
+  readonly instances: readonly EmulatedInstance[];
+  /** Parameter Store content, for GetParameters (what @middy/ssm reads). */
+  readonly parameters?: Readonly<Record<string, StoredParameter>>;
+  /** GetCommandInvocation answers InvocationDoesNotExist this many times per invocation (default 1). */
+  readonly notFoundPolls?: number;
+  /** Polls answered Pending before InProgress (default 1). */
+  readonly pendingPolls?: number;
+  readonly region?: string;
+}
+
+export interface CallRecord {
+  readonly operation: string;
+  readonly body: unknown;
+  /** HTTP status of the answer; 400 for errors such as throttling. */
+  readonly status: number;
+  readonly error?: string;
+}
+
+export type InvocationStatus = 'Pending' | 'InProgress' | 'Delayed' | 'Success' | 'Failed' | 'TimedOut' | 'Cancelled';
+
+export interface InvocationRecord {
+  readonly commandId: string;
+  readonly instanceId: string;
+  readonly parameters: Readonly<Record<string, string>>;
+  /** Whether the script was started on this instance. */
+  readonly ran: boolean;
+  readonly exitCode: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+type Fault =
+  | { readonly kind: 'fail'; readonly message: string }
+  | { readonly kind: 'undeliverable' }
+  | { readonly kind: 'timeout'; readonly polls: number }
+  | { readonly kind: 'delay'; readonly polls: number }
+  | { readonly kind: 'status'; readonly status: InvocationStatus; readonly details: string };
+
+export interface SsmEndpoint {
+  /** `http://127.0.0.1:<port>` for the SDK's `endpoint`. */
+  readonly url: string;
+  readonly calls: readonly CallRecord[];
+  /** The next `times` calls of `operation` (e.g. `SendCommand`, or `*`) answer ThrottlingException. */
+  throttle(operation: string, times: number): void;
+  /** Invocations on this instance fail without running (as when the agent reports a failure). */
+  failInstance(instanceId: string, message?: string): void;
+  /** Invocations on this instance end Undeliverable (the node does not answer). */
+  undeliverable(instanceId: string): void;
+  /** Invocations on this instance stay InProgress for `polls` polls, then end TimedOut (ExecutionTimedOut). */
+  timeOut(instanceId: string, polls?: number): void;
+  /** Invocations on this instance report Delayed for `polls` polls before they run. */
+  delay(instanceId: string, polls: number): void;
+  /** Invocations on this instance end with this status without running (e.g. Cancelled, Terminated). */
+  forceStatus(instanceId: string, status: InvocationStatus, details: string): void;
+  clearFaults(): void;
+  /** Creates or replaces a Parameter Store parameter. */
+  setParameter(name: string, parameter: StoredParameter): void;
+  invocations(): readonly InvocationRecord[];
+  close(): Promise<void>;
+}
+
+interface DocumentParameter {
+  readonly type: string;
+  readonly default?: unknown;
+  readonly allowedPattern?: string;
+  readonly allowedValues?: readonly string[];
+  readonly interpolationType?: string;
+}
+
+interface ShellStep {
+  readonly name: string;
+  readonly runCommand: readonly string[];
+  readonly timeoutSeconds: number;
+}
+
+interface LoadedDocument {
+  readonly parameters: ReadonlyMap<string, DocumentParameter>;
+  readonly steps: readonly ShellStep[];
+}
+
+class ApiError extends Error {
+  constructor(
+    readonly type: string,
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Loads and checks the Command document as SSM would on CreateDocument. */
+export function loadCommandDocument(path: string): LoadedDocument {
+  const doc: unknown = parseYaml(readFileSync(path, 'utf8'));
+  if (!isRecord(doc) || doc.schemaVersion !== '2.2') throw new Error(`${path}: a Command document with schemaVersion '2.2' is expected`);
+  const parameters = new Map<string, DocumentParameter>();
+  const declared = isRecord(doc.parameters) ? doc.parameters : {};
+  for (const [name, raw] of Object.entries(declared)) {
+    if (!/^[a-zA-Z0-9]+$/.test(name)) throw new Error(`${path}: invalid parameter name ${name}`);
+    if (!isRecord(raw) || typeof raw.type !== 'string') throw new Error(`${path}: parameter ${name} needs a type`);
+    if (raw.interpolationType !== undefined && raw.interpolationType !== 'ENV_VAR') throw new Error(`${path}: parameter ${name}: unknown interpolationType`);
+    const param: DocumentParameter = {
+      type: raw.type,
+      ...(raw.default === undefined ? {} : { default: raw.default }),
+      ...(typeof raw.allowedPattern === 'string' ? { allowedPattern: raw.allowedPattern } : {}),
+      ...(Array.isArray(raw.allowedValues) ? { allowedValues: raw.allowedValues.map(String) } : {}),
+      ...(raw.interpolationType === 'ENV_VAR' ? { interpolationType: 'ENV_VAR' } : {}),
+    };
+    if (param.allowedPattern !== undefined) new RegExp(param.allowedPattern);
+    parameters.set(name, param);
+  }
+  if (!Array.isArray(doc.mainSteps) || doc.mainSteps.length === 0) throw new Error(`${path}: mainSteps are required`);
+  const steps = doc.mainSteps.map((step: unknown): ShellStep => {
+    if (!isRecord(step) || step.action !== 'aws:runShellScript' || typeof step.name !== 'string' || !isRecord(step.inputs)) {
+      throw new Error(`${path}: only aws:runShellScript steps are emulated`);
+    }
+    const lines = step.inputs.runCommand;
+    if (!Array.isArray(lines) || !lines.every((l): l is string => typeof l === 'string')) throw new Error(`${path}: ${step.name}: runCommand must be a list of strings`);
+    const timeout = Number(step.inputs.timeoutSeconds ?? 3600);
+    return { name: step.name, runCommand: lines, timeoutSeconds: Number.isFinite(timeout) ? timeout : 3600 };
+  });
+  return { parameters, steps };
+}
+
+/** The SSM Agent's text substitution of `{{ name }}` (it happens whatever the interpolationType). */
+function substitute(text: string, values: Readonly<Record<string, string>>): string {
+  let out = text;
+  for (const [name, value] of Object.entries(values)) {
+    out = out.replace(new RegExp(`{{\\s*${name}\\s*}}`, 'g'), () => value);
+  }
+  return out;
+}
+
+interface Invocation {
+  readonly commandId: string;
+  readonly instanceId: string;
+  readonly parameters: Record<string, string>;
+  readonly fault: Fault | undefined;
+  readonly startedAt: Date;
+  /** InvocationDoesNotExist answers still to give. */
+  notFoundLeft: number;
+  /** Polls answered since the invocation became visible. */
+  polls: number;
+  ran: boolean;
+  finished: boolean;
+  exitCode: number | null;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+  endedAt: Date | undefined;
+  child: ChildProcess | undefined;
+  /** Set once the final status was reported, so that it never changes afterwards. */
+  reported: { status: InvocationStatus; details: string } | undefined;
+}
+
+export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<SsmEndpoint> {
+  const document = loadCommandDocument(options.documentPath);
+  const instances = new Map(options.instances.map((i) => [i.id, i]));
+  const region = options.region ?? 'us-east-1';
+  const notFoundPolls = options.notFoundPolls ?? 1;
+  const pendingPolls = options.pendingPolls ?? 1;
+  const root = makeTempDir('hw-ssm');
+  const calls: CallRecord[] = [];
+  const throttles = new Map<string, number>();
+  const faults = new Map<string, Fault>();
+  const invocations = new Map<string, Invocation>();
+  const children = new Set<ChildProcess>();
+  const stored = new Map<string, StoredParameter>(Object.entries(options.parameters ?? {}));
+
+  const run = (inv: Invocation, instance: EmulatedInstance): void => {
+    const step = document.steps[0];
+    if (step === undefined) return;
+    const dir = join(root, inv.commandId, inv.instanceId, 'awsrunShellScript', step.name);
+    mkdirSync(dir, { recursive: true });
+    const script = join(dir, '_script.sh');
+    writeFileSync(script, substitute(step.runCommand.join('\n'), inv.parameters), { mode: 0o755 });
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: dir,
+      AWS_SSM_INSTANCE_ID: inv.instanceId,
+      AWS_SSM_REGION_NAME: region,
+    };
+    for (const [name, param] of document.parameters) {
+      const value = inv.parameters[name];
+      if (param.interpolationType === 'ENV_VAR' && value !== undefined) env[`SSM_${name}`] = instance.paths?.[value] ?? value;
+    }
+    inv.ran = true;
+    const child = spawn('sh', ['-c', script], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    inv.child = child;
+    children.add(child);
+    const killer = setTimeout(() => {
+      inv.timedOut = true;
+      child.kill('SIGKILL');
+    }, step.timeoutSeconds * 1000);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      inv.stdout += chunk.toString('utf8');
+    });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      inv.stderr += chunk.toString('utf8');
+    });
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      children.delete(child);
+      inv.exitCode = code;
+      inv.finished = true;
+      inv.endedAt = new Date();
+      inv.child = undefined;
+    });
+    child.on('error', (error) => {
+      inv.stderr += `${error.message}\n`;
+    });
+  };
+
+  const sendCommand = (body: Record<string, unknown>): unknown => {
+    if (body.DocumentName !== options.documentName) throw new ApiError('InvalidDocument', `Document ${String(body.DocumentName)} does not exist`);
+    const hasIds = Array.isArray(body.InstanceIds) && body.InstanceIds.length > 0;
+    const hasTargets = Array.isArray(body.Targets) && body.Targets.length > 0;
+    if (hasIds === hasTargets) throw new ApiError('ValidationException', 'Exactly one of InstanceIds and Targets must be given');
+    let ids: string[];
+    if (hasIds && Array.isArray(body.InstanceIds)) {
+      ids = body.InstanceIds.map(String);
+      if (ids.length > MAX_INSTANCE_IDS) {
+        throw new ApiError('ValidationException', `1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to ${MAX_INSTANCE_IDS}`);
+      }
+      if (new Set(ids).size !== ids.length) throw new ApiError('DuplicateInstanceId', 'Instance ids must be unique');
+      const unknown = ids.filter((id) => !instances.has(id));
+      if (unknown.length > 0) throw new ApiError('InvalidInstanceId', `Instances [${unknown.join(', ')}] not in a valid state for account`);
+    } else {
+      ids = targetsToIds(body.Targets);
+    }
+    const timeout = body.TimeoutSeconds === undefined ? 3600 : Number(body.TimeoutSeconds);
+    if (!Number.isInteger(timeout) || timeout < 30 || timeout > 2_592_000) throw new ApiError('ValidationException', 'TimeoutSeconds must be between 30 and 2592000');
+    if (body.Comment !== undefined && String(body.Comment).length > 100) throw new ApiError('ValidationException', "Value at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100");
+    for (const key of ['MaxConcurrency', 'MaxErrors'] as const) {
+      if (body[key] !== undefined && !/^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$/.test(String(body[key]))) throw new ApiError('ValidationException', `${key} is not valid`);
+    }
+    const parameters = resolveParameters(body.Parameters);
+    const commandId = randomUUID();
+    for (const id of ids) {
+      const inv: Invocation = {
+        commandId,
+        instanceId: id,
+        parameters,
+        fault: faults.get(id),
+        startedAt: new Date(),
+        notFoundLeft: notFoundPolls,
+        polls: 0,
+        ran: false,
+        finished: false,
+        exitCode: null,
+        timedOut: false,
+        stdout: '',
+        stderr: '',
+        endedAt: undefined,
+        child: undefined,
+        reported: undefined,
+      };
+      invocations.set(`${commandId}/${id}`, inv);
+      const instance = instances.get(id);
+      if (inv.fault === undefined && instance !== undefined && instance.online !== false) run(inv, instance);
+    }
+    const now = Date.now() / 1000;
+    return {
+      Command: {
+        CommandId: commandId,
+        DocumentName: options.documentName,
+        DocumentVersion: '$DEFAULT',
+        Comment: body.Comment ?? '',
+        ExpiresAfter: now + timeout,
+        Parameters: Object.fromEntries(Object.entries(parameters).map(([k, v]) => [k, [v]])),
+        InstanceIds: hasIds ? ids : [],
+        Targets: hasTargets ? body.Targets : [],
+        RequestedDateTime: now,
+        Status: 'Pending',
+        StatusDetails: 'Pending',
+        MaxConcurrency: body.MaxConcurrency ?? '50',
+        MaxErrors: body.MaxErrors ?? '0',
+        TargetCount: ids.length,
+        CompletedCount: 0,
+        ErrorCount: 0,
+        DeliveryTimedOutCount: 0,
+        TimeoutSeconds: timeout,
+      },
+    };
+  };
+
+  const targetsToIds = (targets: unknown): string[] => {
+    if (!Array.isArray(targets) || targets.length !== 1 || !isRecord(targets[0])) throw new ApiError('InvalidParameters', 'Exactly one tag target is emulated');
+    const key = String(targets[0].Key);
+    const values = Array.isArray(targets[0].Values) ? targets[0].Values.map(String) : [];
+    const tag = /^tag:(.+)$/.exec(key)?.[1];
+    if (tag === undefined) throw new ApiError('InvalidParameters', `Target key ${key} is not emulated`);
+    return [...instances.values()].filter((i) => values.includes(i.tags?.[tag] ?? '\u0000')).map((i) => i.id);
+  };
+
+  /** Applies defaults and checks every value as SSM does before anything is sent. */
+  const resolveParameters = (given: unknown): Record<string, string> => {
+    const values: Record<string, string> = {};
+    const supplied = isRecord(given) ? given : {};
+    for (const name of Object.keys(supplied)) {
+      if (!document.parameters.has(name)) throw new ApiError('InvalidParameters', `Parameter "${name}" is not defined in document ${options.documentName}`);
+    }
+    for (const [name, param] of document.parameters) {
+      const raw = supplied[name];
+      let value: string;
+      if (raw === undefined) {
+        if (param.default === undefined) throw new ApiError('InvalidParameters', `Parameter "${name}" is required but was not given`);
+        value = String(param.default);
+      } else {
+        if (!Array.isArray(raw) || raw.length !== 1 || typeof raw[0] !== 'string') {
+          throw new ApiError('InvalidParameters', `Parameter "${name}" of type ${param.type} takes exactly one string value`);
+        }
+        value = raw[0];
+      }
+      if (param.allowedPattern !== undefined && !new RegExp(param.allowedPattern).test(value)) {
+        throw new ApiError('InvalidParameters', `Parameter "${name}" "${value.slice(0, 200)}" fails to match pattern "${param.allowedPattern.slice(0, 60)}..."`);
+      }
+      if (param.allowedValues !== undefined && !param.allowedValues.includes(value)) {
+        throw new ApiError('InvalidParameters', `Parameter "${name}" "${value}" is not an allowed value`);
+      }
+      values[name] = value;
+    }
+    return values;
+  };
+
+  /** Advances one invocation by one poll and describes it as GetCommandInvocation does. */
+  const statusOf = (inv: Invocation): { status: InvocationStatus; details: string } => {
+    if (inv.reported !== undefined) return inv.reported;
+    inv.polls++;
+    const afterPending = inv.polls - pendingPolls;
+    const fault = inv.fault;
+    let result: { status: InvocationStatus; details: string } | undefined;
+    if (afterPending <= 0) result = { status: 'Pending', details: 'Pending' };
+    else if (fault?.kind === 'delay' && afterPending <= fault.polls) result = { status: 'Delayed', details: 'Delayed' };
+    else if (fault?.kind === 'undeliverable') result = { status: 'Failed', details: 'Undeliverable' };
+    else if (fault?.kind === 'fail') result = { status: 'Failed', details: 'Failed' };
+    else if (fault?.kind === 'status') result = { status: fault.status, details: fault.details };
+    else if (fault?.kind === 'timeout') result = afterPending <= fault.polls ? { status: 'InProgress', details: 'InProgress' } : { status: 'TimedOut', details: 'ExecutionTimedOut' };
+    else {
+      if (fault?.kind === 'delay' && !inv.ran) {
+        const instance = instances.get(inv.instanceId);
+        if (instance !== undefined) run(inv, instance);
+      }
+      // At least one InProgress answer, then the real outcome once the script has ended.
+      const firstRunningPoll = fault?.kind === 'delay' ? fault.polls + 1 : 1;
+      if (!inv.finished || afterPending <= firstRunningPoll) result = { status: 'InProgress', details: 'InProgress' };
+      else if (inv.timedOut) result = { status: 'TimedOut', details: 'ExecutionTimedOut' };
+      else result = inv.exitCode === 0 ? { status: 'Success', details: 'Success' } : { status: 'Failed', details: 'Failed' };
+    }
+    if (!['Pending', 'InProgress', 'Delayed'].includes(result.status)) inv.reported = result;
+    return result;
+  };
+
+  const getCommandInvocation = (body: Record<string, unknown>): unknown => {
+    const commandId = String(body.CommandId ?? '');
+    const instanceId = String(body.InstanceId ?? '');
+    if (body.PluginName !== undefined && !document.steps.some((s) => s.name === body.PluginName)) throw new ApiError('InvalidPluginName', `No step named ${String(body.PluginName)}`);
+    if (body.PluginName === undefined && document.steps.length > 1) throw new ApiError('InvalidPluginName', 'PluginName is required for a document with several steps');
+    const inv = invocations.get(`${commandId}/${instanceId}`);
+    if (inv === undefined) throw new ApiError('InvocationDoesNotExist', '');
+    if (inv.notFoundLeft > 0) {
+      inv.notFoundLeft--;
+      throw new ApiError('InvocationDoesNotExist', '');
+    }
+    const { status, details } = statusOf(inv);
+    const final = !['Pending', 'InProgress', 'Delayed'].includes(status);
+    const stdout = final ? (inv.fault === undefined || inv.fault.kind === 'delay' ? inv.stdout : '') : '';
+    let stderr = final ? inv.stderr : '';
+    if (final && inv.fault?.kind === 'fail') stderr = inv.fault.message;
+    const responseCode = final && inv.ran && !inv.timedOut && inv.exitCode !== null ? inv.exitCode : -1;
+    return {
+      CommandId: commandId,
+      InstanceId: instanceId,
+      Comment: '',
+      DocumentName: options.documentName,
+      DocumentVersion: '$DEFAULT',
+      PluginName: document.steps[0]?.name ?? '',
+      ResponseCode: responseCode,
+      ExecutionStartDateTime: inv.ran ? inv.startedAt.toISOString() : '',
+      ExecutionElapsedTime: inv.endedAt === undefined ? '' : `PT${((inv.endedAt.getTime() - inv.startedAt.getTime()) / 1000).toFixed(3)}S`,
+      ExecutionEndDateTime: final && inv.endedAt !== undefined ? inv.endedAt.toISOString() : '',
+      Status: status,
+      StatusDetails: details,
+      StandardOutputContent: stdout.slice(0, STDOUT_LIMIT),
+      StandardOutputUrl: '',
+      StandardErrorContent: stderr.slice(0, STDERR_LIMIT),
+      StandardErrorUrl: '',
+      CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
+    };
+  };
+
+  const getParameters = (body: Record<string, unknown>): unknown => {
+    const names = Array.isArray(body.Names) ? body.Names.map(String) : [];
+    if (names.length === 0 || names.length > 10) throw new ApiError('ValidationException', 'Names must hold 1 to 10 names');
+    const decrypt = body.WithDecryption === true;
+    const found = names.filter((n) => stored.has(n));
+    return {
+      Parameters: found.map((name) => {
+        const p = stored.get(name);
+        const value = p === undefined ? '' : p.type === 'SecureString' && !decrypt ? Buffer.from(`encrypted:${name}`).toString('base64') : p.value;
+        return { Name: name, Type: p?.type ?? 'String', Value: value, Version: 1, LastModifiedDate: Date.now() / 1000, ARN: `arn:aws:ssm:${region}:000000000000:parameter${name.startsWith('/') ? '' : '/'}${name}`, DataType: 'text' };
+      }),
+      InvalidParameters: names.filter((n) => !stored.has(n)),
+    };
+  };
+
+  const describeInstanceInformation = (body: Record<string, unknown>): unknown => {
+    const filters = Array.isArray(body.Filters) ? body.Filters.filter(isRecord) : [];
+    let list = [...instances.values()];
+    for (const f of filters) {
+      const key = String(f.Key);
+      const values = Array.isArray(f.Values) ? f.Values.map(String) : [];
+      const tag = /^tag:(.+)$/.exec(key)?.[1];
+      if (tag !== undefined) list = list.filter((i) => values.includes(i.tags?.[tag] ?? '\u0000'));
+      else if (key === 'PingStatus') list = list.filter((i) => values.includes(i.online === false ? 'ConnectionLost' : 'Online'));
+      else if (key === 'PlatformTypes') list = list.filter(() => values.includes('Linux'));
+      else if (key === 'InstanceIds') list = list.filter((i) => values.includes(i.id));
+      else throw new ApiError('InvalidInstanceInformationFilterValue', `Filter key ${key} is not emulated`);
+    }
+    const max = typeof body.MaxResults === 'number' ? body.MaxResults : 50;
+    if (max < 5 || max > 50) throw new ApiError('ValidationException', 'MaxResults must be between 5 and 50');
+    const start = typeof body.NextToken === 'string' ? Number(body.NextToken) : 0;
+    const page = list.slice(start, start + max);
+    return {
+      InstanceInformationList: page.map((i) => ({
+        InstanceId: i.id,
+        PingStatus: i.online === false ? 'ConnectionLost' : 'Online',
+        PlatformType: 'Linux',
+        PlatformName: 'Debian GNU/Linux',
+        AgentVersion: '3.3.2746.0',
+        ResourceType: 'EC2Instance',
+      })),
+      ...(start + max < list.length ? { NextToken: String(start + max) } : {}),
+    };
+  };
+
+  const operations: Record<string, (body: Record<string, unknown>) => unknown> = {
+    SendCommand: sendCommand,
+    GetCommandInvocation: getCommandInvocation,
+    GetParameters: getParameters,
+    DescribeInstanceInformation: describeInstanceInformation,
+  };
+
+  const respond = (res: ServerResponse, status: number, payload: unknown): void => {
+    const text = JSON.stringify(payload);
+    res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-requestid': randomUUID(), 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse, raw: string): void => {
+    const target = String(req.headers['x-amz-target'] ?? '');
+    const operation = target.startsWith('AmazonSSM.') ? target.slice('AmazonSSM.'.length) : '';
+    let body: unknown;
+    try {
+      body = raw === '' ? {} : JSON.parse(raw);
+    } catch {
+      body = undefined;
+    }
+    const fail = (error: ApiError): void => {
+      calls.push({ operation, body, status: error.status, error: error.type });
+      respond(res, error.status, { __type: error.type, Message: error.message });
+    };
+    if (req.method !== 'POST' || !String(req.headers['content-type'] ?? '').startsWith('application/x-amz-json-1.1')) {
+      fail(new ApiError('SerializationException', 'AWS JSON 1.1 POST expected'));
+      return;
+    }
+    if (typeof req.headers.authorization !== 'string' || !req.headers.authorization.startsWith('AWS4-HMAC-SHA256')) {
+      fail(new ApiError('MissingAuthenticationTokenException', 'Request is missing a SigV4 Authorization header'));
+      return;
+    }
+    const handler = operations[operation];
+    if (handler === undefined) {
+      fail(new ApiError('UnknownOperationException', `Operation ${target} is not emulated`));
+      return;
+    }
+    if (!isRecord(body)) {
+      fail(new ApiError('SerializationException', 'Request body is not a JSON object'));
+      return;
+    }
+    for (const key of [operation, '*']) {
+      const left = throttles.get(key) ?? 0;
+      if (left > 0) {
+        throttles.set(key, left - 1);
+        fail(new ApiError('ThrottlingException', 'Rate exceeded'));
+        return;
+      }
+    }
+    try {
+      const result = handler(body);
+      calls.push({ operation, body, status: 200 });
+      respond(res, 200, result);
+    } catch (error) {
+      if (error instanceof ApiError) fail(error);
+      else fail(new ApiError('InternalServerError', error instanceof Error ? error.message : String(error), 500));
+    }
+  };
+
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => handle(req, res, Buffer.concat(chunks).toString('utf8')));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0 }, () => resolve());
+  });
+  const address = server.address();
+  if (address === null || typeof address !== 'object') throw new Error('the SSM endpoint has no TCP address');
+
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    calls,
+    throttle: (operation, times) => throttles.set(operation, times),
+    failInstance: (id, message = 'The SSM Agent reported a failure running the plugin') => faults.set(id, { kind: 'fail', message }),
+    undeliverable: (id) => faults.set(id, { kind: 'undeliverable' }),
+    timeOut: (id, polls = 2) => faults.set(id, { kind: 'timeout', polls }),
+    delay: (id, polls) => faults.set(id, { kind: 'delay', polls }),
+    forceStatus: (id, status, details) => faults.set(id, { kind: 'status', status, details }),
+    setParameter: (name, parameter) => stored.set(name, parameter),
+    clearFaults: () => {
+      faults.clear();
+      throttles.clear();
+    },
+    invocations: () =>
+      [...invocations.values()].map((i) => ({
+        commandId: i.commandId,
+        instanceId: i.instanceId,
+        parameters: i.parameters,
+        ran: i.ran,
+        exitCode: i.exitCode,
+        stdout: i.stdout,
+        stderr: i.stderr,
+      })),
+    close: async () => {
+      for (const child of children) child.kill('SIGKILL');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+      removeTempDir(root);
+    },
+  };
+}

@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import { graphiteEnvironment, graphiteSecretName, loadLambdaConfig, readLambdaEnvironment, redact } from '../../functions/aws/lambda-config.js';
+import { parseConfig } from '../../functions/core/config.js';
+import { ConfigError } from '../../functions/core/errors.js';
+
+const ENV = readLambdaEnvironment({ CONFIG_PARAMETER: '/hw/prod/config', GRAPHITE_KEY_PARAMETER: '/hw/prod/graphite-key', RELAY_DOCUMENT_NAME: 'hw-prod-relay' });
+
+const base = {
+  graphite: { url: 'https://graphite.example.com/', auth: { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' } },
+  relay: { type: 'ssm', documentName: 'hw-prod-relay', socketPath: '/run/haproxy/admin.sock', targets: { tag: { key: 'haproxy-weighter', value: 'enabled' } } },
+  backends: [{ name: 'be_ingest', target: 'aliasByNode(ingest.*.points, 1)', weighting: { function: 'limited-proportions' } }],
+};
+
+const yaml = `graphite:
+  url: https://graphite.example.com/
+relay:
+  type: ssm
+  documentName: hw-prod-relay
+  socketPath: /run/haproxy/admin.sock
+  targets: { instanceIds: [i-0123456789abcdef0] }
+backends:
+  - name: be_ingest
+    target: ingest.*.points
+    weighting: { function: normalised-exponential }
+`;
+
+function issuesOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('readLambdaEnvironment', () => {
+  it('needs the configuration parameter name', () => {
+    expect(() => readLambdaEnvironment({})).toThrow('CONFIG_PARAMETER must name the SSM parameter that holds the configuration');
+  });
+
+  it('treats an empty key parameter as none', () => {
+    expect(readLambdaEnvironment({ CONFIG_PARAMETER: '/a', GRAPHITE_KEY_PARAMETER: '' }).graphiteKeyParameter).toBeUndefined();
+  });
+});
+
+describe('loadLambdaConfig', () => {
+  it('accepts YAML text, as @middy/ssm hands it over', () => {
+    expect(loadLambdaConfig(yaml, ENV).relay.targets).toEqual({ instanceIds: ['i-0123456789abcdef0'] });
+  });
+
+  it('accepts a JSON document that @middy/ssm already parsed', () => {
+    expect(loadLambdaConfig(base, ENV).relay.documentName).toBe('hw-prod-relay');
+  });
+
+  it.each([
+    ['the socket relay', { ...base, relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/run/haproxy/admin.sock' }] } }, 'relay.type: the Lambda reaches load balancers through SSM Run Command: use "ssm" (got "socket")'],
+    ['another document', { ...base, relay: { ...base.relay, documentName: 'AWS-RunShellScript' } }, 'relay.documentName: this stack deploys and may only run the document "hw-prod-relay" (got "AWS-RunShellScript")'],
+    ['a hostile backend name', { ...base, backends: [{ ...base.backends[0], name: 'a;shutdown sessions' }] }, 'backends.0.name: must be 1-64 characters'],
+  ])('rejects %s, naming the key', (_label, doc, message) => {
+    expect(issuesOf(() => loadLambdaConfig(doc, ENV))).toContain(message);
+  });
+
+  it('names the parameter when it is empty', () => {
+    expect(issuesOf(() => loadLambdaConfig(undefined, ENV))).toBe('SSM parameter /hw/prod/config is empty or missing');
+  });
+});
+
+describe('graphiteEnvironment', () => {
+  const config = parseConfig(base);
+
+  it('hands the adapter only the variable its auth names', () => {
+    expect(graphiteSecretName(config)).toBe('GRAPHITE_API_KEY');
+    expect(graphiteEnvironment(config, 'k3y-value', ENV)).toEqual({ GRAPHITE_API_KEY: 'k3y-value' });
+  });
+
+  it('needs no secret when Graphite has no auth', () => {
+    const open = parseConfig({ ...base, graphite: { url: 'https://graphite.example.com/' } });
+    expect(graphiteEnvironment(open, undefined, readLambdaEnvironment({ CONFIG_PARAMETER: '/a' }))).toEqual({});
+  });
+
+  it.each([
+    ['no key parameter configured', undefined, readLambdaEnvironment({ CONFIG_PARAMETER: '/a' }), 'set GRAPHITE_KEY_PARAMETER'],
+    ['an empty secret', '', ENV, 'SSM parameter /hw/prod/graphite-key must hold the Graphite secret as a plain, non-empty string'],
+    ['a secret that parsed as JSON', { key: 'x' }, ENV, 'must hold the Graphite secret as a plain, non-empty string'],
+  ])('fails clearly with %s', (_label, secret, env, message) => {
+    expect(issuesOf(() => graphiteEnvironment(config, secret, env))).toContain(message);
+  });
+});
+
+describe('redact', () => {
+  it('replaces the secret wherever it appears in a report-shaped value', () => {
+    const value = { problems: ['GET https://g/abcd1234/render failed', 'ok'], nested: { url: 'abcd1234' }, n: 3, none: null };
+    expect(redact(value, ['abcd1234'])).toEqual({ problems: ['GET https://g/***/render failed', 'ok'], nested: { url: '***' }, n: 3, none: null });
+  });
+
+  it('leaves values alone when there is no secret worth masking', () => {
+    const value = { a: 'abc' };
+    expect(redact(value, ['', 'a'])).toBe(value);
+  });
+});
+
+describe('createHandler without its environment', () => {
+  it('fails every invocation with the missing setting named, instead of failing the import', async () => {
+    const { createHandler } = await import('../../functions/handler.js');
+    const { Logger } = await import('@aws-lambda-powertools/logger');
+    const handler = createHandler({ env: {}, logger: new Logger({ logLevel: 'SILENT' }), cache: { key: 'unit-no-env', expiryMs: 0 } });
+    const context = {
+      callbackWaitsForEmptyEventLoop: true,
+      functionName: 'f',
+      functionVersion: '$LATEST',
+      invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:f',
+      memoryLimitInMB: '128',
+      awsRequestId: 'r',
+      logGroupName: 'g',
+      logStreamName: 's',
+      getRemainingTimeInMillis: () => 1000,
+      done: () => undefined,
+      fail: () => undefined,
+      succeed: () => undefined,
+    };
+    await expect(handler({}, context)).rejects.toThrow('CONFIG_PARAMETER must name the SSM parameter that holds the configuration');
+  });
+});

@@ -1,0 +1,80 @@
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { describe, expect, it, vi } from 'vitest';
+import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
+import type { BackendReport, CycleReport } from '../../functions/core/cycle.js';
+
+function backend(name: string, imbalance: number | null, graphiteOk = true): BackendReport {
+  return { backend: name, graphite: graphiteOk ? { ok: true, unmapped: [] } : { ok: false, error: 'HTTP 500' }, loads: {}, imbalance, loadBalancers: [] };
+}
+
+function report(overrides: Partial<CycleReport>): CycleReport {
+  return {
+    mode: 'apply',
+    force: false,
+    startedAt: '2024-01-01T00:00:00.000Z',
+    durationMs: 1234,
+    outcome: 'ok',
+    backends: [],
+    loadBalancers: [],
+    failedLoadBalancers: [],
+    serversChanged: 0,
+    problems: [],
+    ...overrides,
+  };
+}
+
+/** The EMF documents Powertools prints while `fn` runs. */
+function emitted(fn: () => void): Record<string, unknown>[] {
+  const lines: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  try {
+    fn();
+  } finally {
+    spy.mockRestore();
+  }
+  return lines
+    .join('')
+    .split('\n')
+    .filter((l) => l.includes('"_aws"'))
+    .map((l): Record<string, unknown> => JSON.parse(l));
+}
+
+const metrics = (): Metrics => new Metrics({ namespace: 'HaproxyWeighterTest', serviceName: 'haproxy-weighter' });
+
+describe('emitCycleMetrics', () => {
+  it('emits the cycle totals under the service dimension', () => {
+    const docs = emitted(() =>
+      emitCycleMetrics(metrics(), report({ durationMs: 2500, serversChanged: 7, failedLoadBalancers: ['i-0a'], backends: [backend('be_a', 1.8), backend('be_b', null, false), backend('be_c', 1.2)] })),
+    );
+    expect(docs[0]).toMatchObject({ service: 'haproxy-weighter', CycleDuration: 2500, CyclesCompleted: 1, ServersChanged: 7, LoadBalancersFailed: 1, GraphiteFailures: 1, MaxImbalance: 1.8 });
+    const definitions = JSON.stringify(docs[0]?._aws);
+    expect(definitions).toContain('"Name":"CycleDuration","Unit":"Milliseconds"');
+    expect(definitions).toContain('"Dimensions":[["service"]]');
+  });
+
+  it('emits the imbalance of each backend with its name as a dimension', () => {
+    const docs = emitted(() => emitCycleMetrics(metrics(), report({ backends: [backend('be_a', 1.8), backend('be_b', null), backend('be_c', 1.2)] })));
+    expect(docs.filter((d) => 'Imbalance' in d).map((d) => [d.Backend, d.Imbalance])).toEqual([
+      ['be_a', 1.8],
+      ['be_c', 1.2],
+    ]);
+  });
+
+  it('names each failed load balancer in its own metric', () => {
+    const docs = emitted(() => emitCycleMetrics(metrics(), report({ failedLoadBalancers: ['i-0a', 'i-0b'], outcome: 'partial' })));
+    expect(docs.filter((d) => 'LoadBalancerFailed' in d).map((d) => [d.LoadBalancer, d.LoadBalancerFailed])).toEqual([
+      ['i-0a', 1],
+      ['i-0b', 1],
+    ]);
+  });
+
+  it('does not count a dry run as a completed cycle and omits MaxImbalance without data', () => {
+    const docs = emitted(() => emitCycleMetrics(metrics(), report({ mode: 'plan', backends: [backend('be_a', null)] })));
+    expect(docs[0]).not.toHaveProperty('CyclesCompleted');
+    expect(docs[0]).not.toHaveProperty('MaxImbalance');
+    expect(docs[0]).toHaveProperty('ServersChanged', 0);
+  });
+});

@@ -1,0 +1,167 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { COMMANDS_PATTERN_SOURCE, SOCKET_PATH_PATTERN_SOURCE, isAllowedCommand } from '../../functions/aws/ssm-command-pattern.js';
+import { SAFE_NAME } from '../../functions/core/config.js';
+import { loadCommandDocument } from '../ssm-endpoint/ssm-endpoint.js';
+import { readFileSync } from 'node:fs';
+
+const DOCUMENT = fileURLToPath(new URL('../../infra/ssm-document.yaml', import.meta.url));
+const doc = loadCommandDocument(DOCUMENT);
+const commandsParam = doc.parameters.get('Commands');
+const socketParam = doc.parameters.get('SocketPath');
+const commandsPattern = new RegExp(commandsParam?.allowedPattern ?? '(?!)');
+const socketPattern = new RegExp(socketParam?.allowedPattern ?? '(?!)');
+const script = doc.steps[0]?.runCommand.join('\n') ?? '';
+
+/** Every `$SSM_…` expansion in a shell script and whether it sits inside double quotes. */
+function parameterExpansions(text: string): { at: number; quoted: boolean }[] {
+  const found: { at: number; quoted: boolean }[] = [];
+  let quote: '"' | "'" | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quote !== "'" && c === '\\') {
+      i++;
+    } else if (quote === null && c === '#' && (i === 0 || /\s/.test(text[i - 1] ?? ''))) {
+      while (i < text.length && text[i] !== '\n') i++;
+    } else if (quote === null && (c === '"' || c === "'")) {
+      quote = c;
+    } else if (quote === c) {
+      quote = null;
+    } else if (quote !== "'" && c === '$' && /^\{?SSM_/.test(text.slice(i + 1, i + 6))) {
+      found.push({ at: i, quoted: quote === '"' });
+    }
+  }
+  return found;
+}
+
+const HOSTILE_COMMANDS: readonly (readonly [string, string])[] = [
+  ['a command separator in a server name', 'set server be/a;shutdown sessions weight 5'],
+  ['a separator without the space', 'get weight be/s1;shutdown sessions server be/s1'],
+  ['a command substitution', 'get weight be/$(reboot)'],
+  ['backticks', 'get weight be/`reboot`'],
+  ['a newline inside', 'get weight be/s1\nshutdown sessions server be/s1'],
+  ['a trailing newline', 'get weight be/s1\n'],
+  ['a carriage return', 'get weight be/s1\r'],
+  ['a quote', `get weight be/s1'`],
+  ['a weight of 0', 'set server be/s1 weight 0'],
+  ['a weight above 256', 'set server be/s1 weight 257'],
+  ['a weight with a leading zero', 'set server be/s1 weight 050'],
+  ['a relative weight', 'set server be/s1 weight 50%'],
+  ['another runtime command', 'shutdown sessions server be/s1'],
+  ['show stat of everything', 'show stat -1 6 -1'],
+  ['an empty batch', ''],
+  ['a dangling separator', 'get weight be/s1; '],
+  ['a name longer than 64 characters', `get weight be/${'s'.repeat(65)}`],
+  ['a double space', 'get weight  be/s1'],
+];
+
+const ACCEPTED_COMMANDS: readonly string[] = [
+  'show stat be_ingest 6 -1',
+  'show servers state be_ingest',
+  'get weight be_ingest/ingest-1.eu-west-1:9000',
+  'set server be_ingest/ingest-1 weight 1',
+  'set server be_ingest/ingest-1 weight 256',
+  'show stat be_a 6 -1; show servers state be_a; show stat be_b 6 -1; show servers state be_b',
+  'set server b/s1 weight 37; set server b/s2 weight 199; get weight b/s2',
+];
+
+describe('the SSM Command document', () => {
+  it('is a schema 2.2 document with one aws:runShellScript step', () => {
+    expect(doc.steps.map((s) => s.name)).toEqual(['relayRuntimeCommands']);
+  });
+
+  it('passes both parameters as environment variables', () => {
+    expect(commandsParam?.interpolationType).toBe('ENV_VAR');
+    expect(socketParam?.interpolationType).toBe('ENV_VAR');
+  });
+
+  it('uses the same allowedPattern as the relay', () => {
+    expect(commandsParam?.allowedPattern).toBe(COMMANDS_PATTERN_SOURCE);
+    expect(socketParam?.allowedPattern).toBe(SOCKET_PATH_PATTERN_SOURCE);
+  });
+
+  it('never pastes a parameter into the script text', () => {
+    expect(readFileSync(DOCUMENT, 'utf8')).not.toContain('{{');
+  });
+
+  it('only ever reads the parameters inside double quotes', () => {
+    const uses = parameterExpansions(script);
+    expect(uses.length).toBeGreaterThan(4);
+    expect(uses.filter((u) => !u.quoted)).toEqual([]);
+  });
+
+  it('addresses the socket with UNIX-CONNECT, never as a bare path', () => {
+    expect(script).toContain('socat -t5 -T30 stdio "UNIX-CONNECT:$SSM_SocketPath"');
+    expect(script).toMatch(/^set -euo pipefail$/m);
+  });
+
+  it.each(HOSTILE_COMMANDS)('rejects %s in its allowedPattern', (_label, value) => {
+    expect(commandsPattern.test(value)).toBe(false);
+  });
+
+  it.each(ACCEPTED_COMMANDS)('accepts %j', (value) => {
+    expect(commandsPattern.test(value)).toBe(true);
+  });
+
+  it.each([
+    ['/run/haproxy/admin.sock', true],
+    ['/var/lib/haproxy/stats', true],
+    ['run/haproxy/admin.sock', false],
+    ['/tmp/a.sock; reboot', false],
+    ['/tmp/$(reboot)', false],
+    ['/tmp/a b', false],
+    ['/tmp/a\n', false],
+  ])('judges the socket path %j allowed: %s', (value, allowed) => {
+    expect(socketPattern.test(value)).toBe(allowed);
+  });
+
+  it('admits every name the configuration admits', () => {
+    for (const name of ['a', 'be_ingest', 'ingest-1.eu-west-1:9000', 'X'.repeat(64)]) {
+      expect(SAFE_NAME.test(name)).toBe(true);
+      expect(isAllowedCommand(`get weight ${name}/${name}`)).toBe(true);
+    }
+  });
+});
+
+describe('the document’s script, run with bash as the agent runs it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hw-ssm-doc-'));
+  const path = join(dir, '_script.sh');
+  writeFileSync(path, script, { mode: 0o755 });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const run = (env: Record<string, string>): { status: number | null; stdout: string; stderr: string } => {
+    const r = spawnSync('sh', ['-c', path], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8', timeout: 10_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it.each(HOSTILE_COMMANDS)('refuses %s even when the service let it through', (_label, value) => {
+    const r = run({ SSM_Commands: value, SSM_SocketPath: join(dir, 'admin.sock') });
+    expect(r.status).toBe(65);
+    expect(r.stderr).toContain('rejected the Commands parameter');
+    expect(r.stdout).toBe('');
+  });
+
+  it('refuses a socket path with unsafe characters', () => {
+    const r = run({ SSM_Commands: 'get weight b/s', SSM_SocketPath: `${dir}/x;reboot` });
+    expect(r.status).toBe(65);
+    expect(r.stderr).toContain('rejected the SocketPath parameter');
+  });
+
+  it('fails clearly, creating nothing, when the admin socket is missing', () => {
+    const socket = join(dir, 'missing.sock');
+    const r = run({ SSM_Commands: 'get weight b/s', SSM_SocketPath: socket });
+    expect(r.status).toBe(66);
+    expect(r.stderr).toBe(`haproxy-weighter: no HAProxy admin socket at ${socket} (is HAProxy running with 'stats socket ${socket} level admin'?)\n`);
+    expect(spawnSync('test', ['-e', socket]).status).toBe(1);
+  });
+
+  it('asks for a recent SSM Agent when the parameters are not in the environment', () => {
+    const r = run({});
+    expect(r.status).toBe(64);
+    expect(r.stderr).toContain('SSM Agent 3.3.2746.0 or later is required');
+  });
+});

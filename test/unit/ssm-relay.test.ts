@@ -1,0 +1,319 @@
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import type { GetCommandInvocationCommandOutput, SendCommandCommandInput } from '@aws-sdk/client-ssm';
+import { describe, expect, it } from 'vitest';
+import {
+  MAX_INSTANCE_IDS_PER_COMMAND,
+  createSsmRelayFor,
+  decodeDocumentOutput,
+  resolveLoadBalancers,
+  splitBatch,
+  type SsmApi,
+  type SsmRelaySettings,
+} from '../../functions/adapters/ssm-relay.js';
+import { RelayError, UnsafeInputError } from '../../functions/core/errors.js';
+import type { RelayResult } from '../../functions/core/types.js';
+
+/** What the document prints for a reply. */
+function encode(reply: string): string {
+  const raw = Buffer.from(reply, 'utf8');
+  const sha = createHash('sha256').update(raw).digest('hex');
+  return `HAPROXY-WEIGHTER-REPLY 1 bytes=${raw.length} sha256=${sha}\n${gzipSync(raw).toString('base64')}\nHAPROXY-WEIGHTER-END\n`;
+}
+
+const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `i-${(i + 1).toString(16).padStart(17, '0')}`);
+
+const settings = (instanceIds: readonly string[]): SsmRelaySettings => ({
+  documentName: 'hw-relay',
+  socketPath: '/run/haproxy/admin.sock',
+  targets: { instanceIds: [...instanceIds] },
+  commandTimeoutSeconds: 60,
+  pollIntervalMs: 100,
+  maxWaitMs: 2_000,
+});
+
+class NotFound extends Error {
+  override name = 'InvocationDoesNotExist';
+}
+
+type Step = Partial<GetCommandInvocationCommandOutput> | 'not-found';
+
+/**
+ * A scripted SSM API: every invocation answers the given steps in turn (the last one repeats), and
+ * a clock that only moves when the relay sleeps.
+ */
+function fakeApi(script: (commandId: string, instanceId: string) => readonly Step[], reply: (commands: string) => string = () => '\n') {
+  const sent: SendCommandCommandInput[] = [];
+  const polls = new Map<string, number>();
+  const commands = new Map<string, string>();
+  let clock = 0;
+  const api: SsmApi = {
+    sendCommand: async (input) => {
+      sent.push(input);
+      const commandId = `cmd-${sent.length}`;
+      commands.set(commandId, input.Parameters?.Commands?.[0] ?? '');
+      return { Command: { CommandId: commandId }, $metadata: {} };
+    },
+    getCommandInvocation: async (input) => {
+      const key = `${input.CommandId}/${input.InstanceId}`;
+      const n = polls.get(key) ?? 0;
+      polls.set(key, n + 1);
+      const steps = script(String(input.CommandId), String(input.InstanceId));
+      const step = steps[Math.min(n, steps.length - 1)];
+      if (step === 'not-found' || step === undefined) throw new NotFound('not yet');
+      const output = step.Status === 'Success' && step.StandardOutputContent === undefined ? encode(reply(commands.get(String(input.CommandId)) ?? '')) : (step.StandardOutputContent ?? '');
+      return { $metadata: {}, ...step, StandardOutputContent: output };
+    },
+    describeInstanceInformation: async () => ({ $metadata: {} }),
+  };
+  const sleeps: number[] = [];
+  // Virtual time: concurrent pollers that sleep together wake together, as they would for real.
+  const sleep = async (ms: number): Promise<void> => {
+    sleeps.push(ms);
+    const wake = clock + ms;
+    await Promise.resolve();
+    clock = Math.max(clock, wake);
+  };
+  return { api, sent, polls, sleeps, sleep, now: () => clock };
+}
+
+const SUCCESS: readonly Step[] = ['not-found', { Status: 'Pending' }, { Status: 'InProgress' }, { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 }];
+
+function reply(result: RelayResult | undefined): string {
+  if (result === undefined || !result.ok) throw new Error(`expected a reply, got ${String(result?.ok === false ? result.error.message : result)}`);
+  return result.reply;
+}
+
+function error(result: RelayResult | undefined): Error {
+  if (result === undefined || result.ok) throw new Error('expected an error');
+  return result.error;
+}
+
+describe('splitBatch', () => {
+  it.each([
+    ['keeps a short batch whole', ['get weight b/s1', 'get weight b/s2'], 1000, 2, [['get weight b/s1', 'get weight b/s2']]],
+    ['cuts where the joined length would pass the cap', ['get weight b/s1', 'get weight b/s2', 'get weight b/s3'], 32, 2, [['get weight b/s1', 'get weight b/s2'], ['get weight b/s3']]],
+    [
+      'puts at most two show commands in one part',
+      ['show stat a 6 -1', 'show servers state a', 'show stat b 6 -1', 'show servers state b'],
+      1000,
+      2,
+      [
+        ['show stat a 6 -1', 'show servers state a'],
+        ['show stat b 6 -1', 'show servers state b'],
+      ],
+    ],
+    ['never leaves a part empty for a command longer than the cap', ['get weight backend/server'], 5, 2, [['get weight backend/server']]],
+  ])('%s', (_label, commands, maxChars, maxShow, expected) => {
+    expect(splitBatch(commands, maxChars, maxShow)).toEqual(expected);
+  });
+
+  it('keeps every command, in order, whatever the cap', () => {
+    const commands = Array.from({ length: 500 }, (_, i) => `set server be/ingest-${i} weight ${(i % 256) + 1}`);
+    const parts = splitBatch(commands, 16_000, 2);
+    expect(parts.flat()).toEqual(commands);
+    for (const part of parts) expect(part.join('; ').length).toBeLessThanOrEqual(16_000);
+  });
+});
+
+describe('decodeDocumentOutput', () => {
+  it('returns the exact reply, trailing empty lines included', () => {
+    const text = '# pxname,svname\nbe,s1\n\n1\n# be_id\n\n';
+    expect(decodeDocumentOutput(encode(text), 'i-1')).toBe(text);
+  });
+
+  it('rejects a reply cut at the output limit, saying so', () => {
+    const big = Array.from({ length: 3000 }, (_, i) => `be,${createHash('md5').update(String(i)).digest('hex')}\n`).join('');
+    const printed = encode(big);
+    expect(printed.length).toBeGreaterThan(24_000);
+    expect(() => decodeDocumentOutput(printed.slice(0, 24_000), 'i-1')).toThrow(/^i-1: the reply was cut off at the 24,000-character output limit/);
+  });
+
+  it.each([
+    ['a missing end marker', (s: string) => s.replace('HAPROXY-WEIGHTER-END\n', ''), /printed something other than an encoded reply/],
+    ['a wrong checksum', (s: string) => s.replace(/sha256=[0-9a-f]{64}/, `sha256=${'0'.repeat(64)}`), /announced/],
+    ['a wrong byte count', (s: string) => s.replace(/bytes=\d+/, 'bytes=3'), /announced 3 bytes/],
+    ['a body that is not base64', (s: string) => s.replace(/\n[A-Za-z0-9+/=]+\n/, '\n$$$\n'), /not base64/],
+    ['a body that does not decompress', (s: string) => s.replace(/\n[A-Za-z0-9+/=]+\n/, '\nAAAA\n'), /does not decompress/],
+  ])('rejects %s', (_label, damage, message) => {
+    const text = Array.from({ length: 50 }, (_, i) => `be,s${i},UP\n`).join('');
+    expect(() => decodeDocumentOutput(damage(encode(text)), 'i-1')).toThrow(message);
+  });
+});
+
+describe('SSM relay', () => {
+  it('waits through InvocationDoesNotExist, Pending and InProgress with a growing interval', async () => {
+    const fake = fakeApi(() => SUCCESS, () => '7 (initial 100)\n\n');
+    const [id] = ids(1);
+    const relay = createSsmRelayFor(settings(ids(1)), ids(1), { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run([{ loadBalancer: String(id), commands: ['get weight be/s1'] }]);
+
+    expect(reply(results[0])).toBe('7 (initial 100)\n\n');
+    expect(fake.sleeps).toEqual([100, 150, 225, 338]);
+  });
+
+  it('sends one command for load balancers with identical batches and one per distinct batch', async () => {
+    const fake = fakeApi(() => SUCCESS);
+    const lbs = ids(3);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    await relay.run([
+      { loadBalancer: String(lbs[0]), commands: ['set server be/s1 weight 5'] },
+      { loadBalancer: String(lbs[1]), commands: ['set server be/s1 weight 5'] },
+      { loadBalancer: String(lbs[2]), commands: ['set server be/s1 weight 6'] },
+    ]);
+
+    expect(fake.sent.map((s) => [s.InstanceIds, s.Parameters?.Commands])).toEqual([
+      [[lbs[0], lbs[1]], ['set server be/s1 weight 5']],
+      [[lbs[2]], ['set server be/s1 weight 6']],
+    ]);
+    expect(fake.sent[0]).toMatchObject({ DocumentName: 'hw-relay', Parameters: { SocketPath: ['/run/haproxy/admin.sock'] }, MaxErrors: '100%', MaxConcurrency: '100%', TimeoutSeconds: 60 });
+  });
+
+  it(`sends at most ${MAX_INSTANCE_IDS_PER_COMMAND} instance ids per SendCommand`, async () => {
+    const fake = fakeApi(() => SUCCESS);
+    const lbs = ids(120);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['show servers state be'] })));
+
+    expect(fake.sent.map((s) => s.InstanceIds?.length)).toEqual([50, 50, 20]);
+    expect(fake.sent.flatMap((s) => s.InstanceIds)).toEqual(lbs);
+    expect(results.every((r) => r.ok)).toBe(true);
+  });
+
+  it('gives up on an invocation that never finishes, naming the instance and its last status', async () => {
+    const fake = fakeApi(() => ['not-found', { Status: 'InProgress', StatusDetails: 'InProgress' }]);
+    const lbs = ids(1);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['get weight be/s1'] }]);
+
+    expect(error(results[0]).message).toMatch(new RegExp(`^${lbs[0]}: no final status for SSM command cmd-1 within 2000 ms \\(last: InProgress\\)`));
+  });
+
+  it('treats an instance that never registers the invocation as not answering', async () => {
+    const fake = fakeApi(() => ['not-found']);
+    const lbs = ids(1);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['get weight be/s1'] }]);
+
+    expect(error(results[0]).message).toContain('InvocationDoesNotExist');
+  });
+
+  it.each<[Step, RegExp]>([
+    [{ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 70, StandardErrorContent: 'haproxy-weighter: socat could not complete the exchange\n' }, /ended Failed, exit code 70: haproxy-weighter: socat could not/],
+    [{ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1 }, /ended TimedOut \(DeliveryTimedOut\)$/],
+    [{ Status: 'Failed', StatusDetails: 'Undeliverable', ResponseCode: -1 }, /ended Failed \(Undeliverable\)$/],
+    [{ Status: 'Cancelled', StatusDetails: 'Terminated' }, /ended Cancelled \(Terminated\)$/],
+    [{ Status: 'Success', StatusDetails: 'Success', ResponseCode: 0, StandardOutputContent: 'x'.repeat(24_000) }, /cut off at the 24,000-character output limit/],
+  ])('fails only the instance whose invocation ends %o', async (final, message) => {
+    const lbs = ids(2);
+    const fake = fakeApi((_c, instanceId) => (instanceId === lbs[1] ? ['not-found', final] : SUCCESS));
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['set server be/s1 weight 5'] })));
+
+    expect(reply(results[0])).toBe('\n');
+    const e = error(results[1]);
+    expect(e).toBeInstanceOf(RelayError);
+    expect(e.message).toMatch(new RegExp(`^${lbs[1]}: `));
+    expect(e.message).toMatch(message);
+  });
+
+  it('fails every instance of a SendCommand that SSM refuses, with the service’s error', async () => {
+    const lbs = ids(2);
+    const fake = fakeApi(() => SUCCESS);
+    const api: SsmApi = {
+      ...fake.api,
+      sendCommand: async () => {
+        throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      },
+    };
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['get weight be/s1'] })));
+
+    for (const [i, r] of results.entries()) expect(error(r).message).toBe(`${lbs[i]}: SendCommand hw-relay failed: ThrottlingException: Rate exceeded`);
+  });
+
+  it('stops sending the rest of a split batch to an instance that failed a part, and says how far it got', async () => {
+    const lbs = ids(2);
+    const fake = fakeApi((commandId, instanceId) => (commandId === 'cmd-2' && instanceId === lbs[1] ? [{ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 1 }] : SUCCESS));
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, maxCommandChars: 60 });
+    const commands = Array.from({ length: 6 }, (_, i) => `set server be/s${i} weight 9`);
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands })));
+
+    expect(fake.sent.map((s) => s.InstanceIds)).toEqual([lbs, lbs, [lbs[0]]]);
+    expect(reply(results[0])).toBe('\n\n\n');
+    expect(error(results[1]).message).toMatch(/\[part 2 of 3; the first 2 of 6 commands had already run\]$/);
+  });
+
+  it.each([
+    ['a command separator in a name', 'set server be/a;shutdown sessions weight 5'],
+    ['a command substitution', 'get weight be/$(reboot)'],
+    ['a newline', 'get weight be/s1\nshutdown sessions'],
+    ['a weight of 0', 'set server be/s1 weight 0'],
+    ['a command we never send', 'shutdown sessions server be/s1'],
+  ])('refuses %s before anything is sent', async (_label, command) => {
+    const lbs = ids(1);
+    const fake = fakeApi(() => SUCCESS);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: [command] }]);
+
+    expect(error(results[0])).toBeInstanceOf(UnsafeInputError);
+    expect(fake.sent).toEqual([]);
+  });
+
+  it('answers an unknown load balancer with an error and still serves the others', async () => {
+    const lbs = ids(1);
+    const fake = fakeApi(() => SUCCESS);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run([
+      { loadBalancer: 'i-00000000000000bad', commands: ['get weight be/s1'] },
+      { loadBalancer: String(lbs[0]), commands: ['get weight be/s1'] },
+    ]);
+
+    expect(error(results[0]).message).toBe('Unknown load balancer i-00000000000000bad');
+    expect(results[1]?.ok).toBe(true);
+  });
+});
+
+describe('resolveLoadBalancers', () => {
+  it('reads every page of the online Linux instances carrying the tag', async () => {
+    const seen: unknown[] = [];
+    const api: SsmApi = {
+      sendCommand: async () => ({ $metadata: {} }),
+      getCommandInvocation: async () => ({ $metadata: {} }),
+      describeInstanceInformation: async (input) => {
+        seen.push(input);
+        return input.NextToken === undefined
+          ? { $metadata: {}, InstanceInformationList: [{ InstanceId: 'i-0b' }, { InstanceId: 'i-0a' }], NextToken: 'p2' }
+          : { $metadata: {}, InstanceInformationList: [{ InstanceId: 'i-0c' }] };
+      },
+    };
+    expect(await resolveLoadBalancers({ tag: { key: 'role', value: 'haproxy' } }, api)).toEqual(['i-0a', 'i-0b', 'i-0c']);
+    expect(seen[0]).toMatchObject({
+      Filters: [
+        { Key: 'tag:role', Values: ['haproxy'] },
+        { Key: 'PingStatus', Values: ['Online'] },
+        { Key: 'PlatformTypes', Values: ['Linux'] },
+      ],
+    });
+  });
+
+  it('fails clearly when no instance carries the tag', async () => {
+    const api: SsmApi = {
+      sendCommand: async () => ({ $metadata: {} }),
+      getCommandInvocation: async () => ({ $metadata: {} }),
+      describeInstanceInformation: async () => ({ $metadata: {}, InstanceInformationList: [] }),
+    };
+    await expect(resolveLoadBalancers({ tag: { key: 'role', value: 'haproxy' } }, api)).rejects.toThrow('No online Linux managed instance carries the tag role=haproxy');
+  });
+
+  it('keeps the configured instance ids without asking SSM', async () => {
+    const api: SsmApi = {
+      sendCommand: async () => ({ $metadata: {} }),
+      getCommandInvocation: async () => ({ $metadata: {} }),
+      describeInstanceInformation: async () => {
+        throw new Error('must not be called');
+      },
+    };
+    expect(await resolveLoadBalancers({ instanceIds: ['i-0123456789abcdef0'] }, api)).toEqual(['i-0123456789abcdef0']);
+  });
+});
