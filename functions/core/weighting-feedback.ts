@@ -4,82 +4,126 @@ import { ConfigError, UnsafeInputError } from './errors.js';
 import type { WeightingInput } from './types.js';
 
 /**
- * Our own policy: a damped multiplicative controller that corrects the weights in force instead of
- * recomputing them from scratch each cycle.
+ * Our own policy: a deficit controller in connection counts, built for `leastconn`.
  *
- * Why: with long-lived connections a server's load answers a weight change only as new
- * connections arrive, over many cycles. The seed's functions are memoryless (they map loads to
- * weights directly), so they keep pushing a lagging server as hard as ever and can overshoot.
- * Here a server whose load is already at the mean keeps its weight, and one away from the mean
- * has its weight nudged by its load ratio, a fraction `gain` of the way per cycle.
+ * Why: leastconn sends each new connection to the server with the lowest (sessions + 1) / weight,
+ * so over time it makes every server's share of the connections equal to its share of the weight:
+ * a weight is a *target connection count* in disguise. What we want is equal load, and the
+ * weighter knows, per server, its load x_i (from Graphite, some seconds old) and its connection
+ * count n_i (from HAProxy, live). Their ratio over the backend, Σx / Σn, is the mean rate of one
+ * connection, i.e. what one more new connection is expected to bring. A server below the mean
+ * load by (1 - r_i) times the mean therefore lacks (1 - r_i) · n̄ average connections, and one
+ * above it holds that many too many. So each cycle we set every server's target count to
+ *
+ *     target_i = n_i - g · n̄ · (r_i - 1)
+ *
+ * and turn targets back into weights at the scale of the weights in force. leastconn then fills
+ * the servers with a deficit first and sends nothing to an overloaded server until departures have
+ * brought it down: the fastest correction that steering new connections allows, without the
+ * memoryless functions' habit of re-pushing a server whose load simply has not caught up yet
+ * (the live count already includes the connections sent to it since the last cycle).
+ *
+ * Formula, with loads x_i, current weights w_i in 1..256, sessions n_i, gain g in (0, 1] and
+ * deadband d >= 0:
+ *
+ *     r_i = x_i / mean(x)                      relative load
+ *     c_i = n_i, or w_i when Σn = 0            connection counts (weights stand in when the load
+ *                                              balancer holds no connection at all)
+ *     c̄ = mean(c),  k = Σc / Σw                connections per unit of weight
+ *     if every |r_i - 1| <= d: w_i unchanged   (balanced: nothing to do)
+ *     D_i = max(0, c_i - g · c̄ · (r_i - 1))    if |r_i - 1| > d
+ *     D_i = k · w_i                            if |r_i - 1| <= d and |k · w_i - c_i| <= d · c̄
+ *     D_i = c_i                                if |r_i - 1| <= d otherwise
+ *     raw_i = D_i / k                          back to weight units, at the current scale
+ *     s = 256 / max(raw) if max(raw) > 256 or max(raw) < 128, else 1
+ *     new_i = round(s · raw_i), clamped to 1..256
+ *
+ * Example, loads [50, 100, 150], weights [256, 256, 256], sessions [100, 100, 100], g = 1,
+ * d = 0.05: r = [0.5, 1, 1.5], c̄ = 100, k = 300 / 768; D = [150, 100 (in band, its weight
+ * already means 100), 50]; raw = [384, 256, 128]; 384 > 256 so s = 2/3: [256, 170.7, 85.3] →
+ * [256, 171, 85].
+ *
+ * Trade-offs:
+ * - Needs `sessions` to be the connections of the load balancer that applies the weights (the
+ *   `scur` it reports, which is what the engine passes). With several load balancers each one
+ *   sees about 1/M of the connections, and its n̄ shrinks by the same factor, so each fills 1/M
+ *   of every deficit: no coordination needed.
+ * - Designed for leastconn. Under roundrobin a weight is a share of new connections, not a
+ *   target count: the weights still point the right way, but a deficit only earns a slightly
+ *   larger share instead of every new connection, and the convergence lab measured it little
+ *   better than roundrobin alone. For roundrobin backends use normalised-exponential.
+ * - Nothing in it knows the rate of a connection before it arrives: a heavy client lands where
+ *   leastconn puts it, and its server can only shed load as its other clients leave. The policy
+ *   makes sure that server gets nothing new meanwhile.
+ * - g = 1 asks for the whole deficit each cycle. Loads lag the live counts by the metric delay,
+ *   so connections sent in that lag are counted twice; g < 1 damps that overshoot. Even a small g
+ *   stops new connections to an overloaded server at once (its target is below its live count,
+ *   recomputed every cycle): g only sets how deep a deficit is filled per cycle. The convergence
+ *   lab's grid search chose g = 0.25, d = 0.02 (the defaults): 91% of the steady-state gap and
+ *   92% of the shock gap between leastconn alone and a clairvoyant bound, with a fifth of the
+ *   weight reversals of tuned limited-proportions (test/lab/results/contest.md).
+ * - The deadband stops churn: a server near the mean keeps its weight as long as that weight
+ *   still matches its connection count (within d of the mean count), else its weight follows its
+ *   count (so a server pushed down while overloaded is released once it is back to normal).
+ *   A balanced backend (every load within d) changes nothing at all.
+ * - Weights keep their scale from cycle to cycle (the target counts add up to about the current
+ *   counts), so a server's weight only moves when its own target does; they are rescaled to a
+ *   largest weight of 256 only to stay within 1..256 or when the largest falls below 128
+ *   (resolution). Whenever anything changes, the largest weight is in 128..256, not always 256.
+ * - Invariants (tested as properties): integers in 1..256; the order of the servers changes
+ *   nothing; equal loads leave the weights as they are, so equal weights stay equal; multiplying
+ *   every load by a power of two changes nothing (by any k > 0, only a load on a deadband edge can
+ *   flip sides); with counts proportional to equal weights, more load never gets more weight.
  */
 
 const MAX_WEIGHT = 256;
 const MIN_WEIGHT = 1;
-
-/**
- * Lowest relative load used in the correction: a server at 0 (just started, or a metric reading
- * 0) would otherwise have an infinite target. It counts as 1/10 of the mean, so its target is at
- * most 10^aggressiveness times its weight. A constant, not a setting, until the convergence lab
- * shows it needs tuning.
- */
-export const FEEDBACK_LOAD_FLOOR = 0.1;
+/** Below this largest weight the scale is renewed to 256, to keep resolution (see trade-offs). */
+export const FEEDBACK_RESCALE_BELOW = 128;
 
 export type FeedbackParams = Readonly<Omit<Extract<WeightingConfig, { function: 'feedback' }>, 'function'>>;
 
-/**
- * With loads x_i, mean m, current weights w_i, gain g in (0, 1], aggressiveness a > 0 and
- * deadband d >= 0:
- *
- *     r_i      = x_i / m
- *     target_i = w_i · (1 / max(r_i, FEEDBACK_LOAD_FLOOR))^a    if |r_i - 1| > d
- *              = w_i                                           otherwise
- *     next_i   = w_i + g · (target_i - w_i)
- *     new_i    = round(256 · next_i / max_j next_j), clamped to 1..256
- *
- * When every load is 0 there is no signal and every server is treated as inside the deadband.
- * `sessions` is not used (yet).
- * Example, loads [50, 100, 150], weights [100, 100, 100], g = 0.5, a = 1, d = 0.05: m = 100,
- * r = [0.5, 1, 1.5], target = [200, 100, 66.7], next = [150, 100, 83.3],
- * new = 256 · next / 150 = [256, 170.7, 142.2] → [256, 171, 142].
- *
- * Trade-offs:
- * - The fixed point is "every load at the mean": there the weights stop moving, whatever they
- *   are, since the right weights depend on the connections each server already holds.
- * - Linear interpolation towards the target bounds the cut per cycle: an overloaded server's
- *   weight falls by at most a factor (1 - g) before the rescale, however high its load. Raising
- *   is bounded by the floor: at most 1 + g · (10^a - 1).
- * - The deadband stops churn from noise but leaves a steady error up to d; its edge is a step
- *   (a server just outside moves by about g · a · d, one just inside not at all).
- * - Rescaling so the largest weight is 256 keeps 8 bits of resolution as weights drift (weights
- *   are relative), but means a server's weight can change although its own load sits at the
- *   mean; weights driven to 1 lose their ratios to each other.
- * - It needs trustworthy current weights: they must be the ones HAProxy reports (1..256).
- */
 export function feedbackWeights(inputs: readonly WeightingInput[], params: FeedbackParams): number[] {
   checkParams(params);
   inputs.forEach((input, i) => {
-    if (!Number.isFinite(input.weight) || input.weight < MIN_WEIGHT || input.weight > MAX_WEIGHT) {
-      throw new UnsafeInputError(`current weight #${i} is ${String(input.weight)}: the feedback policy needs weights in 1..256`);
+    if (!Number.isInteger(input.weight) || input.weight < MIN_WEIGHT || input.weight > MAX_WEIGHT) {
+      throw new UnsafeInputError(`current weight #${i} is ${String(input.weight)}: the feedback policy needs integer weights in 1..256`);
+    }
+    if (!Number.isInteger(input.sessions) || input.sessions < 0) {
+      throw new UnsafeInputError(`sessions #${i} is ${String(input.sessions)}: the feedback policy needs a connection count >= 0`);
     }
   });
   if (inputs.length === 0) return [];
+  const current = inputs.map((i) => i.weight);
   const relative = relativeLoads(inputs.map((i) => i.load));
-  const next = inputs.map((input, i) => {
-    const r = relative?.[i] ?? 1;
-    if (Math.abs(r - 1) <= params.deadband) return input.weight;
-    const target = input.weight * Math.pow(Math.max(r, FEEDBACK_LOAD_FLOOR), -params.aggressiveness);
-    return input.weight + params.gain * (target - input.weight);
+  const { gain, deadband } = params;
+  // No load anywhere, or every load within the band: no signal worth a write.
+  if (relative === null || relative.every((r) => Math.abs(r - 1) <= deadband)) return current;
+
+  // Integer sums: exact, so the order of the servers cannot change them.
+  const sessions = inputs.reduce((acc, i) => acc + i.sessions, 0);
+  const counts = sessions > 0 ? inputs.map((i) => i.sessions) : current;
+  const totalCount = sessions > 0 ? sessions : current.reduce((a, b) => a + b, 0);
+  const totalWeight = current.reduce((a, b) => a + b, 0);
+  const meanCount = totalCount / inputs.length;
+  const perWeight = totalCount / totalWeight;
+
+  const raw = inputs.map((input, i) => {
+    const r = relative[i] ?? 1;
+    const count = counts[i] ?? 0;
+    if (Math.abs(r - 1) > deadband) return Math.max(0, count - gain * meanCount * (r - 1)) / perWeight;
+    return Math.abs(perWeight * input.weight - count) <= deadband * meanCount ? input.weight : count / perWeight;
   });
-  const largest = Math.max(...next);
-  return next.map((n) => Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round((MAX_WEIGHT * n) / largest))));
+  const largest = Math.max(...raw);
+  if (!(largest > 0)) return current;
+  const scale = largest > MAX_WEIGHT || largest < FEEDBACK_RESCALE_BELOW ? MAX_WEIGHT / largest : 1;
+  return raw.map((w) => Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(w * scale))));
 }
 
 function checkParams(params: FeedbackParams): void {
   const issues: string[] = [];
-  const { gain, aggressiveness, deadband } = params;
+  const { gain, deadband } = params;
   if (!(Number.isFinite(gain) && gain > 0 && gain <= 1)) issues.push(`gain: must be in (0, 1] (got ${String(gain)})`);
-  if (!(Number.isFinite(aggressiveness) && aggressiveness > 0)) issues.push(`aggressiveness: must be > 0 (got ${String(aggressiveness)})`);
-  if (!(Number.isFinite(deadband) && deadband >= 0)) issues.push(`deadband: must be >= 0 (got ${String(deadband)})`);
+  if (!(Number.isFinite(deadband) && deadband >= 0 && deadband <= 0.5)) issues.push(`deadband: must be in [0, 0.5] (got ${String(deadband)})`);
   if (issues.length > 0) throw new ConfigError('Invalid weighting parameters', issues);
 }

@@ -7,19 +7,20 @@ import { feedbackWeights } from './weighting-feedback.js';
 /**
  * The weighting functions of the seed write-up, and the dispatcher over every configured function.
  *
- * Every function (these two and `feedback`) is pure and returns one integer weight in 1..256 per
- * input, in input order, with these guarantees (each one tested, most as properties):
- * - the largest weight is always 256 (the least loaded server's, for the seed functions): weights
- *   are relative, so using the top of HAProxy's range keeps the most resolution;
- * - equal loads give equal weights (for `feedback`: with equal current weights); all-zero loads
- *   give 256 everywhere for the seed functions (nothing tells the servers apart);
- * - a server with more load never gets more weight than one with less (for `feedback`: with equal
- *   current weights), and raising one server's load never raises its weight;
+ * Every function is pure and returns one integer weight in 1..256 per input, in input order.
+ * The two seed functions guarantee (each one tested, most as properties):
+ * - the largest weight is always 256, the least loaded server's: weights are relative, so using the
+ *   top of HAProxy's range keeps the most resolution;
+ * - equal loads give equal weights; all-zero loads give 256 everywhere (nothing tells them apart);
+ * - a server with more load never gets more weight than one with less, and raising one server's
+ *   load never raises its weight;
  * - the order of the inputs changes nothing (exactly);
  * - multiplying every load by k > 0 changes nothing: exactly when k is a power of two; for other k
  *   only a weight whose unrounded value lies within a few ulps of a .5 rounding boundary can move,
- *   by 1 (k·load is itself rounded, so no implementation can promise more), and for `feedback` a
- *   load lying exactly on a deadband edge can land on either side.
+ *   by 1 (k·load is itself rounded, so no implementation can promise more).
+ * `feedback` (weighting-feedback.ts) is a controller that starts from the current weights and
+ * connection counts, so it keeps the last three but not the first two as stated: its largest
+ * weight is in 128..256, and the load orderings hold when current weights and sessions are equal.
  * Never 0: weight 0 stops new connections to a server, which is the operator's tool, not ours.
  */
 

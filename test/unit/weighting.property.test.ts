@@ -31,13 +31,6 @@ function backend<T>(item: fc.Arbitrary<T>): fc.Arbitrary<T[]> {
 
 const positive = (max: number): fc.Arbitrary<number> => fc.double({ min: 0, max, minExcluded: true, noNaN: true });
 
-const feedbackConfig: fc.Arbitrary<WeightingConfig> = fc.record({
-  function: fc.constant('feedback' as const),
-  gain: fc.double({ min: 0, max: 1, minExcluded: true, noNaN: true }),
-  aggressiveness: positive(10),
-  deadband: fc.double({ min: 0, max: 0.5, noNaN: true }),
-});
-
 const subjects: readonly { name: string; config: fc.Arbitrary<WeightingConfig> }[] = [
   {
     name: 'limited-proportions',
@@ -51,7 +44,6 @@ const subjects: readonly { name: string; config: fc.Arbitrary<WeightingConfig> }
     name: 'normalised-exponential',
     config: fc.record({ function: fc.constant('normalised-exponential' as const), aggressiveness: positive(50) }),
   },
-  { name: 'feedback', config: feedbackConfig },
 ];
 
 function withEqualWeights(servers: readonly WeightingInput[], w: number): WeightingInput[] {
@@ -164,22 +156,6 @@ describe.each(subjects)('$name', ({ config }) => {
           cfg,
         );
         expect(after.filter((w, i) => !(Math.abs(w - (before[i] ?? Number.NaN)) <= 1))).toEqual([]);
-      }),
-      RUNS,
-    );
-  });
-});
-
-describe('feedback', () => {
-  it('keeps the ratios of the current weights, rescaled to 256, when every load is equal', () => {
-    fc.assert(
-      fc.property(load, backend(weight), feedbackConfig, (x, weights, cfg) => {
-        const top = Math.max(...weights);
-        const result = computeWeights(
-          weights.map((w) => ({ load: x, weight: w, sessions: 0 })),
-          cfg,
-        );
-        expect(result).toEqual(weights.map((w) => Math.max(1, Math.round((256 * w) / top))));
       }),
       RUNS,
     );

@@ -3,9 +3,8 @@ import type { WeightingConfig } from '../../functions/core/config.js';
 import { ConfigError, UnsafeInputError } from '../../functions/core/errors.js';
 import type { WeightingInput } from '../../functions/core/types.js';
 import { computeWeights, limitedProportions, normalisedExponential } from '../../functions/core/weighting.js';
-import { FEEDBACK_LOAD_FLOOR, feedbackWeights } from '../../functions/core/weighting-feedback.js';
 
-/** Inputs for the feedback policy from parallel lists; sessions are not used by any function. */
+/** Inputs from parallel lists, no sessions (the feedback policy then counts in weights; see weighting-feedback.test.ts). */
 function inputs(loads: readonly number[], weights: readonly number[]): WeightingInput[] {
   return loads.map((load, i) => ({ load, weight: weights[i] ?? 1, sessions: 0 }));
 }
@@ -143,92 +142,13 @@ describe('normalisedExponential', () => {
   );
 });
 
-describe('feedbackWeights', () => {
-  // Formula: r = load / mean; target = w · max(r, 0.1)^-a outside the deadband (|r - 1| > d), else w;
-  // next = w + g · (target - w); new = round(256 · next / max next), clamped to 1..256.
-  it.each([
-    // mean 100, r = [0.5, 1, 1.5]; targets [100 · 2, 100 (in band), 100 / 1.5] = [200, 100, 66.67];
-    // halfway: next = [150, 100, 83.33]; · 256 / 150 = [256, 170.67, 142.22].
-    { loads: [50, 100, 150], weights: [100, 100, 100], gain: 0.5, aggressiveness: 1, deadband: 0.05, expected: [256, 171, 142] },
-    // Full step: next = targets = [200, 100, 66.67]; · 256 / 200 = [256, 128, 85.33].
-    { loads: [50, 100, 150], weights: [100, 100, 100], gain: 1, aggressiveness: 1, deadband: 0.05, expected: [256, 128, 85] },
-    // r = [1, 1.02, 0.98]: all inside the 5% band, weights kept and only rescaled by 256 / 128.
-    { loads: [100, 102, 98], weights: [128, 64, 32], gain: 0.5, aggressiveness: 1, deadband: 0.05, expected: [256, 128, 64] },
-    // The same loads with no deadband do move: r = 1.02 gets target 64/1.02, r = 0.98 gets 32/0.98:
-    // next = [128, 64 - 0.5 · 1.255 = 63.37, 32 + 0.5 · 0.653 = 32.33] → [256, 126.75, 64.65].
-    { loads: [100, 102, 98], weights: [128, 64, 32], gain: 0.5, aggressiveness: 1, deadband: 0, expected: [256, 127, 65] },
-    // Zero load: r = [0, 1, 2], the idle server counts as r = 0.1: targets [2560, 256, 128];
-    // gain 1: · 256 / 2560 = [256, 25.6, 12.8].
-    { loads: [0, 100, 200], weights: [256, 256, 256], gain: 1, aggressiveness: 1, deadband: 0.05, expected: [256, 26, 13] },
-    // mean 200, r = [0.5, 1.5]; targets [200 · 4, 100 / 2.25] = [800, 44.44];
-    // next = [200 + 0.5 · 600, 100 - 0.5 · 55.56] = [500, 72.22]; · 256 / 500 = [256, 36.98].
-    { loads: [100, 300], weights: [200, 100], gain: 0.5, aggressiveness: 2, deadband: 0, expected: [256, 37] },
-    // The deadband is inclusive: r = [0.5, 1.5] lies exactly on the edges of a 0.5 band, so nothing moves.
-    { loads: [50, 150], weights: [100, 100], gain: 1, aggressiveness: 1, deadband: 0.5, expected: [256, 256] },
-    // No load anywhere: no signal, weights held and rescaled by 256 / 200.
-    { loads: [0, 0, 0], weights: [50, 100, 200], gain: 0.5, aggressiveness: 1, deadband: 0.05, expected: [64, 128, 256] },
-    { loads: [9, 9], weights: [10, 10], gain: 0.5, aggressiveness: 1, deadband: 0, expected: [256, 256] },
-    { loads: [], weights: [], gain: 0.5, aggressiveness: 1, deadband: 0, expected: [] },
-  ])(
-    'weights loads $loads at weights $weights as $expected (g=$gain a=$aggressiveness d=$deadband)',
-    ({ loads, weights, gain, aggressiveness, deadband, expected }) => {
-      expect(feedbackWeights(inputs(loads, weights), { gain, aggressiveness, deadband })).toEqual(expected);
-    },
-  );
-
-  it('keeps relative weights when every load is at the mean, whatever those weights are', () => {
-    expect(feedbackWeights(inputs([5, 5, 5], [256, 128, 1]), { gain: 1, aggressiveness: 3, deadband: 0 })).toEqual([256, 128, 1]);
-  });
-
-  // Nine servers at 100 and one at 200: mean 110, r = 0.909 (inside the 0.5 band, left alone) and
-  // 1.818 (outside). At a = 10 the target is w · 1.818^-10 = 0.00253 w, yet one cycle only moves
-  // a fraction g of the way: next = w · (1 - g + g · 0.00253).
-  it.each([
-    // 256 · (0.5 + 0.5 · 0.00253) = 128.3
-    { gain: 0.5, expected: 128 },
-    // 256 · (0.75 + 0.25 · 0.00253) = 192.2
-    { gain: 0.25, expected: 192 },
-    // 256 · 0.00253 = 0.65, clamped to 1
-    { gain: 1, expected: 1 },
-  ])('cuts an overloaded server by at most the factor (1 - gain) per cycle: gain $gain gives $expected', ({ gain, expected }) => {
-    const weights = feedbackWeights(inputs([...Array<number>(9).fill(100), 200], Array<number>(10).fill(256)), { gain, aggressiveness: 10, deadband: 0.5 });
-    expect(weights).toEqual([...Array<number>(9).fill(256), expected]);
-  });
-
-  // Nine servers at 100 and one idle: mean 90, the others at r = 1.11 stay inside the 0.2 band; the
-  // idle server counts as r = FEEDBACK_LOAD_FLOOR, so at gain 1 its weight is multiplied by 10^a.
-  it.each([
-    // 20 · 10 = 200 > 100: it becomes the largest; others 256 · 100 / 200 = 128.
-    { aggressiveness: 1, idle: 256, other: 128 },
-    // 20 · 10^0.5 = 63.25 < 100: 256 · 63.25 / 100 = 161.9; others stay at 256.
-    { aggressiveness: 0.5, idle: 162, other: 256 },
-  ])('boosts a server at zero load by 1/FEEDBACK_LOAD_FLOOR to the power a=$aggressiveness, a finite step', ({ aggressiveness, idle, other }) => {
-    expect(FEEDBACK_LOAD_FLOOR).toBe(0.1);
-    const weights = feedbackWeights(inputs([0, ...Array<number>(9).fill(100)], [20, ...Array<number>(9).fill(100)]), { gain: 1, aggressiveness, deadband: 0.2 });
-    expect(weights).toEqual([idle, ...Array<number>(9).fill(other)]);
-  });
-
-  it.each([{ weight: 0 }, { weight: 257 }, { weight: Number.NaN }])('rejects a current weight of $weight', ({ weight }) => {
-    expect(() => feedbackWeights(inputs([1, 2], [100, weight]), { gain: 0.5, aggressiveness: 1, deadband: 0 })).toThrow(UnsafeInputError);
-    expect(() => feedbackWeights(inputs([1, 2], [100, weight]), { gain: 0.5, aggressiveness: 1, deadband: 0 })).toThrow(`current weight #1 is ${String(weight)}`);
-  });
-
-  it.each([
-    { gain: 0, aggressiveness: 1, deadband: 0, key: 'gain' },
-    { gain: 1.5, aggressiveness: 1, deadband: 0, key: 'gain' },
-    { gain: 0.5, aggressiveness: 0, deadband: 0, key: 'aggressiveness' },
-    { gain: 0.5, aggressiveness: 1, deadband: -0.1, key: 'deadband' },
-  ])('rejects $key out of range', ({ gain, aggressiveness, deadband, key }) => {
-    expect(() => feedbackWeights(inputs([1, 2], [1, 1]), { gain, aggressiveness, deadband })).toThrow(key);
-  });
-});
-
 describe('computeWeights', () => {
   const cases: { config: WeightingConfig; expected: number[] }[] = [
     { config: { function: 'limited-proportions', limitingFactor: 4, aggressiveness: 1 }, expected: [256, 128, 85, 64] },
     { config: { function: 'normalised-exponential', aggressiveness: 1 }, expected: [256, 172, 115, 77] },
-    // r = [0.4, 0.8, 1.2, 1.6], equal weights 100, gain 1: targets 100 / r = [250, 125, 83.3, 62.5].
-    { config: { function: 'feedback', gain: 1, aggressiveness: 1, deadband: 0.05 }, expected: [256, 128, 85, 64] },
+    // r = [0.4, 0.8, 1.2, 1.6], no sessions so weights stand in as counts (mean 100), gain 1:
+    // targets 100 - 100 · (r - 1) = [160, 120, 80, 40], largest within 128..256 so no rescale.
+    { config: { function: 'feedback', gain: 1, deadband: 0.05 }, expected: [160, 120, 80, 40] },
   ];
 
   it.each(cases)('dispatches $config.function and keeps the input order', ({ config, expected }) => {

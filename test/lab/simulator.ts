@@ -1,0 +1,436 @@
+import { parseConfig, type BackendConfig } from '../../functions/core/config.js';
+import { measure } from '../../functions/core/measure.js';
+import { planBackend } from '../../functions/core/plan.js';
+import type { ObservedBackend, Series } from '../../functions/core/types.js';
+import { createBalancer, type Balancer } from './haproxy-model.js';
+import { normal, uniform } from './random.js';
+import { serverName, type Aggregation, type LabSetup, type MetricsPipeline, type Scenario } from './setup.js';
+import { departureOrderOf, generateTraffic, type Connection, type Traffic } from './traffic.js';
+
+/**
+ * The convergence lab's discrete-event simulator: long-lived connections arrive, are placed by a
+ * model of HAProxy's selection, send points for their lifetime and leave. Every `resolution`
+ * seconds each server reports its mean load to a model of Graphite; every weighter interval the
+ * REAL core (measure → planBackend → computeWeights, with a BackendConfig validated by
+ * parseConfig) reads the delayed points and the load balancer's state and its set-weight actions
+ * are applied. Deterministic: the same (setup, scenario, policy, seed) gives the same result.
+ */
+
+/** A weighting configuration exactly as it would appear in the YAML file. */
+export type WeightingSpec = Readonly<Record<string, string | number>> & { readonly function: string };
+
+export type Policy =
+  | { readonly kind: 'clairvoyant'; readonly name: string }
+  | {
+      readonly kind: 'haproxy';
+      readonly name: string;
+      readonly algorithm: 'leastconn' | 'roundrobin';
+      /** Absent: HAProxy alone, no weighter. */
+      readonly weighting?: WeightingSpec;
+      readonly maxChangePerCycle?: number;
+      /** Overrides the setup's aggregation for this policy's weighter. */
+      readonly aggregation?: Aggregation;
+    };
+
+export interface WeightCycle {
+  readonly time: number;
+  /** weights[loadBalancer][server]; NaN for a server not (yet) in the pool. */
+  readonly weights: readonly (readonly number[])[];
+}
+
+export interface SimResult {
+  readonly servers: readonly string[];
+  /** End time of each sample (one per Graphite bucket). */
+  readonly sampleTimes: Float64Array;
+  /** True mean load of each server over each bucket, sample-major; NaN when not in service. */
+  readonly loads: Float64Array;
+  readonly cycles: readonly WeightCycle[];
+  /** The servers the shock clients landed on. */
+  readonly shock: { readonly at: number; readonly servers: readonly number[] } | null;
+  /** set-weight actions applied. */
+  readonly writes: number;
+  /** Cycles whose plan was skipped (no quorum, unsupported algorithm, ...). */
+  readonly skippedPlans: number;
+}
+
+const BACKEND = 'ingest';
+
+/** The backend configuration the weighter runs with, through the real schema and its defaults. */
+export function backendConfigFor(setup: LabSetup, policy: Policy): BackendConfig | null {
+  if (policy.kind !== 'haproxy' || policy.weighting === undefined) return null;
+  const config = parseConfig(
+    {
+      graphite: { url: 'http://127.0.0.1:8080' },
+      relay: {
+        type: 'socket',
+        loadBalancers: Array.from({ length: setup.loadBalancers }, (_, i) => ({ name: `lb${i + 1}`, endpoint: `/run/haproxy/lab-${i + 1}.sock` })),
+      },
+      backends: [
+        {
+          name: BACKEND,
+          target: `aliasByNode(${BACKEND}.*.points_per_second, 1)`,
+          from: `-${Math.round(setup.metrics.windowSeconds)}s`,
+          aggregation: policy.aggregation ?? setup.metrics.aggregation,
+          weighting: policy.weighting,
+          ...(policy.maxChangePerCycle === undefined ? {} : { maxChangePerCycle: policy.maxChangePerCycle }),
+        },
+      ],
+      intervalSeconds: Math.max(1, Math.round(setup.weighterIntervalSeconds)),
+    },
+    `lab policy ${policy.name}`,
+  );
+  const [backend] = config.backends;
+  if (backend === undefined) throw new Error('parseConfig returned no backend');
+  return backend;
+}
+
+/** Min-heap of (time, id), for departures. */
+class EventHeap {
+  private readonly times: number[] = [];
+  private readonly ids: number[] = [];
+
+  get size(): number {
+    return this.times.length;
+  }
+
+  peekTime(): number {
+    return this.times[0] ?? Infinity;
+  }
+
+  push(time: number, id: number): void {
+    let i = this.times.length;
+    this.times.push(time);
+    this.ids.push(id);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.before(i, parent)) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  pop(): number {
+    const top = this.ids[0];
+    const lastTime = this.times.pop();
+    const lastId = this.ids.pop();
+    if (top === undefined || lastTime === undefined || lastId === undefined) throw new Error('pop from an empty heap');
+    if (this.times.length > 0) {
+      this.times[0] = lastTime;
+      this.ids[0] = lastId;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < this.times.length && this.before(l, m)) m = l;
+        if (r < this.times.length && this.before(r, m)) m = r;
+        if (m === i) break;
+        this.swap(i, m);
+        i = m;
+      }
+    }
+    return top;
+  }
+
+  private before(a: number, b: number): boolean {
+    const ta = this.times[a] ?? Infinity;
+    const tb = this.times[b] ?? Infinity;
+    return ta < tb || (ta === tb && (this.ids[a] ?? 0) < (this.ids[b] ?? 0));
+  }
+
+  private swap(a: number, b: number): void {
+    const t = this.times[a] ?? 0;
+    this.times[a] = this.times[b] ?? 0;
+    this.times[b] = t;
+    const id = this.ids[a] ?? 0;
+    this.ids[a] = this.ids[b] ?? 0;
+    this.ids[b] = id;
+  }
+}
+
+export interface SimulateOptions {
+  /** Traffic drawn beforehand, to share between policies (drawn from the seed otherwise). */
+  readonly traffic?: Traffic;
+}
+
+/** Runs one scenario under one policy. */
+export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, seed: number, options: SimulateOptions = {}): SimResult {
+  validateSetup(setup);
+  validateScenario(setup, scenario);
+  const traffic = options.traffic ?? generateTraffic(setup, scenario, seed);
+  const n = setup.servers;
+  const names = Array.from({ length: n }, (_, i) => serverName(i));
+  const backend = backendConfigFor(setup, policy);
+  const algorithm = policy.kind === 'haproxy' ? policy.algorithm : 'leastconn';
+  const balancers: Balancer[] = Array.from({ length: setup.loadBalancers }, () => createBalancer(algorithm, n, setup.initialWeight));
+  const noise = uniform(seed, `${scenario.name}/metric-noise`);
+  const res = setup.metrics.resolutionSeconds;
+
+  const inPool = new Array<boolean>(n).fill(false);
+  const up = new Array<boolean>(n).fill(false);
+  const load = new Float64Array(n);
+  const integral = new Float64Array(n);
+  const integratedTo = new Float64Array(n);
+  /** Reported points per server, one per bucket; null when the server reported nothing. */
+  const reported: (number | null)[][] = Array.from({ length: n }, () => []);
+
+  // Connection ids: the initial clients, then the arrivals, then the scenario's extra clients.
+  const base = traffic.initial.length + traffic.arrivals.length;
+  const extras = scenario.events.reduce((acc, e) => acc + (e.kind === 'shock' ? e.clients.length : 0), 0);
+  const connRate = new Float64Array(base + extras);
+  const connServer = new Int32Array(base + extras).fill(-1);
+  const connBalancer = new Int32Array(base + extras);
+  let nextExtra = base;
+  const departureOrder = traffic.departureOrder ?? departureOrderOf(traffic.initial, traffic.arrivals);
+  // Flat copies of the times the event loop reads at every step.
+  const ends = Float64Array.from([...traffic.initial, ...traffic.arrivals], (c) => c.end);
+  const arrivalTimes = Float64Array.from(traffic.arrivals, (c) => c.arrival);
+  let nextDeparture = 0;
+  const extraDepartures = new EventHeap();
+
+  const sampleCount = Math.floor(scenario.durationSeconds / res);
+  const sampleTimes = new Float64Array(sampleCount);
+  const loads = new Float64Array(sampleCount * n).fill(NaN);
+  const cycles: WeightCycle[] = [];
+  let writes = 0;
+  let skippedPlans = 0;
+  let shock: SimResult['shock'] = null;
+
+  const advance = (server: number, t: number): void => {
+    integral[server] = (integral[server] ?? 0) + (load[server] ?? 0) * (t - (integratedTo[server] ?? 0));
+    integratedTo[server] = t;
+  };
+
+  const choose = (balancer: Balancer): number => {
+    if (policy.kind !== 'clairvoyant') return balancer.pick();
+    let best = -1;
+    for (let i = 0; i < n; i++) {
+      if (up[i] === true && (best === -1 || (load[i] ?? 0) < (load[best] ?? 0))) best = i;
+    }
+    return best;
+  };
+
+  /** Places a connection; returns the server, or -1 when no server is up (the client gives up). */
+  const place = (id: number, t: number): number => {
+    const balancer = balancers[connBalancer[id] ?? 0];
+    if (balancer === undefined) throw new Error(`no load balancer for connection ${id}`);
+    const server = choose(balancer);
+    if (server === -1) return -1;
+    advance(server, t);
+    load[server] = (load[server] ?? 0) + (connRate[id] ?? 0);
+    connServer[id] = server;
+    balancer.connected(server);
+    return server;
+  };
+
+  const open = (id: number, c: Pick<Connection, 'rate' | 'loadBalancer'>, t: number): number => {
+    connRate[id] = c.rate;
+    connBalancer[id] = c.loadBalancer;
+    return place(id, t);
+  };
+
+  const close = (id: number, t: number): void => {
+    const server = connServer[id] ?? -1;
+    if (server === -1) return;
+    advance(server, t);
+    load[server] = Math.max(0, (load[server] ?? 0) - (connRate[id] ?? 0));
+    connServer[id] = -1;
+    balancers[connBalancer[id] ?? 0]?.disconnected(server);
+  };
+
+  const setServerUp = (server: number, isUp: boolean, t: number): void => {
+    advance(server, t);
+    up[server] = isUp;
+    for (const b of balancers) b.setUp(server, isUp);
+  };
+
+  for (const s of scenario.initialServers) {
+    inPool[s] = true;
+    setServerUp(s, true, 0);
+  }
+  traffic.initial.forEach((c, id) => open(id, c, 0));
+
+  const closeBucket = (bucket: number): void => {
+    const end = (bucket + 1) * res;
+    sampleTimes[bucket] = end;
+    for (let s = 0; s < n; s++) {
+      if (inPool[s] !== true) continue;
+      advance(s, end);
+      const mean = (integral[s] ?? 0) / res;
+      integral[s] = 0;
+      const list = reported[s];
+      if (list === undefined) continue;
+      while (list.length < bucket) list.push(null);
+      if (up[s] === true) {
+        loads[bucket * n + s] = mean;
+        const noisy = setup.metrics.noise > 0 ? mean * Math.max(0, 1 + setup.metrics.noise * normal(noise)) : mean;
+        list.push(noisy);
+      } else {
+        // A host that is down reports nothing; Graphite shows nulls.
+        list.push(null);
+      }
+    }
+  };
+
+  const weightsNow = (): number[][] => balancers.map((b) => names.map((_, s) => (inPool[s] === true ? b.weight(s) : NaN)));
+
+  const weighterCycle = (t: number): void => {
+    if (backend !== null) runWeighter(backend, t);
+    // The figures read the weights after the cycle: what HAProxy runs with until the next one.
+    cycles.push({ time: t, weights: weightsNow() });
+  };
+
+  const runWeighter = (config: BackendConfig, t: number): void => {
+    const measurement = measure(renderSeries(t), config);
+    balancers.forEach((balancer, lb) => {
+      const observed: ObservedBackend = {
+        backend: BACKEND,
+        algorithm: balancer.algorithm,
+        servers: names.flatMap((name, s) =>
+          inPool[s] === true
+            ? [{ name, status: up[s] === true ? 'UP' : 'DOWN', admin: 'ready' as const, weight: balancer.weight(s), initialWeight: setup.initialWeight, sessions: balancer.sessions(s) }]
+            : [],
+        ),
+      };
+      const plan = planBackend({ backend: config, loadBalancer: `lb${lb + 1}`, observed, measurement });
+      if (plan.status === 'skipped') {
+        skippedPlans++;
+        return;
+      }
+      for (const action of plan.actions) {
+        if (action.kind !== 'set-weight') continue;
+        const s = names.indexOf(action.server);
+        if (s === -1) throw new Error(`plan names unknown server ${action.server}`);
+        balancer.setWeight(s, action.weight);
+        writes++;
+      }
+    });
+  };
+
+  /** What `/render?target=...&from=-<window>s` returns at time t. */
+  const renderSeries = (t: number): Series[] => {
+    const series: Series[] = [];
+    reported.forEach((list, s) => {
+      // Graphite has no series for a server that never reported.
+      if (list.length > 0) series.push({ name: names[s] ?? String(s), values: renderPoints(list, t, setup.metrics) });
+    });
+    return series;
+  };
+
+  const events = [...scenario.events].sort((a, b) => a.at - b.at);
+  let nextEvent = 0;
+  let nextArrival = 0;
+  let bucket = 0;
+  let cycle = 1;
+  const interval = setup.weighterIntervalSeconds;
+
+  for (;;) {
+    const tBucket = bucket < sampleCount ? (bucket + 1) * res : Infinity;
+    const tEvent = events[nextEvent]?.at ?? Infinity;
+    const departing = departureOrder[nextDeparture] ?? -1;
+    const tDeparture = Math.min(departing === -1 ? Infinity : (ends[departing] ?? Infinity), extraDepartures.peekTime());
+    const tArrival = arrivalTimes[nextArrival] ?? Infinity;
+    const tCycle = cycle * interval;
+    const t = Math.min(tBucket, tEvent, tDeparture, tArrival, tCycle);
+    if (t > scenario.durationSeconds || t === Infinity) break;
+    // At equal times: close the bucket first (it covers the time before t), then the scenario,
+    // departures, arrivals, and the weighter last (it sees the state at t).
+    if (t === tBucket) {
+      closeBucket(bucket);
+      bucket++;
+    } else if (t === tEvent) {
+      const event = events[nextEvent++];
+      if (event === undefined) continue;
+      switch (event.kind) {
+        case 'shock': {
+          const servers = event.clients.map((c) => {
+            const id = nextExtra++;
+            extraDepartures.push(t + c.lifetimeSeconds, id);
+            return open(id, { rate: c.rate, loadBalancer: 0 }, t);
+          });
+          shock = { at: t, servers: [...new Set(servers.filter((s) => s !== -1))] };
+          break;
+        }
+        case 'add-server':
+          inPool[event.server] = true;
+          integratedTo[event.server] = t;
+          setServerUp(event.server, true, t);
+          break;
+        case 'server-down': {
+          setServerUp(event.server, false, t);
+          // Its clients see the connection drop and reconnect at once, keeping their rate and
+          // the rest of their life; HAProxy places them on the servers still up.
+          const victims: number[] = [];
+          connServer.forEach((server, id) => {
+            if (server === event.server) victims.push(id);
+          });
+          for (const id of victims) {
+            close(id, t);
+            place(id, t);
+          }
+          break;
+        }
+        case 'server-up':
+          setServerUp(event.server, true, t);
+          break;
+      }
+    } else if (t === tDeparture) {
+      if (extraDepartures.peekTime() === t) close(extraDepartures.pop(), t);
+      else close(departureOrder[nextDeparture++] ?? -1, t);
+    } else if (t === tArrival) {
+      const id = traffic.initial.length + nextArrival;
+      const c = traffic.arrivals[nextArrival++];
+      if (c !== undefined) open(id, c, t);
+    } else {
+      weighterCycle(t);
+      cycle++;
+    }
+  }
+
+  return { servers: names, sampleTimes, loads, cycles, shock, writes, skippedPlans };
+}
+
+/**
+ * The points Graphite returns at time t for one server's reported buckets (bucket k covers
+ * [k·res, (k+1)·res)): the buckets starting in [t - window, t), each null until `delaySeconds`
+ * after it ends (not yet reported or written), like the still-empty newest buckets of a real render.
+ */
+export function renderPoints(reported: readonly (number | null)[], t: number, metrics: Pick<MetricsPipeline, 'resolutionSeconds' | 'delaySeconds' | 'windowSeconds'>): (number | null)[] {
+  const res = metrics.resolutionSeconds;
+  const first = Math.max(0, Math.ceil((t - metrics.windowSeconds) / res - 1e-9));
+  const last = Math.ceil(t / res - 1e-9) - 1;
+  const values: (number | null)[] = [];
+  for (let k = first; k <= last; k++) {
+    const visible = (k + 1) * res + metrics.delaySeconds <= t + 1e-9;
+    values.push(visible ? (reported[k] ?? null) : null);
+  }
+  return values;
+}
+
+function validateSetup(setup: LabSetup): void {
+  const problems: string[] = [];
+  const positive = (name: string, v: number): void => {
+    if (!(Number.isFinite(v) && v > 0)) problems.push(`${name} must be > 0 (got ${v})`);
+  };
+  if (!Number.isInteger(setup.servers) || setup.servers < 1) problems.push(`servers must be a positive integer (got ${setup.servers})`);
+  if (!Number.isInteger(setup.loadBalancers) || setup.loadBalancers < 1) problems.push(`loadBalancers must be a positive integer (got ${setup.loadBalancers})`);
+  positive('arrivalsPerSecond', setup.arrivalsPerSecond);
+  positive('meanLifetimeSeconds', setup.meanLifetimeSeconds);
+  positive('weighterIntervalSeconds', setup.weighterIntervalSeconds);
+  positive('metrics.resolutionSeconds', setup.metrics.resolutionSeconds);
+  positive('metrics.windowSeconds', setup.metrics.windowSeconds);
+  positive('rate.min', setup.rate.min);
+  positive('rate.alpha', setup.rate.alpha);
+  if (!(setup.rate.max > setup.rate.min)) problems.push(`rate.max must exceed rate.min (got ${setup.rate.max})`);
+  if (!(setup.metrics.delaySeconds >= 0)) problems.push(`metrics.delaySeconds must be >= 0 (got ${setup.metrics.delaySeconds})`);
+  if (!(setup.metrics.noise >= 0)) problems.push(`metrics.noise must be >= 0 (got ${setup.metrics.noise})`);
+  if (!Number.isInteger(setup.initialWeight) || setup.initialWeight < 1 || setup.initialWeight > 256) problems.push(`initialWeight must be an integer in 1..256 (got ${setup.initialWeight})`);
+  if (problems.length > 0) throw new Error(`Invalid lab setup: ${problems.join('; ')}`);
+}
+
+function validateScenario(setup: LabSetup, scenario: Scenario): void {
+  const servers = [...scenario.initialServers, ...scenario.events.flatMap((e) => (e.kind === 'shock' ? [] : [e.server]))];
+  const bad = servers.filter((s) => !(Number.isInteger(s) && s >= 0 && s < setup.servers));
+  if (bad.length > 0) throw new Error(`Invalid scenario ${scenario.name}: server index ${bad.join(', ')} outside 0..${setup.servers - 1}`);
+  if (!(scenario.durationSeconds > 0)) throw new Error(`Invalid scenario ${scenario.name}: durationSeconds must be > 0`);
+}

@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../functions/core/errors.js';
+import { DEFAULT_SETUP, serverAddedScenario, serverLeavesScenario, steadyScenario, type LabSetup, type Scenario } from '../lab/setup.js';
+import { renderPoints, simulate, type Policy, type SimResult } from '../lab/simulator.js';
+import { generateTraffic, type Traffic } from '../lab/traffic.js';
+
+/** A small pool so that a whole run takes milliseconds. */
+const SMALL: LabSetup = { ...DEFAULT_SETUP, servers: 4, arrivalsPerSecond: 0.5, meanLifetimeSeconds: 600 };
+
+const LEASTCONN: Policy = { kind: 'haproxy', name: 'leastconn', algorithm: 'leastconn' };
+const ROUNDROBIN: Policy = { kind: 'haproxy', name: 'roundrobin', algorithm: 'roundrobin' };
+const CLAIRVOYANT: Policy = { kind: 'clairvoyant', name: 'clairvoyant' };
+const LIMITED: Policy = { kind: 'haproxy', name: 'lp', algorithm: 'leastconn', weighting: { function: 'limited-proportions' } };
+const FEEDBACK: Policy = { kind: 'haproxy', name: 'fb', algorithm: 'leastconn', weighting: { function: 'feedback', gain: 0.5, deadband: 0.02 } };
+
+function short(scenario: Scenario, seconds: number): Scenario {
+  return { ...scenario, durationSeconds: seconds, measureTo: seconds };
+}
+
+function loadsAt(result: SimResult, sample: number): number[] {
+  const n = result.servers.length;
+  return Array.from(result.loads.subarray(sample * n, (sample + 1) * n));
+}
+
+function totals(result: SimResult): number[] {
+  return Array.from(result.sampleTimes, (_, k) => loadsAt(result, k).reduce((a, v) => a + (Number.isNaN(v) ? 0 : v), 0));
+}
+
+/** Largest relative difference between two equally long series (one assertion instead of thousands). */
+function largestDifference(a: readonly number[], b: readonly number[]): number {
+  expect(a).toHaveLength(b.length);
+  return Math.max(...a.map((v, k) => Math.abs(v - (b[k] ?? NaN)) / Math.max(1, Math.abs(v))));
+}
+
+/** Long-lived clients with the given rates, all connected at time 0 in this order. */
+function fixedTraffic(rates: readonly number[], arrivals: Traffic['arrivals'] = []): Traffic {
+  return { initial: rates.map((rate, i) => ({ arrival: -rates.length + i, rate, end: 1e9, loadBalancer: 0 })), arrivals };
+}
+
+describe('simulate', () => {
+  it('gives identical results for the same seed and different ones for another seed', () => {
+    const scenario = short(steadyScenario(SMALL), 3600);
+    const a = simulate(SMALL, scenario, FEEDBACK, 7);
+    const b = simulate(SMALL, scenario, FEEDBACK, 7);
+    const c = simulate(SMALL, scenario, FEEDBACK, 8);
+    expect(Array.from(a.loads)).toEqual(Array.from(b.loads));
+    expect(a.cycles).toEqual(b.cycles);
+    expect(a.writes).toBe(b.writes);
+    expect(a.writes).toBeGreaterThan(0);
+    expect(Array.from(c.loads)).not.toEqual(Array.from(a.loads));
+  });
+
+  it('replays the same clients for every policy: only where they land differs', () => {
+    const scenario = short(steadyScenario(SMALL), 3600);
+    const traffic = generateTraffic(SMALL, scenario, 3);
+    const runs = [LEASTCONN, ROUNDROBIN, CLAIRVOYANT, LIMITED, FEEDBACK].map((p) => simulate(SMALL, scenario, p, 3, { traffic }));
+    const reference = totals(runs[0] ?? simulate(SMALL, scenario, LEASTCONN, 3, { traffic }));
+    for (const run of runs) expect(largestDifference(totals(run), reference)).toBeLessThan(1e-9);
+    // ...and the placement does differ between leastconn and the clairvoyant bound.
+    expect(Array.from(runs[2]?.loads ?? [])).not.toEqual(Array.from(runs[0]?.loads ?? []));
+  });
+
+  it('sends each client of the clairvoyant bound to the least loaded server', () => {
+    const setup: LabSetup = { ...SMALL, servers: 3 };
+    const scenario = short(steadyScenario(setup), 60);
+    // 100 → s1, 50 → s2, 10 → s3, 5 → s3 (10 is least), 80 → s3 (15 is least)
+    const result = simulate(setup, scenario, CLAIRVOYANT, 1, { traffic: fixedTraffic([100, 50, 10, 5, 80]) });
+    expect(loadsAt(result, 0)).toEqual([100, 50, 95]);
+  });
+
+  it('places the same clients by connection count under leastconn, blind to their rates', () => {
+    const setup: LabSetup = { ...SMALL, servers: 3 };
+    const scenario = short(steadyScenario(setup), 60);
+    // one each (idle servers first), then the two whose key 2 is oldest: s1, s2
+    const result = simulate(setup, scenario, LEASTCONN, 1, { traffic: fixedTraffic([100, 50, 10, 5, 80]) });
+    expect(loadsAt(result, 0)).toEqual([105, 130, 10]);
+  });
+
+  it.each([{ delay: 0, first: 110 }, { delay: 20, first: 130 }, { delay: 40, first: 150 }])(
+    'lets the weighter see a load change only $delay s after its 10 s bucket ends (first reaction at $first s)',
+    ({ delay, first }) => {
+      const setup: LabSetup = { ...SMALL, servers: 2, weighterIntervalSeconds: 10, metrics: { ...SMALL.metrics, resolutionSeconds: 10, delaySeconds: delay, windowSeconds: 60 } };
+      const scenario: Scenario = {
+        name: 'delay',
+        title: 'delay',
+        initialServers: [0, 1],
+        durationSeconds: 200,
+        measureFrom: 0,
+        measureTo: 200,
+        events: [{ at: 100, kind: 'shock', clients: [{ rate: 1000, lifetimeSeconds: 1e6 }] }],
+      };
+      const result = simulate(setup, scenario, LIMITED, 1, { traffic: fixedTraffic([100, 100]) });
+      expect(result.shock?.servers).toEqual([0]);
+      const changed = result.cycles.find((c) => c.weights[0]?.[0] !== 256);
+      expect(changed?.time).toBe(first);
+      expect(changed?.weights[0]?.[0]).toBeLessThan(changed?.weights[0]?.[1] ?? 0);
+    },
+  );
+
+  it('keeps every client when a server goes down: they reconnect to the servers still up', () => {
+    const leaves = serverLeavesScenario(SMALL);
+    const steady = { ...steadyScenario(SMALL), durationSeconds: leaves.durationSeconds, measureTo: leaves.measureTo };
+    const traffic = generateTraffic(SMALL, steady, 5);
+    const withFailure = simulate(SMALL, leaves, LEASTCONN, 5, { traffic });
+    const without = simulate(SMALL, steady, LEASTCONN, 5, { traffic });
+    expect(largestDifference(totals(withFailure), totals(without))).toBeLessThan(1e-9);
+    const down = withFailure.sampleTimes.findIndex((t) => t > 3600 && t <= 5400);
+    expect(loadsAt(withFailure, down)[0]).toBeNaN();
+    const back = withFailure.sampleTimes.findIndex((t) => t > 5400 + 600);
+    expect(loadsAt(withFailure, back)[0]).toBeGreaterThan(0);
+  });
+
+  it('brings an added server into service: absent before, loaded after', () => {
+    const scenario = serverAddedScenario(SMALL);
+    const result = simulate(SMALL, scenario, FEEDBACK, 2);
+    const added = SMALL.servers - 1;
+    const before = result.sampleTimes.findIndex((t) => t >= 1800);
+    const after = result.sampleTimes.findIndex((t) => t >= 3600 + 1800);
+    expect(loadsAt(result, before)[added]).toBeNaN();
+    expect(loadsAt(result, after)[added]).toBeGreaterThan(0);
+    expect(result.cycles.at(-1)?.weights[0]?.[added]).toBeGreaterThanOrEqual(1);
+  });
+
+  it('validates the weighting through the real configuration schema', () => {
+    const bad: Policy = { kind: 'haproxy', name: 'bad', algorithm: 'leastconn', weighting: { function: 'limited-proportions', limitingFactor: 0.5 } };
+    expect(() => simulate(SMALL, short(steadyScenario(SMALL), 60), bad, 1)).toThrow(ConfigError);
+  });
+
+  it('rejects a setup it cannot simulate, naming the setting', () => {
+    expect(() => simulate({ ...SMALL, servers: 0 }, short(steadyScenario(SMALL), 60), LEASTCONN, 1)).toThrow('servers');
+  });
+});
+
+describe('renderPoints', () => {
+  // Buckets of 10 s; at t = 60 with a 60 s window Graphite returns the buckets starting at 0..50.
+  const reported = [0, 1, 2, 3, 4, 5, 6, 7];
+  it.each([
+    // bucket k is visible once (k + 1) · 10 + delay <= t
+    { t: 60, delay: 0, window: 60, expected: [0, 1, 2, 3, 4, 5] },
+    { t: 60, delay: 10, window: 60, expected: [0, 1, 2, 3, 4, null] },
+    { t: 65, delay: 10, window: 60, expected: [1, 2, 3, 4, null, null] },
+    { t: 70, delay: 15, window: 30, expected: [4, null, null] },
+    { t: 20, delay: 0, window: 60, expected: [0, 1] },
+  ])('at t=$t with delay $delay s and window $window s returns $expected', ({ t, delay, window, expected }) => {
+    expect(renderPoints(reported, t, { resolutionSeconds: 10, delaySeconds: delay, windowSeconds: window })).toEqual(expected);
+  });
+});

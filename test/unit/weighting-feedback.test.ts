@@ -1,0 +1,213 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { weightingSchema } from '../../functions/core/config.js';
+import { ConfigError, UnsafeInputError } from '../../functions/core/errors.js';
+import type { WeightingInput } from '../../functions/core/types.js';
+import { computeWeights } from '../../functions/core/weighting.js';
+import { FEEDBACK_RESCALE_BELOW, feedbackWeights, type FeedbackParams } from '../../functions/core/weighting-feedback.js';
+
+const RUNS = { numRuns: 5_000 };
+
+function inputs(loads: readonly number[], weights: readonly number[], sessions: readonly number[]): WeightingInput[] {
+  return loads.map((load, i) => ({ load, weight: weights[i] ?? 1, sessions: sessions[i] ?? 0 }));
+}
+
+describe('feedbackWeights', () => {
+  // r = load / mean; c = sessions (weights when there are none), c̄ = mean c, k = Σc / Σw;
+  // outside the band D = max(0, c - g · c̄ · (r - 1)); inside D = k · w when that is within d · c̄
+  // of c, else c; raw = D / k, rescaled to a largest weight of 256 only when above 256 or below 128.
+  it.each([
+    // r = [0.5, 1, 1.5], c̄ = 100, k = 300 / 768; D = [150, 100 (k · 256 = 100: kept), 50];
+    // raw = [384, 256, 128] → · 256 / 384 = [256, 170.7, 85.3].
+    { loads: [50, 100, 150], weights: [256, 256, 256], sessions: [100, 100, 100], gain: 1, deadband: 0.05, expected: [256, 171, 85] },
+    // Half the deficit: D = [125, 100, 75], raw = [320, 256, 192] → · 0.8 = [256, 204.8, 153.6].
+    { loads: [50, 100, 150], weights: [256, 256, 256], sessions: [100, 100, 100], gain: 0.5, deadband: 0.05, expected: [256, 205, 154] },
+    // Same targets from weights of 50: raw = [75, 50, 25], largest below 128 → rescaled to 256.
+    { loads: [50, 100, 150], weights: [50, 50, 50], sessions: [100, 100, 100], gain: 1, deadband: 0.05, expected: [256, 171, 85] },
+    // Σc = Σw = 500 so k = 1, c̄ = 125; r = [1, 1, 1.6, 0.4]: the two in the band keep their
+    // weights (they match their counts), D = [-, -, 100 - 75, 100 + 75]; largest 200: no rescale.
+    { loads: [100, 100, 160, 40], weights: [200, 100, 100, 100], sessions: [200, 100, 100, 100], gain: 1, deadband: 0.05, expected: [200, 100, 25, 175] },
+    // k = 600 / 420, c̄ = 150: in the band but weights 200 and 20 mean 285.7 and 28.6 connections,
+    // far from the 200 each holds: both follow their counts (raw 140); D = [.., .., 10, 190] → raw 7, 133.
+    { loads: [100, 100, 160, 40], weights: [200, 20, 100, 100], sessions: [200, 200, 100, 100], gain: 1, deadband: 0.05, expected: [140, 140, 7, 133] },
+    // Weights are target counts, not ranks: r = [0.8, 1.2], c̄ = 200, k = 400 / 512;
+    // D = [300 + 40, 100 - 40] → raw [435.2, 76.8] → · 256 / 435.2 = [256, 45.2].
+    { loads: [80, 120], weights: [256, 256], sessions: [300, 100], gain: 1, deadband: 0, expected: [256, 45] },
+    // A server holding twice the mean load and no more than the mean count: D = 100 - 100 = 0 → 1.
+    { loads: [100, 100, 400], weights: [200, 200, 200], sessions: [100, 100, 100], gain: 1, deadband: 0.05, expected: [256, 256, 1] },
+    // No sessions: weights stand in as counts (c̄ = 100, k = 1): D = 100 - 100 · (r - 1) for
+    // r = [0.4, 0.8, 1.2, 1.6] = [160, 120, 80, 40], largest within 128..256.
+    { loads: [100, 200, 300, 400], weights: [100, 100, 100, 100], sessions: [0, 0, 0, 0], gain: 1, deadband: 0.05, expected: [160, 120, 80, 40] },
+    // Every load within 5% of the mean: balanced, nothing changes whatever the counts.
+    { loads: [100, 102, 98], weights: [200, 64, 32], sessions: [10, 500, 3], gain: 1, deadband: 0.05, expected: [200, 64, 32] },
+    // No load at all: no signal, nothing changes.
+    { loads: [0, 0, 0], weights: [200, 64, 32], sessions: [10, 500, 3], gain: 1, deadband: 0.05, expected: [200, 64, 32] },
+    { loads: [], weights: [], sessions: [], gain: 1, deadband: 0.05, expected: [] },
+  ])(
+    'weights loads $loads at weights $weights with sessions $sessions as $expected (g=$gain d=$deadband)',
+    ({ loads, weights, sessions, gain, deadband, expected }) => {
+      expect(feedbackWeights(inputs(loads, weights, sessions), { gain, deadband })).toEqual(expected);
+    },
+  );
+
+  it('fills the same share of each deficit whatever share of the connections this load balancer holds', () => {
+    const loads = [50, 100, 150, 100];
+    const weights = [256, 200, 150, 256];
+    const sessions = [300, 280, 252, 312];
+    const alone = feedbackWeights(inputs(loads, weights, sessions), { gain: 1, deadband: 0.02 });
+    // One of four load balancers sees a quarter of the connections.
+    const quarter = feedbackWeights(inputs(loads, weights, sessions.map((s) => s / 4)), { gain: 1, deadband: 0.02 });
+    expect(quarter).toEqual(alone);
+  });
+
+  it.each([{ weight: 0 }, { weight: 257 }, { weight: 1.5 }, { weight: Number.NaN }])('rejects a current weight of $weight', ({ weight }) => {
+    const call = () => feedbackWeights(inputs([1, 2], [100, weight], [1, 1]), { gain: 1, deadband: 0 });
+    expect(call).toThrow(UnsafeInputError);
+    expect(call).toThrow(`current weight #1 is ${String(weight)}`);
+  });
+
+  it.each([{ sessions: -1 }, { sessions: 2.5 }, { sessions: Number.NaN }])('rejects sessions of $sessions', ({ sessions }) => {
+    const call = () => feedbackWeights(inputs([1, 2], [100, 100], [sessions, 1]), { gain: 1, deadband: 0 });
+    expect(call).toThrow(UnsafeInputError);
+    expect(call).toThrow(`sessions #0 is ${String(sessions)}`);
+  });
+
+  it.each([
+    { gain: 0, deadband: 0, key: 'gain' },
+    { gain: 1.5, deadband: 0, key: 'gain' },
+    { gain: Number.NaN, deadband: 0, key: 'gain' },
+    { gain: 0.5, deadband: -0.1, key: 'deadband' },
+    { gain: 0.5, deadband: 0.6, key: 'deadband' },
+  ])('rejects $key out of range (gain $gain, deadband $deadband)', ({ gain, deadband, key }) => {
+    const call = () => feedbackWeights(inputs([1, 2], [1, 1], [0, 0]), { gain, deadband });
+    expect(call).toThrow(ConfigError);
+    expect(call).toThrow(key);
+  });
+
+  it('is what computeWeights runs for the feedback function, with the schema defaults', () => {
+    const parsed = weightingSchema.parse({ function: 'feedback' });
+    expect(parsed).toEqual({ function: 'feedback', gain: 0.25, deadband: 0.02 });
+    const servers = inputs([50, 100, 150], [256, 256, 256], [100, 100, 100]);
+    expect(computeWeights(servers, parsed)).toEqual(feedbackWeights(servers, { gain: 0.25, deadband: 0.02 }));
+  });
+
+  it('rejects the retired aggressiveness factor in the configuration', () => {
+    expect(weightingSchema.safeParse({ function: 'feedback', gain: 1, aggressiveness: 1 }).success).toBe(false);
+  });
+});
+
+// Properties. Loads as Graphite reports them (exact zeros, small integers so that ties are
+// common, doubles up to 1e9); counts as HAProxy reports them.
+const load = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 20 }), fc.double({ min: 1e-6, max: 1e9, noNaN: true }));
+const extremeLoad = fc.oneof(fc.constant(0), fc.double({ min: 0, max: Number.MAX_VALUE, noNaN: true }));
+const weight = fc.integer({ min: 1, max: 256 });
+const sessions = fc.oneof(fc.constant(0), fc.nat(50), fc.nat(100_000));
+const params: fc.Arbitrary<FeedbackParams> = fc.record({
+  gain: fc.double({ min: 0, max: 1, minExcluded: true, noNaN: true }),
+  deadband: fc.double({ min: 0, max: 0.5, noNaN: true }),
+});
+
+function server(loadArb: fc.Arbitrary<number>): fc.Arbitrary<WeightingInput> {
+  return fc.record({ load: loadArb, weight, sessions });
+}
+
+function backend(loadArb: fc.Arbitrary<number>): fc.Arbitrary<WeightingInput[]> {
+  return fc.oneof(
+    { arbitrary: fc.array(server(loadArb), { minLength: 1, maxLength: 20 }), weight: 3 },
+    { arbitrary: fc.array(server(loadArb), { minLength: 1, maxLength: 500 }), weight: 1 },
+  );
+}
+
+describe('feedbackWeights properties', () => {
+  it('gives exactly one integer weight in 1..256 per server, for any finite loads', () => {
+    fc.assert(
+      fc.property(backend(fc.oneof(load, extremeLoad)), params, (servers, p) => {
+        const weights = feedbackWeights(servers, p);
+        expect(weights).toHaveLength(servers.length);
+        expect(weights.filter((w) => !(Number.isInteger(w) && w >= 1 && w <= 256))).toEqual([]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('either changes nothing or leaves the largest weight between 128 and 256', () => {
+    fc.assert(
+      fc.property(backend(load), params, (servers, p) => {
+        const weights = feedbackWeights(servers, p);
+        const unchanged = weights.every((w, i) => w === servers[i]?.weight);
+        const top = Math.max(...weights);
+        expect(unchanged || (top >= FEEDBACK_RESCALE_BELOW && top <= 256)).toBe(true);
+      }),
+      RUNS,
+    );
+  });
+
+  it('gives the same weight to each server whatever the order of the servers', () => {
+    const shuffled = backend(load).chain((servers) =>
+      fc.tuple(fc.constant(servers), fc.shuffledSubarray(servers.map((_, i) => i), { minLength: servers.length, maxLength: servers.length })),
+    );
+    fc.assert(
+      fc.property(shuffled, params, ([servers, order], p) => {
+        const weights = feedbackWeights(servers, p);
+        const permuted = feedbackWeights(
+          order.map((i) => servers[i] ?? { load: Number.NaN, weight: 1, sessions: 0 }),
+          p,
+        );
+        expect(permuted).toEqual(order.map((i) => weights[i]));
+      }),
+      RUNS,
+    );
+  });
+
+  it('leaves every weight as it is when all loads are equal (so equal weights stay equal)', () => {
+    fc.assert(
+      fc.property(load, fc.array(fc.tuple(weight, sessions), { minLength: 1, maxLength: 200 }), params, (x, servers, p) => {
+        const given = servers.map(([w, s]) => ({ load: x, weight: w, sessions: s }));
+        expect(feedbackWeights(given, p)).toEqual(servers.map(([w]) => w));
+      }),
+      RUNS,
+    );
+  });
+
+  it('gives exactly the same weights when every load is multiplied by a power of two', () => {
+    fc.assert(
+      fc.property(backend(load), fc.integer({ min: -20, max: 20 }), params, (servers, exponent, p) => {
+        const k = 2 ** exponent;
+        expect(feedbackWeights(servers.map((s) => ({ ...s, load: s.load * k })), p)).toEqual(feedbackWeights(servers, p));
+      }),
+      RUNS,
+    );
+  });
+
+  it('never gives more weight to a server with more load when weights and counts are equal', () => {
+    fc.assert(
+      fc.property(fc.array(load, { minLength: 1, maxLength: 200 }), weight, sessions, params, (loads, w, n, p) => {
+        const weights = feedbackWeights(
+          loads.map((x) => ({ load: x, weight: w, sessions: n })),
+          p,
+        );
+        const byLoad = loads.map((x, i) => ({ load: x, weight: weights[i] ?? Number.NaN })).sort((a, b) => a.load - b.load);
+        const violations = byLoad.slice(1).filter((heavier, i) => {
+          const lighter = byLoad[i] ?? heavier;
+          return lighter.load === heavier.load ? heavier.weight !== lighter.weight : heavier.weight > lighter.weight;
+        });
+        expect(violations).toEqual([]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('moves no weight by more than 1 when every count is multiplied by the same whole number', () => {
+    fc.assert(
+      fc.property(backend(load), fc.integer({ min: 2, max: 8 }), params, (servers, m, p) => {
+        const before = feedbackWeights(servers, p);
+        const after = feedbackWeights(
+          servers.map((s) => ({ ...s, sessions: s.sessions * m })),
+          p,
+        );
+        expect(after.filter((w, i) => !(Math.abs(w - (before[i] ?? Number.NaN)) <= 1))).toEqual([]);
+      }),
+      RUNS,
+    );
+  });
+});
