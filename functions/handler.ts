@@ -8,7 +8,7 @@ import { createSsmClient, createSsmRelay, ssmApiFromClient, type SsmApi, type Ss
 import { emitCycleMetrics } from './aws/cycle-metrics.js';
 import { graphiteEnvironment, loadLambdaConfig, readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
 import { parseInvocation } from './aws/payload.js';
-import { runCycle, type CycleReport } from './core/cycle.js';
+import { createStaticMemory, runCycle, type CycleReport } from './core/cycle.js';
 import { WeighterError, describeError } from './core/errors.js';
 
 /**
@@ -56,6 +56,8 @@ export function createHandler(options: HandlerOptions = {}) {
     envError = error;
   }
 
+  // Lives as long as the warm container: a backend refusing every weight is not retried each minute.
+  const staticMemory = createStaticMemory();
   let runCommandApi: SsmApi | undefined;
   const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(createSsmClient(options.aws)));
   const awsClientOptions = {
@@ -86,10 +88,16 @@ export function createHandler(options: HandlerOptions = {}) {
       const report = redact(
         await runCycle(
           { config, metrics: graphite, relay, now },
-          { mode: request.mode, force: request.force, ...(request.backends === undefined ? {} : { backends: request.backends }) },
+          {
+            mode: request.mode,
+            force: request.force,
+            knownStatic: staticMemory.current(now()),
+            ...(request.backends === undefined ? {} : { backends: request.backends }),
+          },
         ),
         secrets,
       );
+      staticMemory.remember(report.staticRefusals ?? [], now());
       emitCycleMetrics(metrics, report);
       const summary = {
         outcome: report.outcome,

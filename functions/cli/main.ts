@@ -4,7 +4,7 @@ import { createGraphiteSource } from '../adapters/graphite.js';
 import { acquireRunLock } from '../adapters/run-lock.js';
 import { createSocketRelay } from '../adapters/socket-relay.js';
 import { parseConfigText, type Config } from '../core/config.js';
-import { exitCodeFor, runCycle, type CycleReport } from '../core/cycle.js';
+import { createStaticMemory, exitCodeFor, runCycle, type CycleReport } from '../core/cycle.js';
 import { ConfigError, WeighterError, describeError } from '../core/errors.js';
 import { formatReport } from './format.js';
 
@@ -134,6 +134,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   const cycleOptions = { mode: cli.command === 'plan' ? ('plan' as const) : ('apply' as const), backends: cli.backends, force: cli.force };
 
   const endpoints = config.relay.loadBalancers.map((lb) => lb.endpoint);
+  const staticMemory = createStaticMemory();
   const once = async (): Promise<number> => {
     // Writers take a lock per runtime endpoint so two runs never interleave their batches.
     let lock;
@@ -144,7 +145,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       return 1;
     }
     try {
-      const report = await runCycle(deps, cycleOptions);
+      const report = await runCycle(deps, { ...cycleOptions, knownStatic: staticMemory.current(io.now()) });
+      staticMemory.remember(report.staticRefusals ?? [], io.now());
       emit(io, report, cli.json);
       return exitCodeFor(report);
     } finally {

@@ -20,6 +20,36 @@ export interface CycleOptions {
   readonly backends?: readonly string[];
   /** Write every eligible weight even when unchanged. */
   readonly force?: boolean;
+  /**
+   * `backend@loadBalancer` pairs that refused every weight as a static algorithm in an earlier
+   * cycle (map-based hashing, which `show stat` cannot tell from consistent hashing): skipped as
+   * unsupported instead of being retried every cycle. The caller decides how long it remembers.
+   */
+  readonly knownStatic?: readonly string[];
+}
+
+/** The key of `knownStatic` and `staticRefusals`. */
+export const staticKey = (backend: string, loadBalancer: string): string => `${backend}@${loadBalancer}`;
+
+/** How long a long-running caller remembers a static refusal before trying that backend again. */
+export const STATIC_MEMORY_MS = 60 * 60_000;
+
+/**
+ * The memory a long-running caller (`run`, a warm Lambda) keeps between cycles so that a backend
+ * refusing every weight is not retried every cycle, yet is tried again after an hour (the
+ * operator may have switched it to consistent hashing). Time is passed in, never read.
+ */
+export function createStaticMemory(ttlMs = STATIC_MEMORY_MS): { current(now: number): string[]; remember(keys: readonly string[], now: number): void } {
+  const until = new Map<string, number>();
+  return {
+    current(now) {
+      for (const [key, t] of until) if (t <= now) until.delete(key);
+      return [...until.keys()];
+    },
+    remember(keys, now) {
+      for (const key of keys) until.set(key, now + ttlMs);
+    },
+  };
 }
 
 /** What happened to the batch sent to one load balancer for one backend. */
@@ -89,6 +119,8 @@ export interface CycleReport {
   readonly failedLoadBalancers: readonly string[];
   readonly serversChanged: number;
   readonly problems: readonly string[];
+  /** `backend@loadBalancer` pairs that refused every weight as a static algorithm this cycle (always present; optional for reports of older versions). */
+  readonly staticRefusals?: readonly string[];
 }
 
 /** CLI exit codes: 0 all good, 1 failed and nothing written, 3 partial. (2 is for usage errors.) */
@@ -171,10 +203,11 @@ interface ActResult {
   readonly lbErrors: Map<string, string>;
   readonly serversChanged: number;
   readonly problems: string[];
+  readonly staticRefusals: string[];
 }
 
 function emptyActResult(): ActResult {
-  return { applyResults: new Map(), lbApply: new Map(), lbErrors: new Map(), serversChanged: 0, problems: [] };
+  return { applyResults: new Map(), lbApply: new Map(), lbErrors: new Map(), serversChanged: 0, problems: [], staticRefusals: [] };
 }
 
 interface BackendTally {
@@ -279,8 +312,10 @@ async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plan
           : { status: 'failed', applied: e.applied, failed: e.failed, ...(e.error === undefined ? {} : { error: e.error }) };
       if (res.status === 'failed') {
         anyFailed = true;
+        const allStatic = e.applied === 0 && e.failed.every((f) => f.kind === 'static-algorithm');
+        if (allStatic) result.staticRefusals.push(staticKey(backend, req.loadBalancer));
         result.problems.push(
-          e.failed.every((f) => f.kind === 'static-algorithm')
+          allStatic
             ? `${req.loadBalancer}: backend ${backend} refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, req.loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`
             : describeFailures(req.loadBalancer, backend, e.failed, e.error, seen !== undefined),
         );
@@ -322,6 +357,11 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
         const error = obs?.ok === false ? obs.error : new Error('no reply');
         const reason = error instanceof HaproxyError && error.kind === 'no-such-backend' ? 'backend-not-found' : 'observe-failed';
         perLb.set(lb, skippedPlan(b.name, lb, reason, `${lb}: backend ${b.name}: ${describeError(error)}`));
+      } else if (options.knownStatic?.includes(staticKey(b.name, lb)) === true) {
+        perLb.set(
+          lb,
+          skippedPlan(b.name, lb, 'unsupported-algorithm', `${lb}: backend ${b.name} refused every weight in an earlier cycle (a static algorithm such as map-based hashing): not retried until the weighter restarts or its memory expires; use 'hash-type consistent'`),
+        );
       } else if (m === undefined || !m.ok) {
         perLb.set(lb, skippedPlan(b.name, lb, 'graphite-failed', `backend ${b.name}: no weight changed because Graphite failed: ${m?.ok === false ? m.error : 'no reply'}`));
       } else {
@@ -378,5 +418,6 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
     failedLoadBalancers,
     serversChanged,
     problems: uniqueProblems,
+    staticRefusals: acted.staticRefusals,
   };
 }

@@ -238,6 +238,32 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     for (const r of reports.slice(1)) expect(r).toMatchObject({ outcome: 'ok', serversChanged: 0 });
   });
 
+  it('run stops writing to a map-based hashing backend after HAProxy refused every weight once', async () => {
+    const prefix = uniquePrefix('mapbased');
+    const lb = await startHaproxy({ backends: [{ name: 'be_src', balance: 'source', hashType: 'map-based', servers: [{ name: 's1' }, { name: 's2' }] }] });
+    started.push(lb);
+    await feed(prefix, { s1: 4000, s2: 1000 });
+    const child = spawn(process.execPath, [...CLI, 'run', '--json', '--interval', '0.2', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_src' }]))], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        if (stdout.split('\n').filter((l) => l !== '').length >= 2) resolve();
+      });
+    });
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const [first, second] = stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as CycleReport);
+    expect(first?.staticRefusals).toEqual(['be_src@lb1']);
+    expect(first?.problems.join('\n')).toContain('refused every weight');
+    expect(second?.backends[0]?.loadBalancers[0]?.plan).toMatchObject({ status: 'skipped', reason: 'unsupported-algorithm' });
+    expect(second?.loadBalancers[0]?.apply).toBe('not-needed');
+    expect((await lb.getWeight('be_src', 's1')).current).toBe(100);
+  });
+
   it('documents commands, options and exit codes in --help, through the package bin', async () => {
     const result = await new Promise<CliRun>((resolve, reject) => {
       const child = spawn(process.execPath, ['dist/cli.mjs', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });

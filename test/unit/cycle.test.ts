@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../functions/core/config.js';
-import { exitCodeFor, runCycle } from '../../functions/core/cycle.js';
+import { createStaticMemory, exitCodeFor, runCycle } from '../../functions/core/cycle.js';
 import { RelayError } from '../../functions/core/errors.js';
 import type { MetricSource, RelayRequest, RelayResult, RuntimeRelay } from '../../functions/core/types.js';
 
@@ -79,6 +79,21 @@ describe('runCycle', () => {
     const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
     expect(report.outcome).toBe('failed');
     expect(report.problems[0]).toMatch(/refused every weight: it uses a static algorithm/);
+  });
+
+  it('remembers a backend that refused every weight and skips it in later cycles instead of retrying', async () => {
+    const refusal = "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n\n";
+    const relay = fakeRelay((lb, req) => ({ loadBalancer: lb, ok: true, reply: refusal.repeat(req.commands.length) }));
+    const memory = createStaticMemory(1000);
+    const first = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply', knownStatic: memory.current(0) });
+    expect(first.staticRefusals).toEqual(['rr@lb1', 'rr@lb2']);
+    memory.remember(first.staticRefusals ?? [], 0);
+    const writesBefore = relay.writes.length;
+    const second = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply', knownStatic: memory.current(500) });
+    expect(relay.writes.length).toBe(writesBefore);
+    expect(second.backends[0]?.loadBalancers.map((l) => l.plan.status === 'skipped' && l.plan.reason)).toEqual(['unsupported-algorithm', 'unsupported-algorithm']);
+    // After the memory expires the backend is tried again (it may have been switched to consistent hashing).
+    expect(memory.current(1000)).toEqual([]);
   });
 
   it('keeps going when one load balancer cannot be reached', async () => {
