@@ -10,7 +10,9 @@
  * Behaviour that matters to the relay is reproduced: `InvocationDoesNotExist` right after
  * SendCommand, Pending → InProgress → final statuses, stdout cut at 24,000 characters and stderr
  * at 8,000, at most 50 instance ids per SendCommand, and on demand throttling, a failing,
- * undeliverable, delayed or timed-out instance.
+ * undeliverable, delayed or timed-out instance, and an invocation that stays invisible for many
+ * polls. `onRequest` lets a test arm a fault at an exact step (e.g. only for the command that
+ * writes weights).
  *
  * Each emulated instance has its own view of the file system through `paths`: a path as the
  * instance sees it (e.g. `/run/haproxy/admin.sock`) maps to a real path on this machine (the admin
@@ -77,10 +79,13 @@ export interface InvocationRecord {
   readonly stderr: string;
 }
 
+/** Sees one API request (operation name and parsed JSON body) before it is handled. */
+export type RequestListener = (operation: string, body: Readonly<Record<string, unknown>>) => void;
+
 type Fault =
   | { readonly kind: 'fail'; readonly message: string }
   | { readonly kind: 'undeliverable' }
-  | { readonly kind: 'timeout'; readonly polls: number }
+  | { readonly kind: 'timeout'; readonly polls: number; readonly afterRunning: boolean }
   | { readonly kind: 'delay'; readonly polls: number }
   | { readonly kind: 'status'; readonly status: InvocationStatus; readonly details: string };
 
@@ -94,8 +99,19 @@ export interface SsmEndpoint {
   failInstance(instanceId: string, message?: string): void;
   /** Invocations on this instance end Undeliverable (the node does not answer). */
   undeliverable(instanceId: string): void;
-  /** Invocations on this instance stay InProgress for `polls` polls, then end TimedOut (ExecutionTimedOut). */
-  timeOut(instanceId: string, polls?: number): void;
+  /**
+   * Invocations on this instance stay InProgress for `polls` polls, then end TimedOut
+   * (ExecutionTimedOut). By default the script never starts; with `afterRunning` it runs to its
+   * end first, so the caller sees a timeout for a command whose effect did land (an outcome it
+   * cannot know).
+   */
+  timeOut(instanceId: string, polls?: number, options?: { readonly afterRunning?: boolean }): void;
+  /**
+   * Invocations created on this instance from now on answer InvocationDoesNotExist for `polls`
+   * polls (instead of the endpoint's `notFoundPolls`); the script still runs at once, as the agent
+   * may run a command before the API lists its invocation.
+   */
+  invocationNotFound(instanceId: string, polls: number): void;
   /** Invocations on this instance report Delayed for `polls` polls before they run. */
   delay(instanceId: string, polls: number): void;
   /** Invocations on this instance end with this status without running (e.g. Cancelled, Terminated). */
@@ -103,6 +119,11 @@ export interface SsmEndpoint {
   clearFaults(): void;
   /** Creates or replaces a Parameter Store parameter. */
   setParameter(name: string, parameter: StoredParameter): void;
+  /**
+   * Called with every well-formed API request before throttling and faults apply, so that a fault
+   * armed by the listener already applies to that request. Returns an unsubscribe function.
+   */
+  onRequest(listener: RequestListener): () => void;
   invocations(): readonly InvocationRecord[];
   close(): Promise<void>;
 }
@@ -214,6 +235,8 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
   const calls: CallRecord[] = [];
   const throttles = new Map<string, number>();
   const faults = new Map<string, Fault>();
+  const notFoundOverrides = new Map<string, number>();
+  const listeners = new Set<RequestListener>();
   const invocations = new Map<string, Invocation>();
   const children = new Set<ChildProcess>();
   const stored = new Map<string, StoredParameter>(Object.entries(options.parameters ?? {}));
@@ -294,7 +317,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         parameters,
         fault: faults.get(id),
         startedAt: new Date(),
-        notFoundLeft: notFoundPolls,
+        notFoundLeft: notFoundOverrides.get(id) ?? notFoundPolls,
         polls: 0,
         ran: false,
         finished: false,
@@ -308,7 +331,8 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       };
       invocations.set(`${commandId}/${id}`, inv);
       const instance = instances.get(id);
-      if (inv.fault === undefined && instance !== undefined && instance.online !== false) run(inv, instance);
+      const runsNow = inv.fault === undefined || (inv.fault.kind === 'timeout' && inv.fault.afterRunning);
+      if (runsNow && instance !== undefined && instance.online !== false) run(inv, instance);
     }
     const now = Date.now() / 1000;
     return {
@@ -386,8 +410,10 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     else if (fault?.kind === 'undeliverable') result = { status: 'Failed', details: 'Undeliverable' };
     else if (fault?.kind === 'fail') result = { status: 'Failed', details: 'Failed' };
     else if (fault?.kind === 'status') result = { status: fault.status, details: fault.details };
-    else if (fault?.kind === 'timeout') result = afterPending <= fault.polls ? { status: 'InProgress', details: 'InProgress' } : { status: 'TimedOut', details: 'ExecutionTimedOut' };
-    else {
+    else if (fault?.kind === 'timeout') {
+      const stillRunning = fault.afterRunning && !inv.finished;
+      result = afterPending <= fault.polls || stillRunning ? { status: 'InProgress', details: 'InProgress' } : { status: 'TimedOut', details: 'ExecutionTimedOut' };
+    } else {
       if (fault?.kind === 'delay' && !inv.ran) {
         const instance = instances.get(inv.instanceId);
         if (instance !== undefined) run(inv, instance);
@@ -418,7 +444,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     const stdout = final ? (inv.fault === undefined || inv.fault.kind === 'delay' ? inv.stdout : '') : '';
     let stderr = final ? inv.stderr : '';
     if (final && inv.fault?.kind === 'fail') stderr = inv.fault.message;
-    const responseCode = final && inv.ran && !inv.timedOut && inv.exitCode !== null ? inv.exitCode : -1;
+    const responseCode = final && inv.ran && !inv.timedOut && inv.fault?.kind !== 'timeout' && inv.exitCode !== null ? inv.exitCode : -1;
     return {
       CommandId: commandId,
       InstanceId: instanceId,
@@ -528,6 +554,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       fail(new ApiError('SerializationException', 'Request body is not a JSON object'));
       return;
     }
+    for (const listener of listeners) listener(operation, body);
     for (const key of [operation, '*']) {
       const left = throttles.get(key) ?? 0;
       if (left > 0) {
@@ -564,13 +591,19 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     throttle: (operation, times) => throttles.set(operation, times),
     failInstance: (id, message = 'The SSM Agent reported a failure running the plugin') => faults.set(id, { kind: 'fail', message }),
     undeliverable: (id) => faults.set(id, { kind: 'undeliverable' }),
-    timeOut: (id, polls = 2) => faults.set(id, { kind: 'timeout', polls }),
+    timeOut: (id, polls = 2, timeoutOptions = {}) => faults.set(id, { kind: 'timeout', polls, afterRunning: timeoutOptions.afterRunning === true }),
+    invocationNotFound: (id, polls) => notFoundOverrides.set(id, polls),
     delay: (id, polls) => faults.set(id, { kind: 'delay', polls }),
     forceStatus: (id, status, details) => faults.set(id, { kind: 'status', status, details }),
     setParameter: (name, parameter) => stored.set(name, parameter),
+    onRequest: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     clearFaults: () => {
       faults.clear();
       throttles.clear();
+      notFoundOverrides.clear();
     },
     invocations: () =>
       [...invocations.values()].map((i) => ({
