@@ -106,6 +106,8 @@ export function createHandler(options: HandlerOptions = {}) {
         serversChanged: report.serversChanged,
         failedLoadBalancers: report.failedLoadBalancers,
         problems: report.problems,
+        // A cause the read-back settled (outcome ok) is still worth a log line.
+        loadBalancerErrors: report.loadBalancers.flatMap((lb) => (lb.error === undefined ? [] : [{ loadBalancer: lb.name, error: lb.error }])),
       };
       if (report.outcome === 'ok') logger.info('cycle finished', summary);
       else logger.warn('cycle finished with problems', summary);

@@ -252,7 +252,7 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
       } catch (error) {
         // Right after SendCommand the invocation may not exist yet: keep polling until the deadline.
         if (errorName(error) !== 'InvocationDoesNotExist') {
-          return { ok: false, error: new RelayError(`${instanceId}: GetCommandInvocation for command ${commandId} failed: ${describeError(error)}`, { loadBalancer: instanceId }, { cause: error }) };
+          return { ok: false, error: new RelayError(`${instanceId}: GetCommandInvocation for command ${commandId} failed: ${errorName(error) === '' ? '' : `${errorName(error)}: `}${describeError(error)}`, { loadBalancer: instanceId }, { cause: error }) };
         }
       }
       if (out !== undefined) {

@@ -1,0 +1,421 @@
+/**
+ * Fault matrix, SSM side: the Lambda handler with the real @aws-sdk/client-ssm (adaptive retries)
+ * against the local SSM endpoint, which runs the real document from `infra/` with bash and socat
+ * on three emulated instances, each with its own real HAProxy; loads come from the real Graphite
+ * of the test run. Every case asserts
+ *   (a) the result: the report's outcome, or the error thrown;
+ *   (b) the weight every HAProxy actually holds afterwards (`get weight`), and that every weight
+ *       the report vouches for is the one HAProxy holds;
+ *   (c) that the report and the logs name the cause (instance id, SSM status);
+ *   (d) the EMF metrics Powertools printed (CyclesCompleted, ServersChanged, LoadBalancersFailed,
+ *       LoadBalancerFailed per load balancer).
+ * Faults that must hit one step only (the write, not the observation before it) are armed by an
+ * `onRequest` listener when the SendCommand that carries `set server` arrives, and lifted, where a
+ * case says so, when the read-back that follows an unknown outcome is sent.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { CycleReport } from '../../functions/core/cycle.js';
+import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
+import type { BackendSpec } from '../harness/haproxy.js';
+import { sharedGraphite } from '../harness/shared-graphite.js';
+import { DOCUMENT_NAME, SOCKET_PATH, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
+import {
+  CONFIG_PARAMETER,
+  commandsOf,
+  failedLoadBalancerMetrics,
+  invoke,
+  must,
+  plannedWeights,
+  testHandler,
+  totalsOf,
+  type Captured,
+} from '../ssm-endpoint/lambda-invoke.js';
+import { STDOUT_LIMIT } from '../ssm-endpoint/ssm-endpoint.js';
+
+const SERVERS = ['ingest-1', 'ingest-2', 'ingest-3'];
+const LOADS: Readonly<Record<string, number>> = { 'ingest-1': 100, 'ingest-2': 200, 'ingest-3': 400 };
+const BACKEND: BackendSpec = { name: 'be_ingest', balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) };
+const UNCHANGED: Readonly<Record<string, number>> = { 'ingest-1': 100, 'ingest-2': 100, 'ingest-3': 100 };
+/** Spare servers that make one instance's observation of the backend print more than 24,000 characters. */
+const SPARES = 1_200;
+/**
+ * SDK attempts for the storms that outlast them: the count does not change the outcome, and after
+ * the first ThrottlingException the adaptive client paces itself to about one request per two
+ * seconds, so fewer attempts keep these cases short.
+ */
+const FEW_ATTEMPTS = 2;
+
+let fleet: SsmFleet;
+let target: string;
+let unsubscribe: (() => void) | undefined;
+let reloaded: string | undefined;
+let graphiteUrl = '';
+
+beforeAll(async () => {
+  const graphite = await sharedGraphite();
+  const prefix = uniquePrefix('fault_ssm');
+  const now = Math.floor(Date.now() / 1000);
+  const points = SERVERS.flatMap((s) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${s}.points`, value: LOADS[s] ?? 0, timestamp: now - ago })));
+  await writeAndWait(graphite, points, `${prefix}.*.points`);
+  target = `aliasByNode(${prefix}.*.points, ${prefix.split('.').length})`;
+  fleet = await startSsmFleet(3, [BACKEND], { parameters: { [CONFIG_PARAMETER]: { type: 'String', value: '' } } });
+  graphiteUrl = graphite.url;
+});
+
+afterAll(async () => {
+  await fleet?.stop();
+});
+
+afterEach(async () => {
+  unsubscribe?.();
+  unsubscribe = undefined;
+  fleet.endpoint.clearFaults();
+  if (reloaded !== undefined) {
+    await fleet.byInstance(reloaded).reload({ backends: [BACKEND] });
+    reloaded = undefined;
+  }
+  // Every case starts from the configured weights, so "unchanged" means exactly 100 everywhere.
+  await Promise.all(fleet.haproxies.map((h) => h.runtime(SERVERS.map((s) => `set server be_ingest/${s} weight 100`).join('; '))));
+});
+
+function config(relay: { readonly maxWaitMs?: number } = {}): unknown {
+  return {
+    graphite: { url: graphiteUrl, retries: 0 },
+    relay: {
+      type: 'ssm',
+      documentName: DOCUMENT_NAME,
+      socketPath: SOCKET_PATH,
+      targets: { instanceIds: [...fleet.instanceIds] },
+      commandTimeoutSeconds: 60,
+      pollIntervalMs: 20,
+      maxWaitMs: relay.maxWaitMs ?? 60_000,
+    },
+    backends: [
+      {
+        name: 'be_ingest',
+        target,
+        // Wide enough that the points written in beforeAll stay in the window for the whole file.
+        from: '-15min',
+        aggregation: 'average',
+        weighting: { function: 'limited-proportions' },
+      },
+    ],
+  };
+}
+
+/** One scheduled cycle through a freshly deployed handler. */
+async function cycle(options: { readonly maxAttempts?: number; readonly maxWaitMs?: number } = {}): Promise<Captured<CycleReport> & { readonly report: CycleReport }> {
+  const handler = testHandler(fleet, config({ ...(options.maxWaitMs === undefined ? {} : { maxWaitMs: options.maxWaitMs }) }), {
+    ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
+  });
+  const captured = await invoke(handler);
+  if (captured.error !== undefined) throw captured.error;
+  return { ...captured, report: must(captured.result) };
+}
+
+/**
+ * Arms `arm` when the SendCommand that writes weights arrives (so that the observation before it
+ * ran normally), and calls `lift` when a SendCommand that only reads arrives after it: the
+ * read-back the cycle sends when a write's outcome is unknown.
+ */
+function atWriteStep(arm: () => void, lift?: () => void): void {
+  let armed = false;
+  unsubscribe = fleet.endpoint.onRequest((operation, body) => {
+    if (operation !== 'SendCommand') return;
+    const commands = commandsOf(body);
+    if (!armed && commands.includes('set server ')) {
+      armed = true;
+      arm();
+    } else if (armed && commands.startsWith('show ')) {
+      lift?.();
+    }
+  });
+}
+
+async function weightsOn(instanceId: string): Promise<Record<string, number>> {
+  const h = fleet.byInstance(instanceId);
+  const out: Record<string, number> = {};
+  for (const s of SERVERS) out[s] = (await h.getWeight('be_ingest', s)).current;
+  return out;
+}
+
+/**
+ * Checks every weight the report vouches for against the weight HAProxy holds: written weights,
+ * weights left alone, and weights read back after an unknown outcome. Returns the servers whose
+ * weight the report says it cannot vouch for.
+ */
+async function unvouchedAfterCheckingTheRest(report: CycleReport): Promise<string[]> {
+  const unvouched: string[] = [];
+  for (const b of report.backends) {
+    for (const entry of b.loadBalancers) {
+      if (entry.plan.status !== 'planned') continue;
+      const failed = new Map(entry.apply?.status === 'failed' ? entry.apply.failed.map((f) => [f.server, f.error]) : []);
+      for (const action of entry.plan.actions) {
+        const held = (await fleet.byInstance(entry.loadBalancer).getWeight(b.backend, action.server)).current;
+        const where = `${entry.loadBalancer} ${b.backend}/${action.server}`;
+        const error = failed.get(action.server);
+        if (error === undefined) {
+          expect(held, where).toBe(action.kind === 'set-weight' && report.mode === 'apply' ? action.weight : action.current);
+          continue;
+        }
+        const readBack = /HAProxy now holds weight (\d+)/.exec(error);
+        if (readBack === null) unvouched.push(`${entry.loadBalancer}/${action.server}`);
+        else expect(held, where).toBe(Number(readBack[1]));
+      }
+    }
+  }
+  return unvouched;
+}
+
+const calls = (from: number, operation: string): { status: number; error?: string; body: unknown }[] =>
+  fleet.endpoint.calls.slice(from).filter((c) => c.operation === operation);
+
+/** Write commands SSM accepted (and so ran on instances) since `from`. */
+const writesAccepted = (from: number): number => calls(from, 'SendCommand').filter((c) => c.status === 200 && JSON.stringify(c.body).includes('set server')).length;
+
+const problemsOf = (report: CycleReport): string => report.problems.join('\n');
+
+describe('SSM faults through the Lambda handler, the local SSM endpoint and three real HAProxy', () => {
+  it('sets the planned weights on every HAProxy when nothing fails (the control case)', async () => {
+    const { report, emf } = await cycle();
+
+    expect(report.outcome).toBe('ok');
+    expect(report.backends[0]?.loads).toEqual(LOADS);
+    for (const id of fleet.instanceIds) {
+      const planned = plannedWeights(report, id);
+      // Distinct from the starting 100 everywhere, so "unchanged" below can only mean "not written".
+      expect(Object.values(planned).every((w) => w !== 100)).toBe(true);
+      expect(await weightsOn(id)).toEqual(planned);
+    }
+    expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
+    expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 9, LoadBalancersFailed: 0, GraphiteFailures: 0 });
+    expect(failedLoadBalancerMetrics(emf)).toEqual([]);
+  });
+
+  describe('a throttling storm', () => {
+    it('rides out five ThrottlingExceptions in a row on SendCommand and on GetCommandInvocation with the default six attempts', async () => {
+      const from = fleet.endpoint.calls.length;
+      fleet.endpoint.throttle('SendCommand', 5);
+      fleet.endpoint.throttle('GetCommandInvocation', 5);
+      const { report, emf } = await cycle({ maxAttempts: 6 });
+
+      expect(report.outcome).toBe('ok');
+      expect(report.problems).toEqual([]);
+      for (const id of fleet.instanceIds) expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
+      expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
+      expect(
+        calls(from, 'SendCommand')
+          .slice(0, 6)
+          .map((c) => c.error ?? 'ok'),
+      ).toEqual([...Array<string>(5).fill('ThrottlingException'), 'ok']);
+      expect(calls(from, 'GetCommandInvocation').filter((c) => c.error === 'ThrottlingException')).toHaveLength(5);
+      expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 9, LoadBalancersFailed: 0 });
+    }, 180_000);
+
+    it('fails cleanly, writing nothing, when SendCommand stays throttled past every attempt', async () => {
+      const from = fleet.endpoint.calls.length;
+      fleet.endpoint.throttle('SendCommand', 1_000);
+      const { report, emf, output } = await cycle({ maxAttempts: FEW_ATTEMPTS });
+
+      expect(report.outcome).toBe('failed');
+      expect(report.serversChanged).toBe(0);
+      expect(report.failedLoadBalancers).toEqual([...fleet.instanceIds]);
+      for (const id of fleet.instanceIds) {
+        expect(await weightsOn(id)).toEqual(UNCHANGED);
+        expect(problemsOf(report)).toMatch(new RegExp(`cannot read ${id}: ${id}: SendCommand ${DOCUMENT_NAME} failed: ThrottlingException: Rate exceeded`));
+      }
+      expect(calls(from, 'SendCommand').map((c) => c.error)).toEqual(Array<string>(FEW_ATTEMPTS).fill('ThrottlingException'));
+      expect(calls(from, 'GetCommandInvocation')).toEqual([]);
+      expect(output).toContain('cycle finished with problems');
+      expect(totalsOf(emf)).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 3, GraphiteFailures: 0 });
+      expect(failedLoadBalancerMetrics(emf)).toEqual([...fleet.instanceIds]);
+    });
+
+    it('sends no weight and says none is confirmed when the storm on SendCommand starts at the write', async () => {
+      const from = fleet.endpoint.calls.length;
+      atWriteStep(() => fleet.endpoint.throttle('SendCommand', 1_000));
+      const { report, emf } = await cycle({ maxAttempts: FEW_ATTEMPTS });
+
+      expect(report.outcome).toBe('failed');
+      expect(report.serversChanged).toBe(0);
+      expect(writesAccepted(from)).toBe(0);
+      for (const id of fleet.instanceIds) {
+        expect(await weightsOn(id)).toEqual(UNCHANGED);
+        expect(problemsOf(report)).toContain(
+          `${id}: backend be_ingest: 3 weight(s) not confirmed (ingest-1, ingest-2, ingest-3): ${id}: SendCommand ${DOCUMENT_NAME} failed: ThrottlingException: Rate exceeded; weights could not be read back`,
+        );
+      }
+      expect(await unvouchedAfterCheckingTheRest(report)).toHaveLength(9);
+      expect(totalsOf(emf)).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 3 });
+      expect(failedLoadBalancerMetrics(emf)).toEqual([...fleet.instanceIds]);
+    });
+
+    it('confirms the weights by reading them back when GetCommandInvocation is throttled past every attempt after the write ran', async () => {
+      atWriteStep(
+        () => fleet.endpoint.throttle('GetCommandInvocation', 1_000),
+        () => fleet.endpoint.clearFaults(),
+      );
+      const { report, emf } = await cycle({ maxAttempts: FEW_ATTEMPTS });
+
+      // Every write landed and the read-back proved it: nothing is left in doubt.
+      expect(report.outcome).toBe('ok');
+      expect(report.serversChanged).toBe(9);
+      for (const id of fleet.instanceIds) expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
+      expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
+      for (const lb of report.loadBalancers) {
+        expect(lb).toMatchObject({ apply: 'ok', error: expect.stringMatching(new RegExp(`^${lb.name}: GetCommandInvocation for command [0-9a-f-]{36} failed: Rate exceeded$`)) });
+      }
+      expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 9, LoadBalancersFailed: 0 });
+    });
+
+    it('reports the weights as unconfirmed, never as unchanged, when GetCommandInvocation stays throttled through the read-back', async () => {
+      atWriteStep(() => fleet.endpoint.throttle('GetCommandInvocation', 1_000));
+      const { report, emf } = await cycle({ maxAttempts: FEW_ATTEMPTS });
+
+      expect(report.outcome).toBe('failed');
+      // The writes did run on every instance: the report must not claim the old weights.
+      for (const id of fleet.instanceIds) {
+        expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
+        expect(problemsOf(report)).toMatch(
+          new RegExp(`${id}: backend be_ingest: 3 weight\\(s\\) not confirmed \\(ingest-1, ingest-2, ingest-3\\): ${id}: GetCommandInvocation for command [0-9a-f-]{36} failed: Rate exceeded; weights could not be read back`),
+        );
+      }
+      expect(await unvouchedAfterCheckingTheRest(report)).toHaveLength(9);
+      expect(totalsOf(emf)).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 3 });
+      expect(failedLoadBalancerMetrics(emf)).toEqual([...fleet.instanceIds]);
+    });
+  });
+
+  describe('InvocationDoesNotExist', () => {
+    it('keeps polling through six InvocationDoesNotExist answers per invocation and completes the cycle', async () => {
+      const from = fleet.endpoint.calls.length;
+      for (const id of fleet.instanceIds) fleet.endpoint.invocationNotFound(id, 6);
+      const { report, emf } = await cycle();
+
+      expect(report.outcome).toBe('ok');
+      for (const id of fleet.instanceIds) expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
+      expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
+      const notFound = new Map<string, number>();
+      for (const c of calls(from, 'GetCommandInvocation').filter((c) => c.error === 'InvocationDoesNotExist')) {
+        const key = JSON.stringify(c.body);
+        notFound.set(key, (notFound.get(key) ?? 0) + 1);
+      }
+      // Observe and write: two commands, three instances each.
+      expect([...notFound.values()]).toEqual([6, 6, 6, 6, 6, 6]);
+      expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 9, LoadBalancersFailed: 0 });
+    });
+
+    it('names the instance whose write never shows up before the deadline, and does not claim its old weights', async () => {
+      const [good1, bad, good2] = fleet.instanceIds.map(String);
+      atWriteStep(() => fleet.endpoint.invocationNotFound(String(bad), 1_000_000));
+      const { report, emf, output } = await cycle({ maxWaitMs: 3_000 });
+
+      expect(report.outcome).toBe('partial');
+      expect(report.serversChanged).toBe(6);
+      expect(report.failedLoadBalancers).toEqual([bad]);
+      expect(problemsOf(report)).toMatch(
+        new RegExp(`${bad}: backend be_ingest: 3 weight\\(s\\) not confirmed .*no final status for SSM command [0-9a-f-]{36} within 3000 ms \\(last: not yet registered \\(InvocationDoesNotExist\\)\\); it may still run on the instance; weights could not be read back`),
+      );
+      expect(output).toContain(`${bad}: backend be_ingest: 3 weight(s) not confirmed`);
+      // The agent ran it: the weights landed, and the report says it cannot vouch for them.
+      expect(await weightsOn(String(bad))).toEqual(plannedWeights(report, String(bad)));
+      for (const id of [good1, good2]) expect(await weightsOn(String(id))).toEqual(plannedWeights(report, String(id)));
+      expect(await unvouchedAfterCheckingTheRest(report)).toEqual(SERVERS.map((s) => `${bad}/${s}`));
+      expect(totalsOf(emf)).toMatchObject({ ServersChanged: 6, LoadBalancersFailed: 1 });
+      expect(failedLoadBalancerMetrics(emf)).toEqual([bad]);
+    });
+  });
+
+  describe('one of three instances failing on every command', () => {
+    it.each([
+      ['Undeliverable', (id: string) => fleet.endpoint.undeliverable(id), 'ended Failed (Undeliverable)'],
+      ['TimedOut', (id: string) => fleet.endpoint.timeOut(id, 2), 'ended TimedOut (ExecutionTimedOut)'],
+      ['Failed by the agent', (id: string) => fleet.endpoint.failInstance(id, 'the SSM Agent on this node crashed'), 'ended Failed: the SSM Agent on this node crashed'],
+    ])('applies on the other two and names the instance when its invocations end %s', async (_label, inject, cause) => {
+      const [good1, bad, good2] = fleet.instanceIds.map(String);
+      inject(String(bad));
+      const { report, emf, output } = await cycle();
+
+      expect(report.outcome).toBe('partial');
+      expect(report.serversChanged).toBe(6);
+      expect(report.failedLoadBalancers).toEqual([bad]);
+      expect(await weightsOn(String(bad))).toEqual(UNCHANGED);
+      for (const id of [good1, good2]) expect(await weightsOn(String(id))).toEqual(plannedWeights(report, String(id)));
+      expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
+      expect(problemsOf(report)).toMatch(new RegExp(`cannot read ${bad}: ${bad}: SSM command [0-9a-f-]{36} ${cause.replace(/[()]/g, '\\$&')}`));
+      expect(output).toContain(`cannot read ${bad}`);
+      expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 6, LoadBalancersFailed: 1 });
+      expect(failedLoadBalancerMetrics(emf)).toEqual([bad]);
+    });
+  });
+
+  describe('a fault on the write only', () => {
+    it('reads back and reports the weights an instance still holds when its write is Undeliverable', async () => {
+      const [good1, bad, good2] = fleet.instanceIds.map(String);
+      atWriteStep(
+        () => fleet.endpoint.undeliverable(String(bad)),
+        () => fleet.endpoint.clearFaults(),
+      );
+      const { report, emf } = await cycle();
+
+      expect(report.outcome).toBe('partial');
+      expect(report.serversChanged).toBe(6);
+      expect(report.failedLoadBalancers).toEqual([bad]);
+      expect(await weightsOn(String(bad))).toEqual(UNCHANGED);
+      for (const id of [good1, good2]) expect(await weightsOn(String(id))).toEqual(plannedWeights(report, String(id)));
+      expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
+      expect(problemsOf(report)).toMatch(
+        new RegExp(`${bad}: backend be_ingest: 3 weight\\(s\\) not confirmed \\(ingest-1, ingest-2, ingest-3\\): ${bad}: SSM command [0-9a-f-]{36} ended Failed \\(Undeliverable\\); read back: ingest-1=100, ingest-2=100, ingest-3=100`),
+      );
+      expect(totalsOf(emf)).toMatchObject({ ServersChanged: 6, LoadBalancersFailed: 1 });
+      expect(failedLoadBalancerMetrics(emf)).toEqual([bad]);
+    });
+
+    it('counts the weights of a write that ran but ended TimedOut once the read-back shows they landed', async () => {
+      const [, bad] = fleet.instanceIds.map(String);
+      atWriteStep(
+        () => fleet.endpoint.timeOut(String(bad), 2, { afterRunning: true }),
+        () => fleet.endpoint.clearFaults(),
+      );
+      const { report, emf } = await cycle();
+
+      expect(report.outcome).toBe('ok');
+      expect(report.serversChanged).toBe(9);
+      for (const id of fleet.instanceIds) expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
+      expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
+      expect(report.loadBalancers.find((lb) => lb.name === bad)).toMatchObject({
+        apply: 'ok',
+        error: expect.stringMatching(new RegExp(`^${bad}: SSM command [0-9a-f-]{36} ended TimedOut \\(ExecutionTimedOut\\)$`)),
+      });
+      expect(totalsOf(emf)).toMatchObject({ ServersChanged: 9, LoadBalancersFailed: 0 });
+      expect(failedLoadBalancerMetrics(emf)).toEqual([]);
+    });
+  });
+
+  it('detects an observation cut at 24,000 characters on one instance, never parses it, and leaves that instance alone', async () => {
+    const [good1, bad, good2] = fleet.instanceIds.map(String);
+    const spares = Array.from({ length: SPARES }, (_, i) => ({ name: `spare-${String(i).padStart(4, '0')}.eu-west-1.compute.internal` }));
+    reloaded = String(bad);
+    await fleet.byInstance(String(bad)).reload({ backends: [{ ...BACKEND, servers: [...BACKEND.servers, ...spares] }] });
+    const from = fleet.endpoint.invocations().length;
+    const { report, emf, output } = await cycle();
+
+    expect(report.outcome).toBe('partial');
+    expect(report.serversChanged).toBe(6);
+    expect(report.failedLoadBalancers).toEqual([bad]);
+    const printed = fleet.endpoint
+      .invocations()
+      .slice(from)
+      .filter((i) => i.instanceId === bad);
+    // Only the observation went to that instance, and it really printed more than SSM returns.
+    expect(printed).toHaveLength(1);
+    expect(printed[0]?.stdout.length).toBeGreaterThan(STDOUT_LIMIT);
+    expect(problemsOf(report)).toContain(`cannot read ${bad}: ${bad}: the reply was cut off at the 24,000-character output limit of GetCommandInvocation`);
+    expect(output).toContain('cut off at the 24,000-character output limit');
+    expect(await weightsOn(String(bad))).toEqual(UNCHANGED);
+    for (const id of [good1, good2]) expect(await weightsOn(String(id))).toEqual(plannedWeights(report, String(id)));
+    expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
+    expect(totalsOf(emf)).toMatchObject({ ServersChanged: 6, LoadBalancersFailed: 1 });
+    expect(failedLoadBalancerMetrics(emf)).toEqual([bad]);
+  });
+});
