@@ -221,7 +221,7 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
       }
       if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_PLAUSIBLE_LOAD) {
         throw new GraphiteError(
-          `Graphite at ${shownUrl}: series ${JSON.stringify(snippet(name, 80))} has value ${snippet(JSON.stringify(value) ?? String(value), 40)}; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`,
+          `Graphite at ${shownUrl}: series ${JSON.stringify(snippet(name, 80))} has value ${typeof value === 'number' ? String(value) : snippet(JSON.stringify(value) ?? String(value), 40)}; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`,
           { url: shownUrl },
         );
       }

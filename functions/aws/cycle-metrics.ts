@@ -19,12 +19,13 @@ export const METRIC = {
 /**
  * Emits the metrics of a report and flushes them. Totals carry only the service dimension (one
  * alarm each); imbalance per backend and each failed load balancer get their own dimension so a
- * chart or an alarm notification names them. Only apply cycles count as completed: a dry run
- * does not keep the fleet balanced.
+ * chart or an alarm notification names them. Only apply cycles that did not fail count as
+ * completed: a dry run does not keep the fleet balanced, and a failed one did not either.
  */
 export function emitCycleMetrics(metrics: Metrics, report: CycleReport): void {
   metrics.addMetric(METRIC.cycleDuration, MetricUnit.Milliseconds, report.durationMs);
-  if (report.mode === 'apply') metrics.addMetric(METRIC.cyclesCompleted, MetricUnit.Count, 1);
+  // A failed cycle (nothing written, something wrong) must not keep the no-cycle alarm quiet.
+  if (report.mode === 'apply' && report.outcome !== 'failed') metrics.addMetric(METRIC.cyclesCompleted, MetricUnit.Count, 1);
   metrics.addMetric(METRIC.serversChanged, MetricUnit.Count, report.serversChanged);
   metrics.addMetric(METRIC.loadBalancersFailed, MetricUnit.Count, report.failedLoadBalancers.length);
   metrics.addMetric(METRIC.graphiteFailures, MetricUnit.Count, report.backends.filter((b) => !b.graphite.ok).length);

@@ -15,8 +15,12 @@
  */
 export const NAME_SOURCE = '[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}';
 
-/** A weight we write: 1..256 without leading zeros (0 stops new connections: the operator's tool). */
-export const WEIGHT_SOURCE = '(25[0-6]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[1-9])';
+/**
+ * A weight we write: 0..256 without leading zeros. The planner only ever decides 1..256 (0 stops
+ * new connections: the operator's tool); 0 is accepted so that a weight 0 an operator set while a
+ * cycle was writing can be put back (restoreWeightCommand).
+ */
+export const WEIGHT_SOURCE = '(25[0-6]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])';
 
 /** One command of the four forms the product sends. */
 export const COMMAND_SOURCE =

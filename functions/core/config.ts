@@ -42,7 +42,12 @@ const graphiteAuth = z.discriminatedUnion('type', [
 const graphite = z.strictObject({
   url: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-    .refine((u) => !/@/.test(new URL(u).host) && new URL(u).username === '', 'must not embed credentials: use auth'),
+    .refine((u) => {
+      // z.url() has already reported a string that is no URL; refinements still run after it.
+      if (!URL.canParse(u)) return true;
+      const url = new URL(u);
+      return !/@/.test(url.host) && url.username === '';
+    }, 'must not embed credentials: use auth'),
   auth: graphiteAuth.default({ type: 'none' }),
   timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
   retries: z.number().int().min(0).max(5).default(2),
@@ -188,12 +193,21 @@ export function formatIssues(error: z.ZodError, input: unknown): string[] {
   return error.issues.map((issue) => {
     const path = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
     const value = valueAt(input, issue.path);
-    const shown = value === undefined ? 'missing' : snippet(JSON.stringify(value) ?? String(value), 80);
+    const shown = value === undefined ? 'missing' : snippet(showValue(value), 80);
     if (issue.code === 'unrecognized_keys') {
       return `${path}: unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
     }
     return `${path}: ${issue.message} (got ${shown})`;
   });
+}
+
+/** JSON for the message; a YAML alias inside its own anchor makes a cycle JSON cannot print. */
+function showValue(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return Array.isArray(value) ? '[a list that contains itself]' : typeof value === 'bigint' ? `${value}n` : '{a mapping that contains itself}';
+  }
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {

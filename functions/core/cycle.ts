@@ -1,6 +1,16 @@
 import type { BackendConfig, Config } from './config.js';
 import { ConfigError, HaproxyError, describeError, type HaproxyErrorKind } from './errors.js';
-import { observeCommands, parseObservedBackend, parseSetWeightReply, setWeightCommand, splitReplies } from './haproxy-protocol.js';
+import {
+  observeCommands,
+  parseObservedBackend,
+  parseServerStates,
+  parseSetWeightReply,
+  restoreWeightCommand,
+  serversStateCommand,
+  setWeightCommand,
+  splitReplies,
+  type ServerGuardState,
+} from './haproxy-protocol.js';
 import { measure, type Measurement } from './measure.js';
 import { imbalanceOf, planBackend } from './plan.js';
 import type { BackendPlan, MetricSource, ObservedBackend, RelayRequest, RelayResult, RuntimeRelay } from './types.js';
@@ -216,9 +226,36 @@ interface BackendTally {
   error?: string;
 }
 
-/** Reads the failed batch's reply per command: which weights HAProxy took and which it refused. */
-function tally(req: { loadBalancer: string; commands: readonly string[]; owners: readonly Owner[] }, result: RelayResult | undefined): { perBackend: Map<string, BackendTally>; batchError?: string } {
+/** One write batch: the guard state of every backend it touches, then the weights. */
+interface WriteRequest {
+  readonly loadBalancer: string;
+  readonly commands: string[];
+  readonly owners: Owner[];
+  /** Backends whose `show servers state` leads the batch: their state at the instant of the write. */
+  readonly guarded: string[];
+}
+
+/** A server an operator took out (MAINT, DRAIN, weight 0) between our observation and our write. */
+interface Conflict {
+  readonly backend: string;
+  readonly server: string;
+  /** The weight it had just before our write: the one to put back. */
+  readonly weight: number;
+  readonly why: string;
+}
+
+function guardConflict(state: ServerGuardState | undefined): string | null {
+  if (state === undefined) return null;
+  if (state.admin === 'maint') return 'was put in MAINT';
+  if (state.admin === 'drain') return 'was put in DRAIN';
+  return state.weight === 0 ? 'was given weight 0' : null;
+}
+
+/** Reads the batch's reply per command: which weights HAProxy took, which it refused, and which hit a server an operator had just taken out. */
+function tally(req: WriteRequest, result: RelayResult | undefined): { perBackend: Map<string, BackendTally>; batchError?: string; conflicts: Conflict[]; unchecked: string[] } {
   const perBackend = new Map<string, BackendTally>();
+  const conflicts: Conflict[] = [];
+  const unchecked: string[] = [];
   let blocks: string[] | null = null;
   let batchError: string | undefined;
   if (result === undefined || !result.ok) {
@@ -230,6 +267,18 @@ function tally(req: { loadBalancer: string; commands: readonly string[]; owners:
       batchError = `${describeError(error)}; the batch may have been partly applied`;
     }
   }
+  const states = new Map<string, Map<string, ServerGuardState>>();
+  if (blocks !== null) {
+    const read = blocks;
+    req.guarded.forEach((backend, i) => {
+      try {
+        states.set(backend, parseServerStates(backend, read[i] ?? '', { loadBalancer: req.loadBalancer }));
+      } catch (error) {
+        unchecked.push(`${req.loadBalancer}: backend ${backend}: the operator state could not be checked at write time: ${describeError(error)}`);
+      }
+    });
+  }
+  const offset = req.guarded.length;
   req.owners.forEach((o, i) => {
     const e = perBackend.get(o.backend) ?? { applied: 0, failed: [] };
     perBackend.set(o.backend, e);
@@ -238,11 +287,56 @@ function tally(req: { loadBalancer: string; commands: readonly string[]; owners:
       e.error = batchError;
       return;
     }
-    const err = parseSetWeightReply(blocks[i] ?? '', { backend: o.backend, server: o.server, loadBalancer: req.loadBalancer });
-    if (err === null) e.applied++;
-    else e.failed.push({ server: o.server, weight: o.weight, error: err.message, kind: err.kind });
+    const err = parseSetWeightReply(blocks[offset + i] ?? '', { backend: o.backend, server: o.server, loadBalancer: req.loadBalancer });
+    if (err !== null) {
+      e.failed.push({ server: o.server, weight: o.weight, error: err.message, kind: err.kind });
+      return;
+    }
+    const before = states.get(o.backend)?.get(o.server);
+    const why = guardConflict(before);
+    if (before !== undefined && why !== null) conflicts.push({ backend: o.backend, server: o.server, weight: before.weight, why });
+    else e.applied++;
   });
-  return batchError === undefined ? { perBackend } : { perBackend, batchError };
+  return batchError === undefined ? { perBackend, conflicts, unchecked } : { perBackend, batchError, conflicts, unchecked };
+}
+
+/**
+ * HAProxy has no conditional write: a server an operator takes out between our observation and
+ * our write gets our weight anyway (measured: 2.6 accepts weights on MAINT and DRAIN servers).
+ * The batch read its state at the instant of the write, so its previous weight is known exactly
+ * and is put back at once, and the report says so.
+ */
+async function putBack(relay: RuntimeRelay, conflicts: ReadonlyMap<string, readonly Conflict[]>): Promise<{ problems: string[]; failed: Set<string> }> {
+  const problems: string[] = [];
+  const failed = new Set<string>();
+  const requests: RelayRequest[] = [...conflicts].map(([loadBalancer, list]) => ({ loadBalancer, commands: list.map((c) => restoreWeightCommand(c.backend, c.server, c.weight)) }));
+  if (requests.length === 0) return { problems, failed };
+  const results = await relay.run(requests);
+  for (const req of requests) {
+    const list = conflicts.get(req.loadBalancer) ?? [];
+    const result = results.find((r) => r.loadBalancer === req.loadBalancer);
+    let blocks: string[] | null = null;
+    let error: string | undefined;
+    if (result === undefined || !result.ok) error = result === undefined ? 'no result from relay' : describeError(result.error);
+    else {
+      try {
+        blocks = splitReplies(req.commands, result.reply);
+      } catch (e) {
+        error = describeError(e);
+      }
+    }
+    list.forEach((c, i) => {
+      const refused = blocks === null ? null : parseSetWeightReply(blocks[i] ?? '', { backend: c.backend, server: c.server, loadBalancer: req.loadBalancer });
+      const head = `${req.loadBalancer}: backend ${c.backend}: server ${c.server} ${c.why} while the cycle was writing its weight`;
+      if (blocks !== null && refused === null) {
+        problems.push(`${head}: its weight was put back to ${c.weight}`);
+        return;
+      }
+      failed.add(req.loadBalancer);
+      problems.push(`${head}: putting its weight back to ${c.weight} FAILED (${refused?.message ?? error ?? 'unknown'}): run "set server ${c.backend}/${c.server} weight ${c.weight}"`);
+    });
+  }
+  return { problems, failed };
 }
 
 /**
@@ -272,7 +366,7 @@ async function readBack(relay: RuntimeRelay, unknown: ReadonlyMap<string, readon
 
 async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plans: ReadonlyMap<string, ReadonlyMap<string, BackendPlan>>): Promise<ActResult> {
   const result = emptyActResult();
-  const requests: { loadBalancer: string; commands: string[]; owners: Owner[] }[] = [];
+  const requests: WriteRequest[] = [];
   for (const lb of relay.loadBalancers) {
     const owners: Owner[] = [];
     for (const b of backends) {
@@ -281,7 +375,15 @@ async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plan
       for (const a of plan.actions) if (a.kind === 'set-weight') owners.push({ backend: b.name, server: a.server, weight: a.weight });
     }
     if (owners.length === 0) result.lbApply.set(lb, 'not-needed');
-    else requests.push({ loadBalancer: lb, commands: owners.map((o) => setWeightCommand(o.backend, o.server, o.weight)), owners });
+    else {
+      const guarded = [...new Set(owners.map((o) => o.backend))];
+      requests.push({
+        loadBalancer: lb,
+        commands: [...guarded.map(serversStateCommand), ...owners.map((o) => setWeightCommand(o.backend, o.server, o.weight))],
+        owners,
+        guarded,
+      });
+    }
   }
   const replies = requests.length === 0 ? [] : await relay.run(requests);
   const tallies = requests.map((req) => ({ req, ...tally(req, replies.find((r) => r.loadBalancer === req.loadBalancer)) }));
@@ -289,6 +391,10 @@ async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plan
   const unknown = new Map<string, string[]>();
   for (const t of tallies) if (t.batchError !== undefined) unknown.set(t.req.loadBalancer, [...t.perBackend.keys()]);
   const actual = await readBack(relay, unknown);
+  const conflicts = new Map(tallies.filter((t) => t.conflicts.length > 0).map((t) => [t.req.loadBalancer, t.conflicts] as const));
+  const restored = await putBack(relay, conflicts);
+  for (const t of tallies) result.problems.push(...t.unchecked);
+  result.problems.push(...restored.problems);
 
   let serversChanged = 0;
   for (const { req, perBackend, batchError } of tallies) {
@@ -324,7 +430,7 @@ async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plan
       map.set(req.loadBalancer, res);
       result.applyResults.set(backend, map);
     }
-    result.lbApply.set(req.loadBalancer, anyFailed ? 'failed' : 'ok');
+    result.lbApply.set(req.loadBalancer, anyFailed || restored.failed.has(req.loadBalancer) ? 'failed' : 'ok');
     if (batchError !== undefined) result.lbErrors.set(req.loadBalancer, batchError);
   }
   return { ...result, serversChanged };
@@ -386,10 +492,25 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       const apply = applyResults.get(b.name)?.get(lb) ?? (options.mode === 'apply' && plan.status === 'planned' ? { status: 'not-needed' as const } : undefined);
       return apply === undefined ? { loadBalancer: lb, plan } : { loadBalancer: lb, plan, apply };
     });
-    const loads = m?.ok === true ? Object.fromEntries(m.measurement.loads) : {};
+    // Series for servers that no load balancer has: named, and kept out of the imbalance.
+    const known = new Set<string>();
+    let observedAny = false;
+    for (const lb of deps.relay.loadBalancers) {
+      const lbObs = observations.get(lb);
+      const obs = lbObs instanceof Map ? lbObs.get(b.name) : undefined;
+      if (obs?.ok !== true) continue;
+      observedAny = true;
+      for (const s of obs.backend.servers) known.add(s.name);
+    }
+    const measured = m?.ok === true ? [...m.measurement.loads] : [];
+    const strangers = observedAny ? measured.filter(([server]) => !known.has(server)).map(([server]) => server) : [];
+    const loads = Object.fromEntries(measured.filter(([server]) => !strangers.includes(server)));
     return {
       backend: b.name,
-      graphite: m?.ok === true ? { ok: true, unmapped: m.measurement.unmapped } : { ok: false, error: m?.error ?? 'no reply' },
+      graphite:
+        m?.ok === true
+          ? { ok: true, unmapped: [...m.measurement.unmapped, ...strangers.map((s) => `${s} (no load balancer has this server)`)] }
+          : { ok: false, error: m?.error ?? 'no reply' },
       loads,
       imbalance: imbalanceOf(Object.values(loads)),
       loadBalancers,

@@ -25,9 +25,11 @@ export type RuntimeCommand =
 
 // The name class is SAFE_NAME's, repeated here because the grammar must anchor whole commands.
 const NAME = '[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}';
-// 1..256 without leading zeros, so the text of a command has exactly one spelling.
-const WEIGHT = '[1-9][0-9]{0,2}';
+// 0..256 without leading zeros, so the text of a command has exactly one spelling. 0 only ever
+// comes from restoreWeightCommand; setWeightCommand never builds it.
+const WEIGHT = '0|[1-9][0-9]{0,2}';
 const SET_WEIGHT = new RegExp(`^set server (${NAME})/(${NAME}) weight (${WEIGHT})$`);
+const RESTORE_MIN_WEIGHT = 0;
 const GET_WEIGHT = new RegExp(`^get weight (${NAME})/(${NAME})$`);
 // Type mask 6 = backend row (2) + server rows (4); -1 = every service id.
 const SHOW_STAT = new RegExp(`^show stat (${NAME}) 6 -1$`);
@@ -58,6 +60,25 @@ export function setWeightCommand(backend: string, server: string, weight: number
   return `set server ${backend}/${server} weight ${weight}`;
 }
 
+/**
+ * `set server <backend>/<server> weight <n>` with n from 0 to 256: only to put back the weight an
+ * operator gave a server (0 included) while a cycle was writing to it, never to decide one.
+ */
+export function restoreWeightCommand(backend: string, server: string, weight: number): string {
+  assertName(backend, 'backend');
+  assertName(server, 'server');
+  if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) {
+    throw new UnsafeInputError(`Refusing to put back weight "${snippet(String(weight), 40)}" for ${backend}/${server}: it must be an integer from 0 to ${MAX_WEIGHT}`, { backend, server });
+  }
+  return `set server ${backend}/${server} weight ${weight}`;
+}
+
+/** `show servers state <backend>`: admin state bits and user weight of every server, right now. */
+export function serversStateCommand(backend: string): string {
+  assertName(backend, 'backend');
+  return `show servers state ${backend}`;
+}
+
 /** `get weight <backend>/<server>`: prints `<current> (initial <configured>)`. */
 export function getWeightCommand(backend: string, server: string): string {
   assertName(backend, 'backend');
@@ -82,7 +103,7 @@ export function parseCommand(command: string): RuntimeCommand {
     if (set !== null) {
       const [, backend = '', server = '', weight = ''] = set;
       const n = Number(weight);
-      if (n >= MIN_SET_WEIGHT && n <= MAX_WEIGHT) return { kind: 'set-weight', backend, server, weight: n };
+      if (n >= RESTORE_MIN_WEIGHT && n <= MAX_WEIGHT) return { kind: 'set-weight', backend, server, weight: n };
     }
     const get = GET_WEIGHT.exec(command);
     if (get !== null) {
@@ -529,6 +550,24 @@ function parseServersState(backend: string, block: string, context: ErrorContext
     servers.set(name, { adminBits, weight, initialWeight });
   }
   return servers;
+}
+
+/** What `show servers state` says of one server: enough to check the guards at write time. */
+export interface ServerGuardState {
+  readonly admin: AdminState;
+  readonly weight: number;
+}
+
+/** Reads the reply block of serversStateCommand(backend). */
+export function parseServerStates(backend: string, block: string, context: ErrorContext = {}): Map<string, ServerGuardState> {
+  assertName(backend, 'backend');
+  const ctx: ErrorContext = { ...context, backend };
+  const error = typeof block === 'string' ? classifyReplyError(block, ctx) : null;
+  if (error !== null) throw error;
+  if (typeof block !== 'string') throw new HaproxyError('unexpected-reply', `HAProxy reply for ${describeTarget(ctx)} is not text`, ctx);
+  const out = new Map<string, ServerGuardState>();
+  for (const [name, s] of parseServersState(backend, block, ctx)) out.set(name, { admin: adminStateFromBits(s.adminBits), weight: s.weight });
+  return out;
 }
 
 /**

@@ -63,7 +63,8 @@ describe('a cycle over 200 servers on 3 load balancers', () => {
     const [observeCall, writeCall] = calls;
     expect(observeCall?.map((r) => r.loadBalancer).sort()).toEqual(['lb0', 'lb1', 'lb2']);
     expect(writeCall?.map((r) => r.loadBalancer).sort()).toEqual(['lb0', 'lb1', 'lb2']);
-    for (const request of writeCall ?? []) expect(request.commands).toHaveLength(SERVERS);
+    // One `show servers state` (the guard state at write time), then one command per server.
+    for (const request of writeCall ?? []) expect(request.commands).toHaveLength(SERVERS + 1);
     expect(report.serversChanged).toBe(SERVERS * 3);
 
     const plan = report.backends[0]?.loadBalancers[0]?.plan;

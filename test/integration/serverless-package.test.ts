@@ -158,12 +158,21 @@ describe('serverless package (osls, offline)', () => {
     const alarms = ofType(prod, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
     const byMetric = Object.fromEntries(alarms.map((a) => [`${String(a.Namespace)}/${String(a.MetricName)}`, a]));
     expect(Object.keys(byMetric).sort()).toEqual(
-      ['AWS/Lambda/Errors', 'AWS/Lambda/Throttles', 'HaproxyWeighter/CyclesCompleted', 'HaproxyWeighter/LoadBalancersFailed', 'HaproxyWeighter/MaxImbalance'].sort(),
+      [
+        'AWS/Lambda/Errors',
+        'AWS/Lambda/Throttles',
+        'HaproxyWeighter/CyclesCompleted',
+        'HaproxyWeighter/GraphiteFailures',
+        'HaproxyWeighter/LoadBalancersFailed',
+        'HaproxyWeighter/MaxImbalance',
+      ].sort(),
     );
     for (const a of alarms) expect(a.AlarmActions).toEqual([{ Ref: topicName }]);
     expect(byMetric['HaproxyWeighter/MaxImbalance']).toMatchObject({ Threshold: 1.5, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 10 });
     // Missing data is the symptom: the schedule stopped, or every cycle dies before its end.
     expect(byMetric['HaproxyWeighter/CyclesCompleted']).toMatchObject({ TreatMissingData: 'breaching', ComparisonOperator: 'LessThanThreshold', Threshold: 1 });
+    // Graphite down keeps every weight (fail static): only an alarm tells the on-call.
+    expect(byMetric['HaproxyWeighter/GraphiteFailures']).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 3 });
   });
 
   it('has no IAM statement that allows every action or every SSM action', () => {

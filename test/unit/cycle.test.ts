@@ -8,9 +8,15 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../functions/core/config.js';
 import { createStaticMemory, exitCodeFor, runCycle } from '../../functions/core/cycle.js';
 import { RelayError } from '../../functions/core/errors.js';
+import { splitReplies } from '../../functions/core/haproxy-protocol.js';
 import type { MetricSource, RelayRequest, RelayResult, RuntimeRelay } from '../../functions/core/types.js';
 
 const OBSERVE_RR = readFileSync('test/fixtures/haproxy/observe-roundrobin.reply.txt', 'utf8');
+/** The recorded `show servers state rr` block: what a write batch reads before its weights. */
+const STATE_RR = `${splitReplies(['show stat rr 6 -1', 'show servers state rr'], OBSERVE_RR)[1] ?? ''}\n`;
+
+/** The reply of a write batch: the guard state for each `show servers state`, then `setReply` per weight. */
+const writeReply = (req: RelayRequest, setReply = '\n'): string => req.commands.map((c) => (c.startsWith('show servers state') ? STATE_RR : setReply)).join('');
 
 const config = parseConfig({
   graphite: { url: 'http://graphite.test' },
@@ -37,7 +43,7 @@ function fakeRelay(writeReply: (lb: string, req: RelayRequest) => RelayResult): 
   };
 }
 
-const success = (lb: string, req: RelayRequest): RelayResult => ({ loadBalancer: lb, ok: true, reply: '\n'.repeat(req.commands.length) });
+const success = (lb: string, req: RelayRequest): RelayResult => ({ loadBalancer: lb, ok: true, reply: writeReply(req) });
 const clock = (): (() => number) => {
   let t = 1_700_000_000_000;
   return () => (t += 5);
@@ -49,7 +55,7 @@ describe('runCycle', () => {
     const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
     expect(report.outcome).toBe('ok');
     expect(relay.writes.map((w) => w.loadBalancer)).toEqual(['lb1', 'lb2']);
-    expect(relay.writes[0]?.commands).toEqual(['set server rr/rr-a weight 85', 'set server rr/rr-b weight 256']);
+    expect(relay.writes[0]?.commands).toEqual(['show servers state rr', 'set server rr/rr-a weight 85', 'set server rr/rr-b weight 256']);
     expect(report.serversChanged).toBe(4);
     expect(report.durationMs).toBe(5);
     expect(exitCodeFor(report)).toBe(0);
@@ -75,7 +81,7 @@ describe('runCycle', () => {
 
   it('reports every weight refused by a map-based hashing backend as a static algorithm', async () => {
     const refusal = "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n\n";
-    const relay = fakeRelay((lb, req) => ({ loadBalancer: lb, ok: true, reply: refusal.repeat(req.commands.length) }));
+    const relay = fakeRelay((lb, req) => ({ loadBalancer: lb, ok: true, reply: writeReply(req, refusal) }));
     const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
     expect(report.outcome).toBe('failed');
     expect(report.problems[0]).toMatch(/refused every weight: it uses a static algorithm/);
@@ -103,9 +109,9 @@ describe('runCycle', () => {
         requests.map((r) =>
           r.loadBalancer === 'lb1'
             ? { loadBalancer: 'lb1', ok: false, error: new RelayError('lb1 (/x/1.sock): cannot connect: ENOENT', { loadBalancer: 'lb1' }) }
-            : r.commands[0]?.startsWith('show')
+            : r.commands[0]?.startsWith('show stat')
               ? { loadBalancer: 'lb2', ok: true, reply: OBSERVE_RR }
-              : { loadBalancer: 'lb2', ok: true, reply: '\n'.repeat(r.commands.length) },
+              : { loadBalancer: 'lb2', ok: true, reply: writeReply(r) },
         ),
     };
     const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });

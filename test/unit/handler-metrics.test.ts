@@ -71,6 +71,12 @@ describe('emitCycleMetrics', () => {
     ]);
   });
 
+  it('does not count a failed cycle as completed, so the no-cycle alarm sees Graphite down on every backend', () => {
+    const docs = emitted(() => emitCycleMetrics(metrics(), report({ outcome: 'failed', backends: [backend('be_a', null, false)] })));
+    expect(docs[0]).not.toHaveProperty('CyclesCompleted');
+    expect(docs[0]).toHaveProperty('GraphiteFailures', 1);
+  });
+
   it('does not count a dry run as a completed cycle and omits MaxImbalance without data', () => {
     const docs = emitted(() => emitCycleMetrics(metrics(), report({ mode: 'plan', backends: [backend('be_a', null)] })));
     expect(docs[0]).not.toHaveProperty('CyclesCompleted');

@@ -125,7 +125,6 @@ describe('encodeBatch', () => {
   });
 
   it.each([
-    ['weight 0', 'set server ingest/ing-a weight 0'],
     ['weight 257', 'set server ingest/ing-a weight 257'],
     ['a leading zero', 'set server ingest/ing-a weight 010'],
     ['a relative weight', 'set server ingest/ing-a weight 50%'],

@@ -1,0 +1,797 @@
+/**
+ * Fault injectors for the fault matrix (test/integration/fault-*.test.ts), the security tests and
+ * the soak (test/soak/run.ts). Everything sits on the real parts: the Graphite proxy forwards to
+ * the real graphite-web and the socket proxy to a real HAProxy admin socket, and each turns into a
+ * specific failure on demand. All listen on 127.0.0.1 free ports or in per-run temp directories.
+ *
+ * Also here, because every fault test needs them: running the real CLI as a child process, and a
+ * strict schema for the JSON report it prints (a report that does not parse is a failure too).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { stringify } from 'yaml';
+import { z } from 'zod';
+import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
+import type { CycleReport } from '../../functions/core/cycle.js';
+import { makeTempDir, removeTempDir, runCommand, type CommandResult } from './processes.js';
+
+/** Orders events across every proxy of this process, so tests can compare who came first. */
+let sequence = 0;
+const nextSequence = (): number => ++sequence;
+
+// ---------------------------------------------------------------------------------------------
+// Graphite fault proxy
+// ---------------------------------------------------------------------------------------------
+
+/** What the Graphite proxy does with the requests that arrive while it is set. */
+export type GraphiteFault =
+  | { readonly kind: 'pass' }
+  /** The port is closed: connection refused. */
+  | { readonly kind: 'refuse' }
+  /** The connection is reset (RST) as soon as the request arrives. */
+  | { readonly kind: 'reset' }
+  /** Holds each request for `ms`, then does `then` (pass by default). */
+  | { readonly kind: 'delay'; readonly ms: number; readonly then?: GraphiteFault }
+  /** Answers HTTP `status` to the next `count` requests, then passes again. */
+  | { readonly kind: 'status'; readonly status: number; readonly count: number }
+  /** Answers 200 with this body. */
+  | { readonly kind: 'body'; readonly body: string; readonly contentType?: string }
+  /** Fetches the real reply and answers 200 with `rewrite(realBody)`. */
+  | { readonly kind: 'rewrite'; readonly rewrite: (body: string) => string }
+  /** Streams a 200 body of `bytes` bytes (a JSON list that never ends), with or without a Content-Length. */
+  | { readonly kind: 'huge'; readonly bytes: number; readonly declareLength: boolean };
+
+export interface GraphiteRequestRecord {
+  readonly seq: number;
+  /** The `target` query parameter. */
+  readonly target: string | null;
+  readonly fault: GraphiteFault['kind'];
+}
+
+export interface HugeBodyRecord {
+  /** Bytes handed to the socket before the client went away (or all of them). */
+  sent: number;
+  /** Whether the whole body was written: false means the client stopped reading. */
+  completed: boolean;
+}
+
+export interface GraphiteFaultProxy {
+  /** Base URL to put in `graphite.url`. */
+  readonly url: string;
+  readonly requests: readonly GraphiteRequestRecord[];
+  readonly hugeBodies: readonly HugeBodyRecord[];
+  /** Failures to reach the real Graphite (a proxy problem, not a fault under test). */
+  readonly upstreamErrors: readonly string[];
+  setFault(fault: GraphiteFault): Promise<void>;
+  /** Called as each request arrives, before the fault applies; returns an unsubscribe function. */
+  onRequest(listener: (record: GraphiteRequestRecord) => void): () => void;
+  /** Forgets the recorded requests and bodies. */
+  clear(): void;
+  close(): Promise<void>;
+}
+
+const HUGE_CHUNK = Buffer.from('[1000,1700000000],'.repeat(3640));
+
+export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<GraphiteFaultProxy> {
+  const upstream = new URL(upstreamUrl);
+  let fault: GraphiteFault = { kind: 'pass' };
+  let statusLeft = 0;
+  let closed = false;
+  const requests: GraphiteRequestRecord[] = [];
+  const hugeBodies: HugeBodyRecord[] = [];
+  const upstreamErrors: string[] = [];
+  const listeners = new Set<(record: GraphiteRequestRecord) => void>();
+  const timers = new Set<NodeJS.Timeout>();
+
+  const fetchUpstream = async (req: IncomingMessage): Promise<{ status: number; type: string; body: string }> => {
+    const response = await fetch(new URL(req.url ?? '/', upstream), { signal: AbortSignal.timeout(30_000) });
+    return { status: response.status, type: response.headers.get('content-type') ?? 'application/json', body: await response.text() };
+  };
+
+  const streamHuge = async (res: ServerResponse, bytes: number, declareLength: boolean): Promise<void> => {
+    const record: HugeBodyRecord = { sent: 0, completed: false };
+    hugeBodies.push(record);
+    res.writeHead(200, { 'content-type': 'application/json', ...(declareLength ? { 'content-length': String(bytes) } : {}) });
+    let gone = false;
+    res.once('close', () => (gone = true));
+    while (!gone && record.sent < bytes) {
+      const chunk = HUGE_CHUNK.subarray(0, Math.min(HUGE_CHUNK.length, bytes - record.sent));
+      const flushed = res.write(chunk);
+      record.sent += chunk.length;
+      if (!flushed) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.once('drain', done);
+          res.once('close', done);
+        });
+      }
+    }
+    if (!gone) {
+      record.completed = true;
+      res.end();
+    }
+  };
+
+  const apply = async (current: GraphiteFault, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    switch (current.kind) {
+      case 'pass': {
+        const real = await fetchUpstream(req);
+        res.writeHead(real.status, { 'content-type': real.type });
+        res.end(real.body);
+        return;
+      }
+      case 'refuse':
+      case 'reset':
+        req.socket.resetAndDestroy();
+        return;
+      case 'delay': {
+        let gone = false;
+        res.once('close', () => (gone = true));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            timers.delete(timer);
+            resolve();
+          }, current.ms);
+          timers.add(timer);
+        });
+        if (gone || closed) return;
+        await apply(current.then ?? { kind: 'pass' }, req, res);
+        return;
+      }
+      case 'status':
+        res.writeHead(current.status, { 'content-type': 'text/plain' });
+        res.end(`fault proxy: HTTP ${current.status}`);
+        return;
+      case 'body':
+        res.writeHead(200, { 'content-type': current.contentType ?? 'application/json' });
+        res.end(current.body);
+        return;
+      case 'rewrite': {
+        const real = await fetchUpstream(req);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(current.rewrite(real.body));
+        return;
+      }
+      case 'huge':
+        await streamHuge(res, current.bytes, current.declareLength);
+        return;
+    }
+  };
+
+  const server = createHttpServer((req, res) => {
+    res.on('error', () => undefined);
+    let current = fault;
+    if (current.kind === 'status') {
+      if (statusLeft > 0) statusLeft--;
+      else current = { kind: 'pass' };
+    }
+    const record: GraphiteRequestRecord = {
+      seq: nextSequence(),
+      target: new URL(req.url ?? '/', 'http://proxy').searchParams.get('target'),
+      fault: current.kind,
+    };
+    requests.push(record);
+    for (const listener of listeners) listener(record);
+    apply(current, req, res).catch((error: unknown) => {
+      upstreamErrors.push(error instanceof Error ? error.message : String(error));
+      if (!res.headersSent) res.writeHead(599, { 'content-type': 'text/plain' });
+      res.end('fault proxy: could not reach the real Graphite');
+    });
+  });
+
+  let port = 0;
+  const listen = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: '127.0.0.1', port, exclusive: true }, () => {
+        server.off('error', reject);
+        const address = server.address();
+        if (address !== null && typeof address === 'object') port = address.port;
+        resolve();
+      });
+    });
+  const stopListening = (): Promise<void> =>
+    new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  await listen();
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    hugeBodies,
+    upstreamErrors,
+    async setFault(next) {
+      const wasRefusing = fault.kind === 'refuse';
+      fault = next;
+      statusLeft = next.kind === 'status' ? next.count : 0;
+      if (next.kind === 'refuse' && !wasRefusing) await stopListening();
+      // The port is ours again at once: nothing else listened on it while it was closed, unless
+      // another process raced for it, in which case listen() fails loudly.
+      if (next.kind !== 'refuse' && wasRefusing) await listen();
+    },
+    onRequest(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    clear() {
+      requests.length = 0;
+      hugeBodies.length = 0;
+      upstreamErrors.length = 0;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      if (server.listening) await stopListening();
+    },
+  };
+}
+
+/** The series of a graphite-web JSON reply, enough to rewrite it. */
+const renderedSchema = z.array(z.looseObject({ target: z.string(), datapoints: z.array(z.tuple([z.number().nullable(), z.number()])) }));
+export type RenderedSeries = z.infer<typeof renderedSchema>[number];
+
+/** Parses a real graphite-web reply, rewrites its series and serialises it again. */
+export function rewriteSeries(body: string, edit: (series: RenderedSeries[]) => unknown[]): string {
+  return JSON.stringify(edit(renderedSchema.parse(JSON.parse(body))));
+}
+
+/**
+ * Puts a raw JSON token (e.g. `NaN`, `-5`, `1e309`, `"NaN"`) in place of every non-null value of
+ * one series: tokens JSON.stringify cannot write, such as NaN, get through this way.
+ */
+export function withRawValue(body: string, target: string, token: string): string {
+  const marker = '"__fault_proxy_value__"';
+  const text = rewriteSeries(body, (series) =>
+    series.map((s) => (s.target === target ? { ...s, datapoints: s.datapoints.map(([v, t]) => [v === null ? null : '__fault_proxy_value__', t]) } : s)),
+  );
+  if (!text.includes(marker)) throw new Error(`series ${target} has no non-null value to replace in ${body.slice(0, 200)}`);
+  return text.replaceAll(marker, token);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime socket faults
+// ---------------------------------------------------------------------------------------------
+
+export interface SilentSocket {
+  readonly path: string;
+  /** Connections accepted so far. */
+  readonly accepted: () => number;
+  close(): Promise<void>;
+}
+
+/** A Unix socket that accepts every connection, reads everything and never answers. */
+export async function startSilentSocket(): Promise<SilentSocket> {
+  const dir = makeTempDir('hw-silent');
+  const path = join(dir, 'silent.sock');
+  const open = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    accepted++;
+    open.add(socket);
+    socket.on('data', () => undefined);
+    socket.on('error', () => undefined);
+    socket.on('close', () => open.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  return {
+    path,
+    accepted: () => accepted,
+    async close() {
+      for (const socket of open) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      removeTempDir(dir);
+    },
+  };
+}
+
+/** What the socket proxy does with one connection, decided once the client's request is complete. */
+export type ConnectionFault =
+  | { readonly kind: 'pass' }
+  /** Closes the connection without forwarding anything. */
+  | { readonly kind: 'drop' }
+  /** Forwards nothing and never answers; the connection stays open. */
+  | { readonly kind: 'hang' }
+  /** Forwards the request, waits for HAProxy's whole reply, then closes without passing any of it. */
+  | { readonly kind: 'close-before-reply' }
+  /** Forwards the request and passes only the first `bytes` bytes of the reply before closing. */
+  | { readonly kind: 'close-after-reply-bytes'; readonly bytes: number }
+  /** Forwards only the first `commands` commands of the batch, then closes without a reply. */
+  | { readonly kind: 'cut-request'; readonly commands: number }
+  /**
+   * Passes everything, but holds HAProxy's reply for `ms` first; with `untilAnotherConnection`
+   * the hold also ends as soon as another client connects (a barrier that shows overlap).
+   */
+  | { readonly kind: 'delay-reply'; readonly ms: number; readonly untilAnotherConnection?: boolean };
+
+export type ConnectionPolicy = (request: string, index: number) => ConnectionFault;
+
+export interface ConnectionRecord {
+  readonly index: number;
+  /** Global sequence number of the accept. */
+  readonly openedAt: number;
+  /** Global sequence number of the close towards the client. */
+  closedAt: number | undefined;
+  fault: ConnectionFault['kind'] | undefined;
+  /** Every byte the client sent. */
+  request: string;
+  /** What reached HAProxy (empty when nothing was forwarded). */
+  forwarded: string;
+  /** Bytes of HAProxy's reply passed back to the client. */
+  replyBytes: number;
+  upstreamError: string | undefined;
+}
+
+export interface SocketProxy {
+  /** The endpoint to configure instead of the real admin socket. */
+  readonly path: string;
+  readonly upstream: string;
+  readonly connections: readonly ConnectionRecord[];
+  /** One fault for every connection, or a policy that decides per connection. */
+  setFault(fault: ConnectionFault | ConnectionPolicy): void;
+  /** Runs before a connection's request is forwarded (e.g. to change HAProxy in between). */
+  setBeforeForward(hook: ((request: string, index: number) => Promise<void>) | undefined): void;
+  clear(): void;
+  close(): Promise<void>;
+}
+
+/** Sends `request` to the real socket and resolves with the whole reply (HAProxy closes after it). */
+function roundTrip(path: string, request: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const upstream = createConnection({ path });
+    upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    upstream.once('error', reject);
+    upstream.once('close', (hadError) => {
+      if (!hadError) resolve(Buffer.concat(chunks));
+    });
+    upstream.end(request);
+  });
+}
+
+/** A Unix socket in front of a real HAProxy runtime socket that records every connection and can fail it. */
+export async function startSocketProxy(upstream: string): Promise<SocketProxy> {
+  const dir = makeTempDir('hw-sockproxy');
+  const path = join(dir, 'proxy.sock');
+  let policy: ConnectionPolicy = () => ({ kind: 'pass' });
+  let beforeForward: ((request: string, index: number) => Promise<void>) | undefined;
+  const connections: ConnectionRecord[] = [];
+  const open = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const onConnect = new Set<() => void>();
+  let closed = false;
+
+  const hold = (ms: number, untilAnotherConnection: boolean): Promise<void> =>
+    new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        timers.delete(timer);
+        onConnect.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timers.add(timer);
+      if (untilAnotherConnection) onConnect.add(done);
+    });
+
+  const finish = (client: Socket, record: ConnectionRecord, reply?: Buffer): void => {
+    record.closedAt = nextSequence();
+    if (reply === undefined) {
+      client.end();
+      return;
+    }
+    record.replyBytes = reply.length;
+    client.end(reply);
+  };
+
+  const serve = async (client: Socket, record: ConnectionRecord): Promise<void> => {
+    const fault = policy(record.request, record.index);
+    record.fault = fault.kind;
+    if (fault.kind === 'hang') return;
+    if (fault.kind === 'drop') {
+      finish(client, record);
+      return;
+    }
+    if (beforeForward !== undefined) await beforeForward(record.request, record.index);
+    let forwarded = record.request;
+    if (fault.kind === 'cut-request') {
+      const line = record.request.replace(/\n$/, '');
+      forwarded = `${line.split('; ').slice(0, fault.commands).join('; ')}\n`;
+    }
+    record.forwarded = forwarded;
+    let reply: Buffer;
+    try {
+      reply = await roundTrip(upstream, forwarded);
+    } catch (error) {
+      // The real socket is gone (e.g. HAProxy reloading): the client sees the connection close.
+      record.upstreamError = error instanceof Error ? error.message : String(error);
+      finish(client, record);
+      return;
+    }
+    switch (fault.kind) {
+      case 'pass':
+        finish(client, record, reply);
+        return;
+      case 'delay-reply':
+        await hold(fault.ms, fault.untilAnotherConnection === true);
+        if (!closed) finish(client, record, reply);
+        return;
+      case 'close-before-reply':
+      case 'cut-request':
+        finish(client, record);
+        return;
+      case 'close-after-reply-bytes':
+        finish(client, record, reply.subarray(0, fault.bytes));
+        return;
+    }
+  };
+
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    const record: ConnectionRecord = {
+      index: connections.length,
+      openedAt: nextSequence(),
+      closedAt: undefined,
+      fault: undefined,
+      request: '',
+      forwarded: '',
+      replyBytes: 0,
+      upstreamError: undefined,
+    };
+    connections.push(record);
+    for (const wake of [...onConnect]) wake();
+    open.add(client);
+    client.on('error', () => undefined);
+    client.on('close', () => {
+      open.delete(client);
+      record.closedAt ??= nextSequence();
+    });
+    client.on('data', (chunk: Buffer) => {
+      record.request += chunk.toString('utf8');
+    });
+    client.once('end', () => {
+      serve(client, record).catch((error: unknown) => {
+        record.upstreamError = error instanceof Error ? error.message : String(error);
+        client.destroy();
+      });
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+
+  return {
+    path,
+    upstream,
+    connections,
+    setFault(fault) {
+      policy = typeof fault === 'function' ? fault : () => fault;
+    },
+    setBeforeForward(hook) {
+      beforeForward = hook;
+    },
+    clear() {
+      connections.length = 0;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      for (const socket of open) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      removeTempDir(dir);
+    },
+  };
+}
+
+/** Whether a recorded request is a write batch (as opposed to an observation or a read-back). */
+export const isWriteBatch = (request: string): boolean => /(^|; )set server /.test(request);
+
+/** How many commands of a batch come up to and including its first `set server`. */
+export const commandsThroughFirstWrite = (request: string): number => request.split('; ').findIndex((c) => c.startsWith('set server ')) + 1;
+
+// ---------------------------------------------------------------------------------------------
+// The real CLI as a child process
+// ---------------------------------------------------------------------------------------------
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLI_ENTRY = join(REPO_ROOT, 'functions', 'cli', 'bin.ts');
+const SETPRIV = '/usr/bin/setpriv';
+
+/**
+ * The argv that runs the CLI from source, exactly as `haproxy-weighter` would run. Extra node
+ * options come after tsx, so they may `--import` TypeScript too.
+ */
+export function cliArgv(args: readonly string[], nodeOptions: readonly string[] = []): string[] {
+  return ['--import', 'tsx', ...nodeOptions, CLI_ENTRY, ...args];
+}
+
+/** Runs one CLI command to completion (killed after `timeoutMs`). */
+export function runCli(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CommandResult> {
+  return runCommand(process.execPath, cliArgv(args), { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, timeoutMs: options.timeoutMs ?? 60_000 });
+}
+
+export interface CliProcess {
+  readonly pid: number;
+  /** Complete stdout lines so far. */
+  readonly lines: () => readonly string[];
+  readonly stderr: () => string;
+  /** Resolves once `count` stdout lines have arrived (rejects if the process exits first). */
+  waitForLines(count: number): Promise<readonly string[]>;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal: NodeJS.Signals): void;
+  /** SIGKILL if still running, and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a long-running CLI command (e.g. `run`). Under Linux it runs under `setpriv --pdeathsig
+ * KILL`, which execs in place (same pid, signals reach node directly) and kills it with us.
+ */
+export function startCli(args: readonly string[], options: { env?: Record<string, string>; nodeOptions?: readonly string[] } = {}): CliProcess {
+  const argv = cliArgv(args, options.nodeOptions);
+  const wrapped = existsSync(SETPRIV);
+  const child = spawn(wrapped ? SETPRIV : process.execPath, wrapped ? ['--pdeathsig', 'KILL', '--', process.execPath, ...argv] : argv, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not start the CLI');
+  const lines: string[] = [];
+  let partial = '';
+  let stderr = '';
+  let done = false;
+  const waiters = new Set<() => void>();
+  const wake = (): void => {
+    for (const waiter of waiters) waiter();
+  };
+  child.stdout.on('data', (chunk: Buffer) => {
+    const parts = (partial + chunk.toString('utf8')).split('\n');
+    partial = parts.pop() ?? '';
+    lines.push(...parts.filter((l) => l !== ''));
+    wake();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('close', (code, signal) => {
+      if (partial !== '') lines.push(partial);
+      partial = '';
+      done = true;
+      wake();
+      resolve({ code, signal });
+    });
+  });
+  return {
+    pid,
+    lines: () => lines,
+    stderr: () => stderr,
+    waitForLines: (count) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          if (lines.length >= count) {
+            waiters.delete(check);
+            resolve(lines);
+          } else if (done) {
+            waiters.delete(check);
+            reject(new Error(`the CLI exited after ${lines.length} line(s), ${count} expected; stderr: ${stderr.slice(-2000)}`));
+          }
+        };
+        waiters.add(check);
+        check();
+      }),
+    exited,
+    kill: (signal) => {
+      if (!done) child.kill(signal);
+    },
+    stop: async () => {
+      if (!done) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Writes a configuration object as YAML into `dir` and returns its path. */
+export function writeConfigFile(dir: string, config: unknown, name = 'config.yaml'): string {
+  const path = join(dir, name);
+  writeFileSync(path, stringify(config));
+  return path;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report the CLI prints, validated
+// ---------------------------------------------------------------------------------------------
+
+const action = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('set-weight'), server: z.string(), load: z.number(), current: z.number(), weight: z.number() }),
+  z.object({ kind: z.literal('unchanged'), server: z.string(), load: z.number(), current: z.number() }),
+  z.object({
+    kind: z.literal('skip'),
+    server: z.string(),
+    load: z.number().nullable(),
+    current: z.number(),
+    reason: z.enum(['maint', 'drain', 'weight-zero', 'no-data']),
+    detail: z.string(),
+  }),
+]);
+
+const plan = z.discriminatedUnion('status', [
+  z.object({
+    status: z.literal('planned'),
+    backend: z.string(),
+    loadBalancer: z.string(),
+    algorithm: z.string(),
+    imbalance: z.number().nullable(),
+    actions: z.array(action),
+  }),
+  z.object({
+    status: z.literal('skipped'),
+    backend: z.string(),
+    loadBalancer: z.string(),
+    reason: z.enum(['graphite-failed', 'no-quorum', 'unsupported-algorithm', 'observe-failed', 'backend-not-found', 'no-servers']),
+    message: z.string(),
+    actions: z.array(action),
+  }),
+]);
+
+const serverFailure = z.object({
+  server: z.string(),
+  weight: z.number(),
+  error: z.string(),
+  kind: z.enum(['no-such-backend', 'no-such-server', 'permission-denied', 'static-algorithm', 'out-of-range', 'bad-weight-string', 'unexpected-reply']).optional(),
+});
+
+const applyResult = z.discriminatedUnion('status', [
+  z.object({ status: z.literal('not-needed') }),
+  z.object({ status: z.literal('applied'), changed: z.number() }),
+  z.object({ status: z.literal('failed'), applied: z.number(), failed: z.array(serverFailure), error: z.string().optional() }),
+]);
+
+const cycleReportSchema = z.object({
+  mode: z.enum(['plan', 'apply']),
+  force: z.boolean(),
+  startedAt: z.string(),
+  durationMs: z.number(),
+  outcome: z.enum(['ok', 'partial', 'failed']),
+  backends: z.array(
+    z.object({
+      backend: z.string(),
+      graphite: z.discriminatedUnion('ok', [z.object({ ok: z.literal(true), unmapped: z.array(z.string()) }), z.object({ ok: z.literal(false), error: z.string() })]),
+      loads: z.record(z.string(), z.number()),
+      imbalance: z.number().nullable(),
+      loadBalancers: z.array(z.object({ loadBalancer: z.string(), plan, apply: applyResult.optional() })),
+    }),
+  ),
+  loadBalancers: z.array(
+    z.object({
+      name: z.string(),
+      observe: z.enum(['ok', 'failed']),
+      apply: z.enum(['ok', 'failed', 'not-needed', 'not-run']),
+      error: z.string().optional(),
+    }),
+  ),
+  failedLoadBalancers: z.array(z.string()),
+  serversChanged: z.number(),
+  problems: z.array(z.string()),
+});
+
+/** One JSON report line of `--json`, validated whole; throws on anything else. */
+export function parseCycleReport(line: string): CycleReport {
+  return cycleReportSchema.parse(JSON.parse(line));
+}
+
+/** Every report of a `--json` stdout (one per line). */
+export function parseReports(stdout: string): CycleReport[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map(parseCycleReport);
+}
+
+/** The one report of a single `plan`/`apply --json` run. */
+export function singleReport(stdout: string): CycleReport {
+  const reports = parseReports(stdout);
+  const [only] = reports;
+  if (reports.length !== 1 || only === undefined) throw new Error(`expected exactly one report, got ${reports.length}: ${stdout.slice(0, 500)}`);
+  return only;
+}
+
+/** Every server weight a report says a load balancer holds after the cycle, per backend/server. */
+export function weightsAfter(report: CycleReport, loadBalancer: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const b of report.backends) {
+    const entry = b.loadBalancers.find((l) => l.loadBalancer === loadBalancer);
+    if (entry === undefined) continue;
+    const failed = new Set(entry.apply?.status === 'failed' ? entry.apply.failed.map((f) => f.server) : []);
+    for (const a of entry.plan.actions) {
+      const written = entry.plan.status === 'planned' && a.kind === 'set-weight' && entry.apply !== undefined && entry.apply.status !== 'not-needed' && !failed.has(a.server);
+      out.set(`${b.backend}/${a.server}`, written && a.kind === 'set-weight' ? a.weight : a.current);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lambda's metrics for a report
+// ---------------------------------------------------------------------------------------------
+
+export interface EmittedMetrics {
+  /** The totals document (service dimension): CycleDuration, ServersChanged, LoadBalancersFailed, GraphiteFailures ... */
+  readonly totals: Record<string, unknown>;
+  /** The load balancers named by a LoadBalancerFailed metric. */
+  readonly failedLoadBalancers: readonly unknown[];
+}
+
+/**
+ * The CloudWatch metrics the Lambda would emit for this very report (the CLI has none): runs the
+ * Lambda's own emitCycleMetrics and captures the EMF documents Powertools prints.
+ */
+export function lambdaMetricsFor(report: CycleReport): EmittedMetrics {
+  const lines: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = (chunk: string | Uint8Array, ..._rest: unknown[]): boolean => {
+    lines.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    return true;
+  };
+  try {
+    emitCycleMetrics(new Metrics({ namespace: 'HaproxyWeighterFaults', serviceName: 'haproxy-weighter' }), report);
+  } finally {
+    process.stdout.write = write;
+  }
+  const docs = lines
+    .join('')
+    .split('\n')
+    .filter((l) => l.includes('"_aws"'))
+    .map((l): unknown => JSON.parse(l))
+    .filter((d): d is Record<string, unknown> => typeof d === 'object' && d !== null && !Array.isArray(d));
+  const totals = docs.find((d) => 'ServersChanged' in d);
+  if (totals === undefined) throw new Error(`no totals document among ${docs.length} EMF document(s)`);
+  return { totals, failedLoadBalancers: docs.filter((d) => 'LoadBalancerFailed' in d).map((d) => d['LoadBalancer']) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input
+// ---------------------------------------------------------------------------------------------
+
+/** Names an attacker (or a broken pipeline) could put where a backend or server name belongs. */
+export const HOSTILE_NAMES: readonly string[] = [
+  's1;shutdown sessions',
+  's1; set server be_ingest/s2 weight 0',
+  '$(reboot)',
+  '`id`',
+  's1\nshutdown sessions server be_ingest/s1',
+  's1\r\nshow info',
+  's1\u0000',
+  '../../etc/passwd',
+  '..%2f..%2fetc',
+  's1 ',
+  ' s1',
+  'ѕ1',
+  's１',
+  's1\u200b',
+  'be_ingest/s1',
+  's1|nc 127.0.0.1 9',
+  "s1' OR '1'='1",
+  '${IFS}',
+  'x'.repeat(65),
+  'a'.repeat(10_000),
+  '',
+];

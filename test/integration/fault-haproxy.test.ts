@@ -1,0 +1,357 @@
+/**
+ * Fault matrix, HAProxy side: real HAProxy processes, the real Graphite of the test run, and the
+ * real CLI wherever the fault can be set up from outside; the two races (a server removed, or put
+ * in MAINT, between observe and act) run the real cycle in-process with the socket relay wrapped
+ * so that HAProxy is changed right after the observe round trip. Every case asserts
+ *   (a) exit code (exitCodeFor for the in-process cases) and outcome,
+ *   (b) the weight every HAProxy holds afterwards, read with `get weight`,
+ *   (c) that the message names the load balancer and the cause,
+ *   (d) the metrics the Lambda would emit for the report (LoadBalancersFailed and the
+ *       LoadBalancerFailed dimension, ServersChanged): they derive from failedLoadBalancers and
+ *       serversChanged.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createGraphiteSource } from '../../functions/adapters/graphite.js';
+import { createSocketRelay } from '../../functions/adapters/socket-relay.js';
+import { parseConfig } from '../../functions/core/config.js';
+import { exitCodeFor, runCycle, type CycleReport } from '../../functions/core/cycle.js';
+import type { RuntimeRelay } from '../../functions/core/types.js';
+import {
+  commandsThroughFirstWrite,
+  isWriteBatch,
+  lambdaMetricsFor,
+  runCli,
+  singleReport,
+  startSilentSocket,
+  startSocketProxy,
+  writeConfigFile,
+  type ConnectionFault,
+} from '../harness/faults.js';
+import { uniquePrefix, writeAndWait, type GraphiteClient } from '../harness/graphite.js';
+import { startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
+import { makeTempDir, removeTempDir } from '../harness/processes.js';
+import { sharedGraphite } from '../harness/shared-graphite.js';
+
+const BACKEND = 'be_ingest';
+const SERVERS = ['s1', 's2', 's3'] as const;
+const READ_TIMEOUT_MS = 1_000;
+
+let graphite: GraphiteClient;
+let prefix: string;
+let dir: string;
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  graphite = await sharedGraphite();
+  prefix = uniquePrefix('fault_haproxy');
+  const now = Math.floor(Date.now() / 1000);
+  const loads: Record<string, number> = { s1: 4000, s2: 1000, s3: 1000 };
+  const points = Object.entries(loads).flatMap(([s, value]) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${s}.load`, value, timestamp: now - ago })));
+  await writeAndWait(graphite, points, `${prefix}.*.load`);
+  dir = makeTempDir('hw-fault-haproxy');
+});
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+afterAll(() => {
+  removeTempDir(dir);
+});
+
+const ingest = (overrides: Partial<BackendSpec> = {}): BackendSpec => ({ name: BACKEND, balance: 'leastconn', servers: SERVERS.map((name) => ({ name })), ...overrides });
+
+async function fleetOf(count: number, backends: readonly BackendSpec[] = [ingest()]): Promise<HaproxyHandle[]> {
+  const fleet = await startHaproxyFleet(count, { backends });
+  cleanups.push(() => stopAll(fleet));
+  return fleet;
+}
+
+function configFor(loadBalancers: readonly { name: string; endpoint: string }[], backends: readonly string[] = [BACKEND]) {
+  return {
+    graphite: { url: graphite.url, timeoutMs: 5000, retries: 1 },
+    relay: { type: 'socket', loadBalancers, connectTimeoutMs: 1000, readTimeoutMs: READ_TIMEOUT_MS },
+    backends: backends.map((name) => ({
+      name,
+      target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+      from: '-15min',
+      aggregation: 'average',
+      weighting: { function: 'limited-proportions', limitingFactor: 4, aggressiveness: 1 },
+    })),
+  };
+}
+
+let configCount = 0;
+async function apply(loadBalancers: readonly { name: string; endpoint: string }[], backends?: readonly string[]): Promise<{ code: number | null; report: CycleReport }> {
+  const path = writeConfigFile(dir, configFor(loadBalancers, backends), `config-${++configCount}.yaml`);
+  const run = await runCli(['apply', '--json', '--config', path]);
+  expect(run.stderr).toBe('');
+  return { code: run.code, report: singleReport(run.stdout) };
+}
+
+async function weightsOf(lb: HaproxyHandle, backend = BACKEND, servers: readonly string[] = SERVERS): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const s of servers) out[s] = (await lb.getWeight(backend, s)).current;
+  return out;
+}
+
+const UNCHANGED = { s1: 100, s2: 100, s3: 100 };
+
+/** What a healthy cycle writes for loads 4000/1000/1000: s1 low, the others at the top. */
+function expectBalanced(weights: Record<string, number>): void {
+  expect(weights.s1).toBeLessThan(100);
+  expect(weights.s2).toBe(256);
+  expect(weights.s3).toBe(256);
+}
+
+describe('a load balancer that cannot be reached: the others are balanced, it is named, nothing else changes', () => {
+  it('exits 3 and names the load balancer whose socket is missing', async () => {
+    const fleet = await fleetOf(2);
+    const gone = `${dir}/no-such-admin.sock`;
+    const { code, report } = await apply([
+      { name: 'lb1', endpoint: fleet[0]?.adminSocket ?? '' },
+      { name: 'lb2', endpoint: fleet[1]?.adminSocket ?? '' },
+      { name: 'lb-gone', endpoint: gone },
+    ]);
+    expect(code).toBe(3);
+    expect(report.outcome).toBe('partial');
+    for (const lb of fleet) expectBalanced(await weightsOf(lb));
+    expect(report.failedLoadBalancers).toEqual(['lb-gone']);
+    expect(report.loadBalancers.find((l) => l.name === 'lb-gone')).toMatchObject({ observe: 'failed', error: `lb-gone (${gone}): cannot connect: ENOENT` });
+    expect(report.problems).toContain(`cannot read lb-gone: lb-gone (${gone}): cannot connect: ENOENT`);
+    const metrics = lambdaMetricsFor(report);
+    expect(metrics.totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 6 });
+    expect(metrics.failedLoadBalancers).toEqual(['lb-gone']);
+  });
+
+  it('exits 1 and writes nothing when the only socket is missing', async () => {
+    const { code, report } = await apply([{ name: 'lb-gone', endpoint: `${dir}/also-missing.sock` }]);
+    expect(code).toBe(1);
+    expect(report.outcome).toBe('failed');
+    expect(report.problems.join('\n')).toMatch(/lb-gone.*cannot connect: ENOENT/);
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 0 });
+  });
+
+  it('exits 3 and says "level admin" for a socket at level operator (Permission denied)', async () => {
+    const fleet = await fleetOf(2);
+    const [lb1, lb2] = fleet;
+    if (lb1 === undefined || lb2 === undefined) throw new Error('fleet did not start');
+    const { code, report } = await apply([
+      { name: 'lb1', endpoint: lb1.adminSocket },
+      { name: 'lb2-operator', endpoint: lb2.operatorSocket },
+    ]);
+    expect(code).toBe(3);
+    expectBalanced(await weightsOf(lb1));
+    expect(await weightsOf(lb2)).toEqual(UNCHANGED);
+    expect(report.failedLoadBalancers).toEqual(['lb2-operator']);
+    expect(report.problems).toEqual([
+      `lb2-operator: backend ${BACKEND}: 3 weight(s) refused (s1, s2, s3): HAProxy denied the command for ${BACKEND}/<server> on load balancer lb2-operator: changing weights needs a runtime socket at "level admin" (Permission denied)`,
+    ]);
+    const metrics = lambdaMetricsFor(report);
+    expect(metrics.totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 3 });
+    expect(metrics.failedLoadBalancers).toEqual(['lb2-operator']);
+  });
+
+  it('exits 3 after the read timeout for a socket that accepts and never answers', async () => {
+    const [lb1] = await fleetOf(1);
+    if (lb1 === undefined) throw new Error('fleet did not start');
+    const silent = await startSilentSocket();
+    cleanups.push(() => silent.close());
+    const { code, report } = await apply([
+      { name: 'lb1', endpoint: lb1.adminSocket },
+      { name: 'lb-silent', endpoint: silent.path },
+    ]);
+    expect(code).toBe(3);
+    expectBalanced(await weightsOf(lb1));
+    expect(silent.accepted()).toBe(1);
+    expect(report.failedLoadBalancers).toEqual(['lb-silent']);
+    expect(report.problems.join('\n')).toContain(`cannot read lb-silent: lb-silent (${silent.path}): no complete reply within ${READ_TIMEOUT_MS} ms (received 0 bytes)`);
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 3 });
+  });
+});
+
+describe('a connection that fails in the middle of a batch: the report says what each HAProxy holds', () => {
+  async function throughProxy(fault: ConnectionFault | ((request: string) => ConnectionFault), onlyWrites: boolean) {
+    const fleet = await fleetOf(2);
+    const [lb1, lb2] = fleet;
+    if (lb1 === undefined || lb2 === undefined) throw new Error('fleet did not start');
+    const proxy = await startSocketProxy(lb2.adminSocket);
+    cleanups.push(() => proxy.close());
+    proxy.setFault((request) => (!onlyWrites || isWriteBatch(request) ? (typeof fault === 'function' ? fault(request) : fault) : { kind: 'pass' }));
+    const result = await apply([
+      { name: 'lb1', endpoint: lb1.adminSocket },
+      { name: 'lb2', endpoint: proxy.path },
+    ]);
+    return { ...result, lb1, lb2, proxy };
+  }
+
+  it('skips a load balancer whose observe reply is cut short and names the truncation', async () => {
+    const { code, report, lb1, lb2 } = await throughProxy({ kind: 'close-after-reply-bytes', bytes: 300 }, false);
+    expect(code).toBe(3);
+    expectBalanced(await weightsOf(lb1));
+    expect(await weightsOf(lb2)).toEqual(UNCHANGED);
+    expect(report.failedLoadBalancers).toEqual(['lb2']);
+    expect(report.problems.join('\n')).toMatch(/cannot read lb2: HAProxy reply to command 1 of 2 \(show stat be_ingest 6 -1\) does not end with an empty line: the reply is truncated/);
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 3 });
+  });
+
+  it('confirms by reading back when the connection closes after the batch but before its reply', async () => {
+    const { code, report, lb2, proxy } = await throughProxy({ kind: 'close-before-reply' }, true);
+    // HAProxy ran the whole batch; the read-back proves it, so nothing is reported as lost.
+    expect(proxy.connections.map((c) => c.fault)).toEqual(['pass', 'close-before-reply', 'pass']);
+    expectBalanced(await weightsOf(lb2));
+    expect(code).toBe(0);
+    expect(report.outcome).toBe('ok');
+    expect(report.loadBalancers.find((l) => l.name === 'lb2')).toMatchObject({ apply: 'ok', error: expect.stringMatching(/HAProxy replied with 0 block\(s\) for \d+ command\(s\)/) });
+    expect(report.serversChanged).toBe(6);
+  });
+
+  it('reports exactly which weights landed when the connection is cut in the middle of the batch', async () => {
+    // HAProxy gets the batch up to the first weight, then the connection is gone.
+    const { code, report, lb1, lb2 } = await throughProxy((request) => ({ kind: 'cut-request', commands: commandsThroughFirstWrite(request) }), true);
+    expect(code).toBe(3);
+    expect(report.outcome).toBe('partial');
+    expectBalanced(await weightsOf(lb1));
+    const held = await weightsOf(lb2);
+    expect(held.s1).toBeLessThan(100);
+    expect({ s2: held.s2, s3: held.s3 }).toEqual({ s2: 100, s3: 100 });
+    expect(report.failedLoadBalancers).toEqual(['lb2']);
+    expect(report.problems).toEqual([
+      expect.stringMatching(
+        new RegExp(`^lb2: backend ${BACKEND}: 2 weight\\(s\\) not confirmed \\(s2, s3\\): HAProxy replied with 0 block\\(s\\) for \\d+ command\\(s\\): .*; the batch may have been partly applied; read back: s2=100, s3=100$`),
+      ),
+    ]);
+    const lb2Apply = report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === 'lb2')?.apply;
+    expect(lb2Apply).toMatchObject({ status: 'failed', applied: 1 });
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 4 });
+  });
+
+  it('reads back after a write that is never answered, and says nothing landed', async () => {
+    const { code, report, lb2 } = await throughProxy({ kind: 'hang' }, true);
+    expect(code).toBe(3);
+    expect(await weightsOf(lb2)).toEqual(UNCHANGED);
+    expect(report.problems).toEqual([expect.stringMatching(new RegExp(`^lb2: backend ${BACKEND}: 3 weight\\(s\\) not confirmed \\(s1, s2, s3\\): lb2 \\(.*\\): no complete reply within ${READ_TIMEOUT_MS} ms \\(received 0 bytes\\); the batch may have been partly applied; read back: s1=100, s2=100, s3=100$`))]);
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 3 });
+  });
+});
+
+describe('backends HAProxy does not have or cannot weight', () => {
+  it('exits 1 and names a backend that does not exist', async () => {
+    const [lb1] = await fleetOf(1);
+    if (lb1 === undefined) throw new Error('fleet did not start');
+    const { code, report } = await apply([{ name: 'lb1', endpoint: lb1.adminSocket }], ['be_missing']);
+    expect(code).toBe(1);
+    expect(report.backends[0]?.loadBalancers[0]?.plan).toMatchObject({ status: 'skipped', reason: 'backend-not-found' });
+    expect(report.problems.join('\n')).toContain('lb1: backend be_missing: HAProxy has no backend be_missing');
+    expect(await weightsOf(lb1)).toEqual(UNCHANGED);
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 0 });
+  });
+
+  it('balances the backends that exist and exits 3 when one does not', async () => {
+    const [lb1] = await fleetOf(1);
+    if (lb1 === undefined) throw new Error('fleet did not start');
+    const { code, report } = await apply([{ name: 'lb1', endpoint: lb1.adminSocket }], [BACKEND, 'be_missing']);
+    expect(code).toBe(3);
+    expectBalanced(await weightsOf(lb1));
+    expect(report.problems).toEqual([expect.stringContaining('HAProxy has no backend be_missing')]);
+  });
+
+  it('reports static-rr as unsupported and writes nothing', async () => {
+    const [lb1] = await fleetOf(1, [ingest({ balance: 'static-rr' })]);
+    if (lb1 === undefined) throw new Error('fleet did not start');
+    const { code, report } = await apply([{ name: 'lb1', endpoint: lb1.adminSocket }]);
+    expect(code).toBe(1);
+    expect(report.backends[0]?.loadBalancers[0]?.plan).toMatchObject({ status: 'skipped', reason: 'unsupported-algorithm' });
+    expect(report.problems.join('\n')).toMatch(/uses 'static-rr', a static algorithm/);
+    expect(await weightsOf(lb1)).toEqual(UNCHANGED);
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ ServersChanged: 0 });
+  });
+
+  it('names the static algorithm when map-based hashing refuses every weight, and nothing changes', async () => {
+    const [lb1] = await fleetOf(1, [ingest({ balance: 'source', hashType: 'map-based' })]);
+    if (lb1 === undefined) throw new Error('fleet did not start');
+    const { code, report } = await apply([{ name: 'lb1', endpoint: lb1.adminSocket }]);
+    expect(code).toBe(1);
+    expect(report.problems).toEqual([expect.stringMatching(/lb1: backend be_ingest refused every weight: it uses a static algorithm .*'source'.*hash-type consistent/)]);
+    expect(await weightsOf(lb1)).toEqual(UNCHANGED);
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 1 });
+  });
+});
+
+describe('HAProxy reloaded between cycles', () => {
+  it('finds the weights back at the configuration after a reload, and the next cycle restores them', async () => {
+    const [lb1] = await fleetOf(1);
+    if (lb1 === undefined) throw new Error('fleet did not start');
+    const lbs = [{ name: 'lb1', endpoint: lb1.adminSocket }];
+    const first = await apply(lbs);
+    expect(first.code).toBe(0);
+    const balanced = await weightsOf(lb1);
+    expectBalanced(balanced);
+
+    await lb1.reload();
+    expect(await weightsOf(lb1)).toEqual(UNCHANGED);
+
+    const second = await apply(lbs);
+    expect(second.code).toBe(0);
+    expect(second.report.serversChanged).toBe(3);
+    expect(await weightsOf(lb1)).toEqual(balanced);
+    expect(lambdaMetricsFor(second.report).totals).toMatchObject({ ServersChanged: 3, LoadBalancersFailed: 0 });
+  });
+});
+
+describe('HAProxy changed between observe and act (in-process cycle, relay wrapped)', () => {
+  /** The real socket relay; `between` runs once, right after the observe round trip. */
+  function wrapped(loadBalancers: readonly { name: string; endpoint: string }[], between: () => Promise<void>) {
+    const config = parseConfig(configFor(loadBalancers));
+    if (config.relay.type !== 'socket') throw new Error('socket relay expected');
+    const real = createSocketRelay(config.relay);
+    let calls = 0;
+    const relay: RuntimeRelay = {
+      loadBalancers: real.loadBalancers,
+      run: async (requests) => {
+        const results = await real.run(requests);
+        if (calls++ === 0) await between();
+        return results;
+      },
+    };
+    return { config, relay };
+  }
+
+  async function cycle(loadBalancers: readonly { name: string; endpoint: string }[], between: () => Promise<void>): Promise<CycleReport> {
+    const { config, relay } = wrapped(loadBalancers, between);
+    return runCycle({ config, metrics: createGraphiteSource(config.graphite, { env: {} }), relay, now: Date.now }, { mode: 'apply' });
+  }
+
+  it('writes the other servers and names a server removed by a reload in between', async () => {
+    const lb1 = await startHaproxy({ backends: [ingest()] });
+    cleanups.push(() => lb1.stop());
+    const report = await cycle([{ name: 'lb1', endpoint: lb1.adminSocket }], () => lb1.reload({ backends: [ingest({ servers: [{ name: 's1' }, { name: 's2' }] })] }));
+    expect(exitCodeFor(report)).toBe(3);
+    expect(report.outcome).toBe('partial');
+    const held = await weightsOf(lb1, BACKEND, ['s1', 's2']);
+    expect(held.s1).toBeLessThan(100);
+    expect(held.s2).toBe(256);
+    expect(report.problems).toEqual([`lb1: backend ${BACKEND}: 1 weight(s) refused (s3): HAProxy has no server s3 in backend ${BACKEND} on load balancer lb1`]);
+    expect(report.backends[0]?.loadBalancers[0]?.apply).toMatchObject({ status: 'failed', applied: 2, failed: [{ server: 's3', kind: 'no-such-server' }] });
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 2 });
+  });
+
+  it.each([
+    ['put in MAINT', 'set server be_ingest/s2 state maint', /s2.*MAINT|MAINT.*s2/i],
+    ['put in DRAIN', 'set server be_ingest/s2 state drain', /s2.*DRAIN|DRAIN.*s2/i],
+    ['given weight 0 by an operator', 'set server be_ingest/s2 weight 0', /s2.*weight 0|weight 0.*s2/i],
+  ])('keeps the weight of a server %s between observe and act, and says so', async (_what, command, named) => {
+    const lb1 = await startHaproxy({ backends: [ingest()] });
+    cleanups.push(() => lb1.stop());
+    const before = (await lb1.getWeight(BACKEND, 's2')).current;
+    let operatorWeight = before;
+    const report = await cycle([{ name: 'lb1', endpoint: lb1.adminSocket }], async () => {
+      expect(await lb1.runtime(command)).toBe('\n');
+      operatorWeight = (await lb1.getWeight(BACKEND, 's2')).current;
+    });
+    // The operator's decision wins: s2 keeps the weight it had when the operator acted.
+    expect((await lb1.getWeight(BACKEND, 's2')).current).toBe(operatorWeight);
+    expect((await lb1.getWeight(BACKEND, 's1')).current).toBeLessThan(100);
+    expect(report.problems.join('\n')).toMatch(named);
+  });
+});

@@ -1,0 +1,175 @@
+/**
+ * Injection attempts against the real CLI, with a recording proxy in front of a real HAProxy's
+ * admin socket: every byte that would reach HAProxy is kept and checked.
+ * - hostile names in the configuration: exit 2 naming the key, no connection at all;
+ * - hostile series names served by Graphite (through the fault proxy, next to the real series):
+ *   the real servers are balanced, every byte sent is a whitelisted command on the configured
+ *   names only, and the report lists the hostile series as unmapped, escaped;
+ * - hostile `--backend` arguments: exit 2, no connection at all.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseCommand } from '../../functions/core/haproxy-protocol.js';
+import {
+  HOSTILE_NAMES,
+  rewriteSeries,
+  runCli,
+  singleReport,
+  startGraphiteFaultProxy,
+  startSocketProxy,
+  writeConfigFile,
+  type GraphiteFaultProxy,
+  type SocketProxy,
+} from '../harness/faults.js';
+import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
+import { startHaproxy, type HaproxyHandle } from '../harness/haproxy.js';
+import { makeTempDir, removeTempDir } from '../harness/processes.js';
+import { sharedGraphite } from '../harness/shared-graphite.js';
+
+const BACKEND = 'be_ingest';
+const SERVERS = ['s1', 's2', 's3'];
+
+let haproxy: HaproxyHandle;
+let socketProxy: SocketProxy;
+let graphiteProxy: GraphiteFaultProxy;
+let prefix: string;
+let dir: string;
+
+beforeAll(async () => {
+  const graphite = await sharedGraphite();
+  prefix = uniquePrefix('security');
+  const now = Math.floor(Date.now() / 1000);
+  const loads: Record<string, number> = { s1: 4000, s2: 1000, s3: 1000 };
+  await writeAndWait(
+    graphite,
+    Object.entries(loads).flatMap(([s, value]) => [0, 10].map((ago) => ({ path: `${prefix}.${s}.load`, value, timestamp: now - ago }))),
+    `${prefix}.*.load`,
+  );
+  haproxy = await startHaproxy({ backends: [{ name: BACKEND, balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) }] });
+  socketProxy = await startSocketProxy(haproxy.adminSocket);
+  graphiteProxy = await startGraphiteFaultProxy(graphite.url);
+  dir = makeTempDir('hw-security');
+});
+
+afterAll(async () => {
+  await graphiteProxy.close();
+  await socketProxy.close();
+  await haproxy.stop();
+  removeTempDir(dir);
+});
+
+afterEach(async () => {
+  socketProxy.clear();
+  graphiteProxy.clear();
+  await graphiteProxy.setFault({ kind: 'pass' });
+  await haproxy.runtime(SERVERS.map((s) => `set server ${BACKEND}/${s} weight 100`).join('; '));
+});
+
+const label = (name: string): string => JSON.stringify(name.length > 40 ? `${name.slice(0, 20)}…(${name.length} chars)` : name);
+const labelled = HOSTILE_NAMES.map((name) => [label(name), name] as const);
+
+let count = 0;
+function config(overrides: { backendName?: string; lbName?: string; serverMap?: { pattern: string; template: string } } = {}): string {
+  return writeConfigFile(
+    dir,
+    {
+      graphite: { url: graphiteProxy.url, timeoutMs: 5000, retries: 0 },
+      relay: { type: 'socket', loadBalancers: [{ name: overrides.lbName ?? 'lb1', endpoint: socketProxy.path }] },
+      backends: [
+        {
+          name: overrides.backendName ?? BACKEND,
+          target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+          from: '-15min',
+          weighting: { function: 'limited-proportions' },
+          ...(overrides.serverMap === undefined ? {} : { serverMap: overrides.serverMap }),
+        },
+      ],
+    },
+    `config-${++count}.yaml`,
+  );
+}
+
+/** Every batch that reached HAProxy holds only whitelisted commands on configured names. */
+function expectOnlyWhitelistedBytes(): void {
+  for (const c of socketProxy.connections) {
+    expect(c.forwarded.endsWith('\n')).toBe(true);
+    expect(c.forwarded.indexOf('\n')).toBe(c.forwarded.length - 1);
+    for (const command of c.forwarded.slice(0, -1).split('; ')) {
+      const parsed = parseCommand(command);
+      expect(parsed.backend).toBe(BACKEND);
+      if ('server' in parsed) expect(SERVERS).toContain(parsed.server);
+    }
+  }
+}
+
+describe('hostile names in the configuration', () => {
+  it.each(labelled)('refuses the backend name %s with exit 2, naming the key, and connects to nothing', async (_label, name) => {
+    const run = await runCli(['apply', '--config', config({ backendName: name })]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('backends.0.name: must be 1-64 characters');
+    expect(socketProxy.connections).toHaveLength(0);
+    expect(graphiteProxy.requests).toHaveLength(0);
+  });
+
+  it.each(labelled)('refuses the load balancer name %s with exit 2, naming the key, and connects to nothing', async (_label, name) => {
+    const run = await runCli(['apply', '--config', config({ lbName: name })]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('relay.loadBalancers.0.name: ');
+    expect(socketProxy.connections).toHaveLength(0);
+  });
+});
+
+describe('hostile series names from Graphite', () => {
+  const withHostileSeries = (body: string): string =>
+    // The hostile series claim a tiny load: a weighter that believed them would favour them.
+    rewriteSeries(body, (series) => [...series, ...HOSTILE_NAMES.map((target) => ({ target, datapoints: [[1, 1_700_000_000]] }))]);
+
+  it.each([
+    ['without a server map', undefined],
+    ['through a server map that copies the whole name', { pattern: '^(.*)$', template: '$1' }],
+  ])('balances the real servers and sends not one byte of a hostile name to HAProxy, %s', async (_what, serverMap) => {
+    await graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
+    const run = await runCli(['apply', '--json', '--config', config(serverMap === undefined ? {} : { serverMap })]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const report = singleReport(run.stdout);
+
+    expect(socketProxy.connections.length).toBeGreaterThanOrEqual(2);
+    expectOnlyWhitelistedBytes();
+    const wire = socketProxy.connections.map((c) => c.request).join('');
+    for (const fragment of ['shutdown', 'reboot', '`', '$', '|', '..', 'ѕ1', 's１', '\u200b', '\r', 'OR', 'IFS', 'x'.repeat(65)]) expect(wire).not.toContain(fragment);
+
+    const graphite = report.backends[0]?.graphite;
+    expect(graphite?.ok).toBe(true);
+    const unmapped = graphite?.ok === true ? graphite.unmapped : [];
+    expect(unmapped).toHaveLength(HOSTILE_NAMES.length);
+    expect(unmapped).toContain('s1;shutdown sessions');
+    expect(unmapped).toContain('s1\\nshutdown sessions server be_ingest/s1');
+    expect(Object.keys(report.backends[0]?.loads ?? {}).sort()).toEqual(SERVERS);
+
+    const s1 = (await haproxy.getWeight(BACKEND, 's1')).current;
+    expect(s1).toBeLessThan((await haproxy.getWeight(BACKEND, 's2')).current);
+  });
+
+  it('prints the hostile series names escaped in the human report: no forged line', async () => {
+    await graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
+    const run = await runCli(['plan', '--config', config()]);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.split('\n');
+    expect(lines.some((l) => l.startsWith('  series not mapped to a server: '))).toBe(true);
+    for (const forged of ['shutdown sessions server be_ingest/s1', 'show info']) expect(lines.some((l) => l.startsWith(forged))).toBe(false);
+    expect(run.stdout).not.toContain('\r');
+  });
+});
+
+describe('hostile --backend arguments', () => {
+  // argv cannot carry a NUL byte at all: the operating system ends the string there.
+  it.each(labelled.filter(([, name]) => !name.includes('\u0000')))('refuses --backend %s with exit 2 and connects to nothing', async (_label, name) => {
+    const run = await runCli(['apply', '--backend', name, '--config', config()]);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('Unknown backend(s) ');
+    expect(run.stderr).toContain(`configured: ${BACKEND}`);
+    expect(socketProxy.connections).toHaveLength(0);
+    expect(graphiteProxy.requests).toHaveLength(0);
+  });
+});

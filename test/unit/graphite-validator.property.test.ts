@@ -1,0 +1,121 @@
+/**
+ * The Graphite validator is the door between an untrusted HTTP body and the weights: whatever
+ * the body, it returns series whose every value is null or a plausible load, or it throws a
+ * GraphiteError. Nothing else may come out, and its messages hold no control character (a
+ * hostile series name cannot forge a log line).
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { MAX_PLAUSIBLE_LOAD, parseRenderReply } from '../../functions/adapters/graphite.js';
+import { GraphiteError } from '../../functions/core/errors.js';
+import type { Series } from '../../functions/core/types.js';
+
+const RUNS = { numRuns: 10_000 };
+const URL = 'http://graphite.test/render?target=x&format=json';
+
+/** A reply graphite-web really sends (recorded shape: aliasByNode, 10 s points, trailing null). */
+const REAL =
+  '[{"target": "s1", "tags": {"name": "s1"}, "datapoints": [[4000.0, 1700000000], [4000.0, 1700000010], [null, 1700000020]]}, ' +
+  '{"target": "s2", "tags": {"name": "s2"}, "datapoints": [[1000.0, 1700000000], [1000.0, 1700000010], [null, 1700000020]]}]';
+
+/** Runs the validator; a GraphiteError is an answer, anything else thrown fails the property. */
+function outcome(text: string): Series[] | GraphiteError {
+  try {
+    return parseRenderReply(text, URL);
+  } catch (error) {
+    if (error instanceof GraphiteError) return error;
+    throw error;
+  }
+}
+
+function expectSound(result: Series[] | GraphiteError): void {
+  if (result instanceof GraphiteError) {
+    // eslint-disable-next-line no-control-regex
+    expect(result.message).not.toMatch(/[\u0000-\u001f\u007f]/);
+    expect(result.message.startsWith(`Graphite at ${URL}`)).toBe(true);
+    expect((result.context.reply ?? '').length).toBeLessThanOrEqual(201);
+    return;
+  }
+  for (const series of result) {
+    expect(typeof series.name).toBe('string');
+    for (const v of series.values) {
+      if (v === null) continue;
+      expect(Number.isFinite(v) && v >= 0 && v <= MAX_PLAUSIBLE_LOAD).toBe(true);
+    }
+  }
+}
+
+/** Pieces of JSON and of things that are almost JSON: tokens JSON.stringify never writes included. */
+const token = fc.constantFrom(
+  '[', ']', '{', '}', ',', ':', '"', '"target"', '"datapoints"', '"tags"', 'null', 'true', '0', '1', '-1', '1e309', '-0', '1e13',
+  'NaN', 'Infinity', '-Infinity', '1.5', '"NaN"', '"s1"', '\\u0000', '\\n', '\n', ' ', 'é', '𝕏', '\u2028',
+);
+const tokenText = fc.string({ unit: token, maxLength: 60 });
+
+/** The real reply with a few random cuts and insertions: close to valid, so it reaches deep. */
+const mutatedReal = fc
+  .array(fc.record({ at: fc.nat(), cut: fc.nat({ max: 20 }), insert: tokenText }), { minLength: 1, maxLength: 4 })
+  .map((edits) =>
+    edits.reduce((text, { at, cut, insert }) => {
+      const i = at % (text.length + 1);
+      return text.slice(0, i) + insert + text.slice(i + cut);
+    }, REAL),
+  );
+
+/** A datapoint value: every JSON kind, and numbers at and beyond the limits. */
+const value = fc.oneof(
+  fc.constant(null),
+  fc.double(),
+  fc.integer(),
+  fc.constantFrom(0, -0, MAX_PLAUSIBLE_LOAD, MAX_PLAUSIBLE_LOAD + 1, Number.MAX_VALUE, Number.MIN_VALUE, -1e-300),
+  fc.string({ maxLength: 8 }),
+  fc.jsonValue({ maxDepth: 2 }),
+);
+
+/** Documents of the right shape at the top, with anything at any depth below. */
+const nearValid = fc.array(
+  fc.record(
+    {
+      target: fc.oneof(fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 20 }), fc.jsonValue({ maxDepth: 1 })),
+      datapoints: fc.oneof(
+        fc.array(fc.oneof(fc.tuple(value, fc.integer()), fc.array(value, { maxLength: 3 }), fc.jsonValue({ maxDepth: 1 })), { maxLength: 6 }),
+        fc.jsonValue({ maxDepth: 2 }),
+      ),
+      tags: fc.jsonValue({ maxDepth: 1 }),
+    },
+    { requiredKeys: [] },
+  ),
+  { maxLength: 5 },
+);
+
+describe('parseRenderReply over arbitrary input', () => {
+  it('answers arbitrary strings with sound series or a GraphiteError', () => {
+    fc.assert(fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 300 }), tokenText, mutatedReal), (text) => expectSound(outcome(text))), RUNS);
+  });
+
+  it('answers arbitrary JSON values with sound series or a GraphiteError', () => {
+    fc.assert(fc.property(fc.jsonValue(), (doc) => expectSound(outcome(JSON.stringify(doc)))), RUNS);
+  });
+
+  it('answers documents of nearly the right shape with sound series or a GraphiteError', () => {
+    fc.assert(fc.property(nearValid, (doc) => expectSound(outcome(JSON.stringify(doc)))), RUNS);
+  });
+
+  it('accepts exactly the well-formed documents, and keeps their values in order', () => {
+    const plausible = fc.oneof(fc.constant(null), fc.double({ min: 0, max: MAX_PLAUSIBLE_LOAD, noNaN: true }));
+    fc.assert(
+      fc.property(fc.array(fc.record({ target: fc.string(), datapoints: fc.array(fc.tuple(plausible, fc.integer())) }), { maxLength: 5 }), (doc) => {
+        const result = outcome(JSON.stringify(doc));
+        // JSON has no -0: it comes back as 0, which is the same load.
+        expect(result).toEqual(doc.map((s) => ({ name: s.target, values: s.datapoints.map(([v]) => (Object.is(v, -0) ? 0 : v)) })));
+      }),
+      RUNS,
+    );
+  });
+
+  it('reaches both outcomes with the mutated replies (the generators are not degenerate)', () => {
+    const results = fc.sample(fc.oneof(mutatedReal, nearValid.map((d) => JSON.stringify(d))), { numRuns: 2_000, seed: 7 }).map(outcome);
+    expect(results.some((r) => r instanceof GraphiteError)).toBe(true);
+    expect(results.some((r) => !(r instanceof GraphiteError) && r.length > 0)).toBe(true);
+  });
+});
