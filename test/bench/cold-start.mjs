@@ -6,28 +6,16 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { build } from 'esbuild';
+import { bundleHandler } from '../scripts/bundle.mjs';
 
 const runs = Math.max(3, Math.min(100, Number(process.argv[2] ?? 15) || 15));
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'hw-bench-'));
 const bundle = join(dir, 'handler.mjs');
 
 try {
-  await build({
-    entryPoints: [join(root, 'functions/handler.ts')],
-    outfile: bundle,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    minify: true,
-    legalComments: 'none',
-    logLevel: 'warning',
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  });
+  await bundleHandler(bundle);
   const bytes = statSync(bundle).size;
   const gzipped = gzipSync(readFileSync(bundle)).length;
 
