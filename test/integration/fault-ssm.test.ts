@@ -263,7 +263,7 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       for (const id of fleet.instanceIds) expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
       expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
       for (const lb of report.loadBalancers) {
-        expect(lb).toMatchObject({ apply: 'ok', error: expect.stringMatching(new RegExp(`^${lb.name}: GetCommandInvocation for command [0-9a-f-]{36} failed: Rate exceeded$`)) });
+        expect(lb).toMatchObject({ apply: 'ok', error: expect.stringMatching(new RegExp(`^${lb.name}: GetCommandInvocation for command [0-9a-f-]{36} failed: ThrottlingException: Rate exceeded$`)) });
       }
       expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 9, LoadBalancersFailed: 0 });
     });
@@ -277,7 +277,7 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       for (const id of fleet.instanceIds) {
         expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
         expect(problemsOf(report)).toMatch(
-          new RegExp(`${id}: backend be_ingest: 3 weight\\(s\\) not confirmed \\(ingest-1, ingest-2, ingest-3\\): ${id}: GetCommandInvocation for command [0-9a-f-]{36} failed: Rate exceeded; weights could not be read back`),
+          new RegExp(`${id}: backend be_ingest: 3 weight\\(s\\) not confirmed \\(ingest-1, ingest-2, ingest-3\\): ${id}: GetCommandInvocation for command [0-9a-f-]{36} failed: ThrottlingException: Rate exceeded; weights could not be read back`),
         );
       }
       expect(await unvouchedAfterCheckingTheRest(report)).toHaveLength(9);

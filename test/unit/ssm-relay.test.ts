@@ -248,7 +248,7 @@ describe('SSM relay', () => {
     ['a command separator in a name', 'set server be/a;shutdown sessions weight 5'],
     ['a command substitution', 'get weight be/$(reboot)'],
     ['a newline', 'get weight be/s1\nshutdown sessions'],
-    ['a weight of 0', 'set server be/s1 weight 0'],
+    ['a weight above 256', 'set server be/s1 weight 257'],
     ['a command we never send', 'shutdown sessions server be/s1'],
   ])('refuses %s before anything is sent', async (_label, command) => {
     const lbs = ids(1);
