@@ -691,6 +691,7 @@ const cycleReportSchema = z.object({
   failedLoadBalancers: z.array(z.string()),
   serversChanged: z.number(),
   problems: z.array(z.string()),
+  staticRefusals: z.array(z.string()).optional(),
 });
 
 /** One JSON report line of `--json`, validated whole; throws on anything else. */

@@ -175,6 +175,18 @@ export async function writeAndWait(graphite: GraphiteClient, points: readonly Gr
   );
 }
 
+/**
+ * Writes `<prefix>.<server>.<metric>` = load for the last three 10 s buckets of every server, so that
+ * both the leading edge and the average over a window of a minute or more are exactly `load`, and
+ * waits until Graphite renders them. Returns the `aliasByNode` target that names series by server.
+ */
+export async function feedLoads(graphite: GraphiteClient, prefix: string, loads: Readonly<Record<string, number>>, metric = 'load'): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const points = Object.entries(loads).flatMap(([server, value]) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${server}.${metric}`, value, timestamp: now - ago })));
+  await writeAndWait(graphite, points, `${prefix}.*.${metric}`);
+  return `aliasByNode(${prefix}.*.${metric}, ${prefix.split('.').length})`;
+}
+
 /** A metric prefix no other test uses, for tests that share one Graphite. */
 export function uniquePrefix(label: string): string {
   const clean = label.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 40);

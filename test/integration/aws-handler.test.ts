@@ -8,7 +8,7 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { rewriteSeries, startGraphiteFaultProxy, type GraphiteFaultProxy } from '../harness/faults.js';
-import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
+import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import type { BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { DOCUMENT_NAME, SOCKET_PATH, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
@@ -86,11 +86,7 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
   beforeAll(async () => {
     const graphite = await sharedGraphite();
     const prefix = uniquePrefix('aws_handler');
-    const now = Math.floor(Date.now() / 1000);
-    // Three points per server, so that the average over the window is exactly the load.
-    const points = SERVERS.flatMap((s) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${s}.points`, value: LOADS[s] ?? 0, timestamp: now - ago })));
-    await writeAndWait(graphite, points, `${prefix}.*.points`);
-    target = `aliasByNode(${prefix}.*.points, ${prefix.split('.').length})`;
+    target = await feedLoads(graphite, prefix, Object.fromEntries(SERVERS.map((s) => [s, LOADS[s] ?? 0])), 'points');
     proxy = await startGraphiteFaultProxy(graphite.url);
     gate = await startKeyGate(GRAPHITE_KEY, proxy.url);
     fleet = await startSsmFleet(3, [BACKEND], {

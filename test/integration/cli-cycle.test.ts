@@ -3,40 +3,33 @@
  * emulated load balancer) and the real Graphite of the test run. Every assertion about weights
  * reads them back from HAProxy itself with `get weight`.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { CycleReport } from '../../functions/core/cycle.js';
-import { uniquePrefix, writeAndWait, type GraphiteClient } from '../harness/graphite.js';
+import { feedLoads, uniquePrefix, type GraphiteClient } from '../harness/graphite.js';
 import { startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
+import { REPO_ROOT, parseReports, runCli, singleReport, startCli } from '../harness/faults.js';
+import { runCommand } from '../harness/processes.js';
 
-const CLI = ['--import', 'tsx', 'functions/cli/bin.ts'];
-
-interface CliRun {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
+function reportOf(run: { readonly stdout: string }): CycleReport {
+  return singleReport(run.stdout);
 }
 
-function runCli(args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function reportOf(run: CliRun): CycleReport {
-  const parsed: unknown = JSON.parse(run.stdout);
-  return parsed as CycleReport;
+/** Starts `run --json`, waits for `count` reports, sends SIGTERM and returns the exit code and every report. */
+async function runUntil(count: number, configPath: string): Promise<{ code: number | null; reports: CycleReport[] }> {
+  const cli = startCli(['run', '--json', '--interval', '0.2', '--config', configPath]);
+  try {
+    await cli.waitForLines(count);
+    cli.kill('SIGTERM');
+    const { code } = await cli.exited;
+    return { code, reports: parseReports(cli.lines().join('\n')) };
+  } finally {
+    await cli.stop();
+  }
 }
 
 let graphite: GraphiteClient;
@@ -75,12 +68,7 @@ function configFor(prefix: string, lbs: readonly { name: string; endpoint: strin
   };
 }
 
-/** Writes a few 10 s points per server so that the `average` over the window is `load`. */
-async function feed(prefix: string, loads: Record<string, number>): Promise<void> {
-  const now = Math.floor(Date.now() / 1000);
-  const points = Object.entries(loads).flatMap(([server, value]) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${server}.load`, value, timestamp: now - ago })));
-  await writeAndWait(graphite, points, `${prefix}.*.load`);
-}
+const feed = (prefix: string, loads: Record<string, number>): Promise<string> => feedLoads(graphite, prefix, loads);
 
 const ingest = (servers: BackendSpec['servers'], name = 'be_ingest', balance: BackendSpec['balance'] = 'leastconn'): BackendSpec => ({ name, balance, servers });
 const lbsOf = (handles: readonly HaproxyHandle[]) => handles.map((h, i) => ({ name: `lb${i + 1}`, endpoint: h.adminSocket }));
@@ -218,20 +206,8 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     const lb = await startHaproxy({ backends: [ingest([{ name: 's1' }, { name: 's2' }])] });
     started.push(lb);
     await feed(prefix, { s1: 4000, s2: 1000 });
-    const child = spawn(process.execPath, [...CLI, 'run', '--json', '--interval', '0.2', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_ingest' }]))], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    await new Promise<void>((resolve) => {
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        if (stdout.split('\n').filter((l) => l !== '').length >= 3) resolve();
-      });
-    });
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    const reports = stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as CycleReport);
+    const { code, reports } = await runUntil(3, writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_ingest' }])));
+    expect(code).toBe(0);
     expect(reports.length).toBeGreaterThanOrEqual(3);
     // Every cycle printed is a whole report: the first writes, the following ones find nothing to change.
     expect(reports[0]?.serversChanged).toBe(2);
@@ -243,20 +219,9 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     const lb = await startHaproxy({ backends: [{ name: 'be_src', balance: 'source', hashType: 'map-based', servers: [{ name: 's1' }, { name: 's2' }] }] });
     started.push(lb);
     await feed(prefix, { s1: 4000, s2: 1000 });
-    const child = spawn(process.execPath, [...CLI, 'run', '--json', '--interval', '0.2', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_src' }]))], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    await new Promise<void>((resolve) => {
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        if (stdout.split('\n').filter((l) => l !== '').length >= 2) resolve();
-      });
-    });
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    const [first, second] = stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as CycleReport);
+    const { code, reports } = await runUntil(2, writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_src' }])));
+    expect(code).toBe(0);
+    const [first, second] = reports;
     expect(first?.staticRefusals).toEqual(['be_src@lb1']);
     expect(first?.problems.join('\n')).toContain('refused every weight');
     expect(second?.backends[0]?.loadBalancers[0]?.plan).toMatchObject({ status: 'skipped', reason: 'unsupported-algorithm' });
@@ -265,13 +230,8 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
   });
 
   it('documents commands, options and exit codes in --help, through the package bin', async () => {
-    const result = await new Promise<CliRun>((resolve, reject) => {
-      const child = spawn(process.execPath, ['dist/cli.mjs', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr: '' }));
-    });
+    // The package's bin, as `npx haproxy-weighter` runs it.
+    const result = await runCommand(process.execPath, ['dist/cli.mjs', '--help'], { cwd: REPO_ROOT });
     expect(result.code).toBe(0);
     for (const word of ['plan', 'apply', 'run', '--config', '--json', '--force', 'Exit codes', '3  partial']) expect(result.stdout).toContain(word);
   });

@@ -23,7 +23,7 @@ import {
   type GraphiteFault,
   type GraphiteFaultProxy,
 } from '../harness/faults.js';
-import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
+import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import { startHaproxyFleet, stopAll, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
@@ -43,10 +43,7 @@ let configPath: string;
 beforeAll(async () => {
   const graphite = await sharedGraphite();
   const prefix = uniquePrefix('fault_graphite');
-  const now = Math.floor(Date.now() / 1000);
-  const loads: Record<(typeof SERVERS)[number], number> = { s1: 4000, s2: 1000, s3: 1000 };
-  const points = SERVERS.flatMap((s) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${s}.load`, value: loads[s], timestamp: now - ago })));
-  await writeAndWait(graphite, points, `${prefix}.*.load`);
+  await feedLoads(graphite, prefix, { s1: 4000, s2: 1000, s3: 1000 });
   fleet = await startHaproxyFleet(2, { backends: [{ name: BACKEND, balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) }] });
   proxy = await startGraphiteFaultProxy(graphite.url);
   dir = makeTempDir('hw-fault-graphite');

@@ -27,7 +27,7 @@ import {
   writeConfigFile,
   type ConnectionFault,
 } from '../harness/faults.js';
-import { uniquePrefix, writeAndWait, type GraphiteClient } from '../harness/graphite.js';
+import { feedLoads, uniquePrefix, type GraphiteClient } from '../harness/graphite.js';
 import { startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
@@ -44,10 +44,7 @@ const cleanups: (() => Promise<void>)[] = [];
 beforeAll(async () => {
   graphite = await sharedGraphite();
   prefix = uniquePrefix('fault_haproxy');
-  const now = Math.floor(Date.now() / 1000);
-  const loads: Record<string, number> = { s1: 4000, s2: 1000, s3: 1000 };
-  const points = Object.entries(loads).flatMap(([s, value]) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${s}.load`, value, timestamp: now - ago })));
-  await writeAndWait(graphite, points, `${prefix}.*.load`);
+  await feedLoads(graphite, prefix, { s1: 4000, s2: 1000, s3: 1000 });
   dir = makeTempDir('hw-fault-haproxy');
 });
 

@@ -15,7 +15,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CycleReport } from '../../functions/core/cycle.js';
-import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
+import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import type { BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { DOCUMENT_NAME, SOCKET_PATH, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
@@ -54,10 +54,7 @@ let graphiteUrl = '';
 beforeAll(async () => {
   const graphite = await sharedGraphite();
   const prefix = uniquePrefix('fault_ssm');
-  const now = Math.floor(Date.now() / 1000);
-  const points = SERVERS.flatMap((s) => [0, 10, 20].map((ago) => ({ path: `${prefix}.${s}.points`, value: LOADS[s] ?? 0, timestamp: now - ago })));
-  await writeAndWait(graphite, points, `${prefix}.*.points`);
-  target = `aliasByNode(${prefix}.*.points, ${prefix.split('.').length})`;
+  target = await feedLoads(graphite, prefix, Object.fromEntries(SERVERS.map((s) => [s, LOADS[s] ?? 0])), 'points');
   fleet = await startSsmFleet(3, [BACKEND], { parameters: { [CONFIG_PARAMETER]: { type: 'String', value: '' } } });
   graphiteUrl = graphite.url;
 });
