@@ -59,7 +59,7 @@ export function sendBatch(endpoint: string, batch: string, options: SocketRelayO
       clearTimeout(connectTimer);
       clearTimeout(readTimer);
       socket.destroy();
-      reject(new RelayError(`${loadBalancer} (${endpoint}): ${message}`, { loadBalancer }, cause === undefined ? undefined : { cause }));
+      reject(new RelayError(`${loadBalancer} (${endpoint}): ${message}`, { loadBalancer }, { cause, mayHaveRun: connected }));
     };
 
     const connectTimer = setTimeout(() => fail(`no connection within ${options.connectTimeoutMs} ms`), options.connectTimeoutMs);
@@ -69,7 +69,7 @@ export function sendBatch(endpoint: string, batch: string, options: SocketRelayO
       connected = true;
       clearTimeout(connectTimer);
       readTimer = setTimeout(
-        () => fail(`no complete reply within ${options.readTimeoutMs} ms (received ${total} bytes); the batch may have been partly applied`),
+        () => fail(`no complete reply within ${options.readTimeoutMs} ms (received ${total} bytes)`),
         options.readTimeoutMs,
       );
       socket.end(batch);
@@ -83,7 +83,7 @@ export function sendBatch(endpoint: string, batch: string, options: SocketRelayO
       chunks.push(chunk);
     });
     socket.on('error', (error: NodeJS.ErrnoException) => {
-      const phase = connected ? 'connection failed during the reply; the batch may have been partly applied' : 'cannot connect';
+      const phase = connected ? 'connection failed during the reply' : 'cannot connect';
       fail(`${phase}: ${error.code ?? error.message}`, error);
     });
     socket.on('close', () => {

@@ -1,5 +1,5 @@
 import type { BackendConfig, Config } from './config.js';
-import { ConfigError, HaproxyError, describeError, type HaproxyErrorKind } from './errors.js';
+import { ConfigError, HaproxyError, RelayError, describeError, type HaproxyErrorKind } from './errors.js';
 import {
   observeCommands,
   parseObservedBackend,
@@ -259,7 +259,10 @@ function tally(req: WriteRequest, result: RelayResult | undefined): { perBackend
   let blocks: string[] | null = null;
   let batchError: string | undefined;
   if (result === undefined || !result.ok) {
-    batchError = result === undefined ? 'no result from relay' : describeError(result.error);
+    batchError =
+      result === undefined
+        ? 'no result from relay'
+        : `${describeError(result.error)}${result.error instanceof RelayError && result.error.mayHaveRun ? '; the batch may have been partly applied' : ''}`;
   } else {
     try {
       blocks = splitReplies(req.commands, result.reply);

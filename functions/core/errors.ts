@@ -81,6 +81,12 @@ export class HaproxyError extends WeighterError {
 /** A load balancer's runtime API could not be reached or did not answer in time. */
 export class RelayError extends WeighterError {
   readonly code = 'relay';
+  /** True when the batch reached the load balancer before the failure: it may have run, in part. */
+  readonly mayHaveRun: boolean;
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown; mayHaveRun?: boolean }) {
+    super(message, context, options);
+    this.mayHaveRun = options?.mayHaveRun === true;
+  }
 }
 
 /** Describes any thrown value in one line, for reports. */
