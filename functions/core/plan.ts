@@ -50,9 +50,9 @@ function clampChange(current: number, target: number, maxChange: number | undefi
 
 /**
  * Decides the weights of one backend on one load balancer, from what that load balancer reports
- * and what Graphite measured. Pure: the same inputs always give the same plan. Fail static: any
- * doubt about the backend as a whole (static algorithm, too few servers with data) skips it, and
- * any doubt about one server keeps that server's weight.
+ * and what Graphite measured. Pure: the same inputs always give the same plan. Fail static: a
+ * doubt about the backend as a whole (static algorithm, too few servers with data) skips it, and a
+ * doubt about one server keeps that server's weight.
  */
 export function planBackend(input: PlanInput): BackendPlan {
   const { backend, loadBalancer, observed, measurement } = input;
