@@ -1,3 +1,6 @@
+import { NAME_SOURCE } from '../core/config.js';
+import { WEIGHT_SOURCE } from '../core/haproxy-protocol.js';
+
 /**
  * The runtime commands the SSM document accepts, as regular expressions. The same source text is
  * the `allowedPattern` of the document's `Commands` parameter (a unit test keeps the two equal) and
@@ -10,19 +13,10 @@
  */
 
 /**
- * A backend or server name: the characters `SAFE_NAME` in the config allows, except a leading
- * `-`, because `show stat -1 ...` means every proxy, not a backend named `-1`.
+ * One command of the four forms the product sends. Names and weights are the core's own grammar
+ * (`NAME_SOURCE`: what `SAFE_NAME` accepts; `WEIGHT_SOURCE`: 0..256), so the socket path and the
+ * SSM path can never disagree about what may be sent.
  */
-export const NAME_SOURCE = '[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}';
-
-/**
- * A weight we write: 0..256 without leading zeros. The planner only ever decides 1..256 (0 stops
- * new connections: the operator's tool); 0 is accepted so that a weight 0 an operator set while a
- * cycle was writing can be put back (restoreWeightCommand).
- */
-export const WEIGHT_SOURCE = '(25[0-6]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])';
-
-/** One command of the four forms the product sends. */
 export const COMMAND_SOURCE =
   `(show stat ${NAME_SOURCE} 6 -1` +
   `|show servers state ${NAME_SOURCE}` +

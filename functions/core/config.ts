@@ -11,7 +11,8 @@ import { ConfigError, snippet } from './errors.js';
  * Names that reach the runtime API: HAProxy backend and server names we accept. A leading `-`
  * is refused because `show stat -1 ...` would address every proxy.
  */
-export const SAFE_NAME = /^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}$/;
+export const NAME_SOURCE = '[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}';
+export const SAFE_NAME = new RegExp(`^${NAME_SOURCE}$`);
 // The wording stays short: a leading '-' is the one rule it does not spell out.
 export const SAFE_NAME_RULE = 'must be 1-64 characters of A-Z a-z 0-9 _ . : -';
 

@@ -1,4 +1,4 @@
-import { SAFE_NAME, SAFE_NAME_RULE } from './config.js';
+import { NAME_SOURCE, SAFE_NAME, SAFE_NAME_RULE } from './config.js';
 import { HaproxyError, UnsafeInputError, snippet, type ErrorContext } from './errors.js';
 import type { AdminState, ObservedBackend, ObservedServer } from './types.js';
 
@@ -23,13 +23,15 @@ export type RuntimeCommand =
   | { readonly kind: 'show-stat'; readonly backend: string }
   | { readonly kind: 'show-servers-state'; readonly backend: string };
 
-// The name class is SAFE_NAME's, repeated here because the grammar must anchor whole commands.
-const NAME = '[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}';
-// 0..256 without leading zeros, so the text of a command has exactly one spelling. 0 only ever
-// comes from restoreWeightCommand; setWeightCommand never builds it.
-const WEIGHT = '0|[1-9][0-9]{0,2}';
+const NAME = NAME_SOURCE;
+/**
+ * A weight in a command: 0..256 without leading zeros, so the text of a command has exactly one
+ * spelling. 0 only ever comes from restoreWeightCommand; setWeightCommand never builds it. Plain
+ * groups and bounded classes only: the SSM document's allowedPattern is built from it as well.
+ */
+export const WEIGHT_SOURCE = '(25[0-6]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])';
+const WEIGHT = WEIGHT_SOURCE;
 const SET_WEIGHT = new RegExp(`^set server (${NAME})/(${NAME}) weight (${WEIGHT})$`);
-const RESTORE_MIN_WEIGHT = 0;
 const GET_WEIGHT = new RegExp(`^get weight (${NAME})/(${NAME})$`);
 // Type mask 6 = backend row (2) + server rows (4); -1 = every service id.
 const SHOW_STAT = new RegExp(`^show stat (${NAME}) 6 -1$`);
@@ -102,8 +104,7 @@ export function parseCommand(command: string): RuntimeCommand {
     const set = SET_WEIGHT.exec(command);
     if (set !== null) {
       const [, backend = '', server = '', weight = ''] = set;
-      const n = Number(weight);
-      if (n >= RESTORE_MIN_WEIGHT && n <= MAX_WEIGHT) return { kind: 'set-weight', backend, server, weight: n };
+      return { kind: 'set-weight', backend, server, weight: Number(weight) };
     }
     const get = GET_WEIGHT.exec(command);
     if (get !== null) {
