@@ -4,7 +4,7 @@ import middy from '@middy/core';
 import ssm from '@middy/ssm';
 import type { Context } from 'aws-lambda';
 import { createGraphiteSource } from './adapters/graphite.js';
-import { createSsmClient, createSsmRelay, ssmApiFromClient, type SsmApi, type SsmClientOptions } from './adapters/ssm-relay.js';
+import { createSsmClient, createSsmRelay, ssmApiFromClient, ssmClientConfig, type SsmApi, type SsmClientOptions } from './adapters/ssm-relay.js';
 import { emitCycleMetrics } from './aws/cycle-metrics.js';
 import { graphiteEnvironment, loadLambdaConfig, readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
 import { parseInvocation } from './aws/payload.js';
@@ -60,13 +60,7 @@ export function createHandler(options: HandlerOptions = {}) {
   const staticMemory = createStaticMemory();
   let runCommandApi: SsmApi | undefined;
   const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(createSsmClient(options.aws)));
-  const awsClientOptions = {
-    retryMode: 'adaptive',
-    maxAttempts: options.aws?.maxAttempts ?? 6,
-    ...(options.aws?.endpoint === undefined ? {} : { endpoint: options.aws.endpoint }),
-    ...(options.aws?.region === undefined ? {} : { region: options.aws.region }),
-    ...(options.aws?.credentials === undefined ? {} : { credentials: { ...options.aws.credentials } }),
-  };
+  const awsClientOptions = ssmClientConfig(options.aws);
   const fetchData: Record<string, string> = {};
   if (lambdaEnv !== undefined) fetchData.config = lambdaEnv.configParameter;
   if (lambdaEnv?.graphiteKeyParameter !== undefined) fetchData.graphiteKey = lambdaEnv.graphiteKeyParameter;

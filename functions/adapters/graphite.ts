@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { request, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { GraphiteConfig } from '../core/config.js';
 import { ConfigError, GraphiteError, snippet } from '../core/errors.js';
@@ -14,8 +15,6 @@ export interface GraphiteSourceOptions {
   /** Injected so that unit tests do not wait for real backoff. */
   readonly sleep?: (ms: number) => Promise<void>;
 }
-
-const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface PreparedRequest {
   readonly base: URL;
@@ -69,7 +68,7 @@ class RetryableFailure extends Error {}
  */
 export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSourceOptions): MetricSource {
   const prepared = prepare(config, options.env);
-  const sleep = options.sleep ?? defaultSleep;
+  const sleep = options.sleep ?? ((ms: number) => delay(ms));
 
   return {
     async render(target: string, from: string, until?: string): Promise<readonly Series[]> {

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,7 +55,7 @@ async function takeOne(path: string, endpoint: string, options: Required<RunLock
     if (Date.now() >= deadline) {
       throw new RelayError(`another haproxy-weighter (pid ${Number.isInteger(owner) && owner > 0 ? owner : 'unknown'}) is writing to ${endpoint}; gave up after ${options.timeoutMs} ms (lock ${path})`);
     }
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs));
+    await delay(options.pollMs);
   }
 }
 

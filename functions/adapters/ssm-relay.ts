@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import {
@@ -5,6 +6,7 @@ import {
   GetCommandInvocationCommand,
   SendCommandCommand,
   SSMClient,
+  type SSMClientConfig,
   type DescribeInstanceInformationCommandInput,
   type DescribeInstanceInformationCommandOutput,
   type GetCommandInvocationCommandInput,
@@ -73,15 +75,22 @@ export interface SsmClientOptions {
   readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string };
 }
 
-/** The SDK client in adaptive retry mode: client-side rate limiting backs off when SSM throttles. */
-export function createSsmClient(options: SsmClientOptions = {}): SSMClient {
-  return new SSMClient({
+/**
+ * The SSM client settings, for Run Command here and for Parameter Store (@middy/ssm) alike: adaptive
+ * retry mode, so client-side rate limiting backs off when SSM throttles.
+ */
+export function ssmClientConfig(options: SsmClientOptions = {}): SSMClientConfig {
+  return {
     retryMode: 'adaptive',
     maxAttempts: options.maxAttempts ?? 6,
     ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
     ...(options.region === undefined ? {} : { region: options.region }),
     ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } }),
-  });
+  };
+}
+
+export function createSsmClient(options: SsmClientOptions = {}): SSMClient {
+  return new SSMClient(ssmClientConfig(options));
 }
 
 export function ssmApiFromClient(client: SSMClient): SsmApi {
@@ -115,8 +124,6 @@ export interface SsmRelayOptions {
   /** Told about every SendCommand, e.g. to log its command id. */
   readonly onCommand?: (sent: SentCommand) => void;
 }
-
-const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Which instances are load balancers: the configured ids, or the online Linux instances with the tag. */
 export async function resolveLoadBalancers(targets: SsmRelaySettings['targets'], api: SsmApi): Promise<readonly string[]> {
@@ -232,7 +239,7 @@ async function inBatches<T>(items: readonly T[], limit: number, task: (item: T) 
 
 export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: readonly string[], options: SsmRelayOptions): RuntimeRelay {
   const api = options.api;
-  const sleep = options.sleep ?? defaultSleep;
+  const sleep = options.sleep ?? ((ms: number) => delay(ms));
   const now = options.now ?? Date.now;
   const maxChars = options.maxCommandChars ?? DEFAULT_MAX_COMMAND_CHARS;
   const maxShow = options.maxShowCommands ?? DEFAULT_MAX_SHOW_COMMANDS;
