@@ -11,7 +11,7 @@ import { rewriteSeries, startGraphiteFaultProxy, type GraphiteFaultProxy } from 
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import type { BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
-import { DOCUMENT_NAME, SOCKET_PATH, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
+import { DOCUMENT_NAME, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
 import {
   CONFIG_PARAMETER,
   KEY_PARAMETER,
@@ -22,6 +22,7 @@ import {
   plannedWeights,
   testHandler,
   totalsOf,
+  ssmTestConfig,
 } from '../ssm-endpoint/lambda-invoke.js';
 
 const GRAPHITE_KEY = 'sekret-graphite-key-4711';
@@ -105,27 +106,8 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
     await Promise.all(fleet.haproxies.map((h) => h.runtime(SERVERS.map((s) => `set server be_ingest/${s} weight 100`).join('; '))));
   });
 
-  const config = (overrides: { documentName?: string } = {}): unknown => ({
-    graphite: { url: gate.url, auth: { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' }, retries: 0 },
-    relay: {
-      type: 'ssm',
-      documentName: overrides.documentName ?? DOCUMENT_NAME,
-      socketPath: SOCKET_PATH,
-      targets: { instanceIds: [...fleet.instanceIds] },
-      pollIntervalMs: 20,
-      maxWaitMs: 15_000,
-    },
-    backends: [
-      {
-        name: 'be_ingest',
-        target,
-        // Wide enough that the points written in beforeAll stay in the window for the whole file.
-        from: '-15min',
-        aggregation: 'average',
-        weighting: { function: 'limited-proportions' },
-      },
-    ],
-  });
+  const config = (overrides: { documentName?: string } = {}): unknown =>
+    ssmTestConfig(fleet, { url: gate.url, auth: { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' } }, target, { maxWaitMs: 15_000, ...overrides });
 
   /** A handler as the stack wires it, with its own parameter cache and the config in Parameter Store. */
   const makeHandler = (document: unknown = config()) => testHandler(fleet, document, { keyParameter: KEY_PARAMETER });

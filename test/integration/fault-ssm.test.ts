@@ -18,7 +18,7 @@ import type { CycleReport } from '../../functions/core/cycle.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import type { BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
-import { DOCUMENT_NAME, SOCKET_PATH, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
+import { DOCUMENT_NAME, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
 import {
   CONFIG_PARAMETER,
   commandsOf,
@@ -29,6 +29,7 @@ import {
   testHandler,
   totalsOf,
   type Captured,
+  ssmTestConfig,
 } from '../ssm-endpoint/lambda-invoke.js';
 import { STDOUT_LIMIT } from '../ssm-endpoint/ssm-endpoint.js';
 
@@ -76,28 +77,7 @@ afterEach(async () => {
 });
 
 function config(relay: { readonly maxWaitMs?: number } = {}): unknown {
-  return {
-    graphite: { url: graphiteUrl, retries: 0 },
-    relay: {
-      type: 'ssm',
-      documentName: DOCUMENT_NAME,
-      socketPath: SOCKET_PATH,
-      targets: { instanceIds: [...fleet.instanceIds] },
-      commandTimeoutSeconds: 60,
-      pollIntervalMs: 20,
-      maxWaitMs: relay.maxWaitMs ?? 60_000,
-    },
-    backends: [
-      {
-        name: 'be_ingest',
-        target,
-        // Wide enough that the points written in beforeAll stay in the window for the whole file.
-        from: '-15min',
-        aggregation: 'average',
-        weighting: { function: 'limited-proportions' },
-      },
-    ],
-  };
+  return ssmTestConfig(fleet, { url: graphiteUrl }, target, relay);
 }
 
 /** One scheduled cycle through a freshly deployed handler. */

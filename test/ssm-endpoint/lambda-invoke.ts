@@ -11,10 +11,35 @@ import { vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { createHandler } from '../../functions/handler.js';
-import { DOCUMENT_NAME, TEST_CREDENTIALS, type SsmFleet } from './fleet.js';
+import { DOCUMENT_NAME, SOCKET_PATH, TEST_CREDENTIALS, type SsmFleet } from './fleet.js';
 
 export const CONFIG_PARAMETER = '/haproxy-weighter/test/config';
 export const KEY_PARAMETER = '/haproxy-weighter/test/graphite-key';
+
+/**
+ * The configuration a test stores in Parameter Store: the SSM relay over the fleet and one
+ * `be_ingest` backend on `target`, with a window wide enough that points written in a file's
+ * `beforeAll` stay in it for the whole file.
+ */
+export function ssmTestConfig(
+  fleet: SsmFleet,
+  graphite: Readonly<Record<string, unknown>>,
+  target: string,
+  relay: { readonly documentName?: string; readonly maxWaitMs?: number } = {},
+): unknown {
+  return {
+    graphite: { retries: 0, ...graphite },
+    relay: {
+      type: 'ssm',
+      documentName: relay.documentName ?? DOCUMENT_NAME,
+      socketPath: SOCKET_PATH,
+      targets: { instanceIds: [...fleet.instanceIds] },
+      pollIntervalMs: 20,
+      maxWaitMs: relay.maxWaitMs ?? 60_000,
+    },
+    backends: [{ name: 'be_ingest', target, from: '-15min', aggregation: 'average', weighting: { function: 'limited-proportions' } }],
+  };
+}
 
 /** What EventBridge sends when the schedule fires. */
 export const SCHEDULED_EVENT = {
