@@ -12,7 +12,7 @@ import type { CycleReport } from '../../functions/core/cycle.js';
 import { feedLoads, uniquePrefix, type GraphiteClient } from '../harness/graphite.js';
 import { startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
-import { REPO_ROOT, parseReports, runCli, singleReport, startCli } from '../harness/faults.js';
+import { REPO_ROOT, parseReports, runCli, singleReport, startCli } from '../harness/cli.js';
 import { runCommand } from '../harness/processes.js';
 
 function reportOf(run: { readonly stdout: string }): CycleReport {

@@ -1,0 +1,237 @@
+/**
+ * The real CLI in tests: run from source as `haproxy-weighter` would run, as a one-shot command or
+ * a long-running `run`, and a strict schema for the JSON report it prints (a report that does not
+ * parse is a failure too). Used by the CLI integration tests, the fault matrix and the soak.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { z } from 'zod';
+import type { CycleReport } from '../../functions/core/cycle.js';
+import { runCommand, type CommandResult } from './processes.js';
+
+// ---------------------------------------------------------------------------------------------
+// The real CLI as a child process
+// ---------------------------------------------------------------------------------------------
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLI_ENTRY = join(REPO_ROOT, 'functions', 'cli', 'bin.ts');
+const SETPRIV = '/usr/bin/setpriv';
+
+/**
+ * The argv that runs the CLI from source, exactly as `haproxy-weighter` would run. Extra node
+ * options come after tsx, so they may `--import` TypeScript too.
+ */
+export function cliArgv(args: readonly string[], nodeOptions: readonly string[] = []): string[] {
+  return ['--import', 'tsx', ...nodeOptions, CLI_ENTRY, ...args];
+}
+
+/** Runs one CLI command to completion (killed after `timeoutMs`). */
+export function runCli(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CommandResult> {
+  return runCommand(process.execPath, cliArgv(args), { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, timeoutMs: options.timeoutMs ?? 60_000 });
+}
+
+export interface CliProcess {
+  readonly pid: number;
+  /** Complete stdout lines so far. */
+  readonly lines: () => readonly string[];
+  readonly stderr: () => string;
+  /** Resolves once `count` stdout lines have arrived (rejects if the process exits first). */
+  waitForLines(count: number): Promise<readonly string[]>;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal: NodeJS.Signals): void;
+  /** SIGKILL if still running, and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a long-running CLI command (e.g. `run`). Under Linux it runs under `setpriv --pdeathsig
+ * KILL`, which execs in place (same pid, signals reach node directly) and kills it with us.
+ */
+export function startCli(args: readonly string[], options: { env?: Record<string, string>; nodeOptions?: readonly string[] } = {}): CliProcess {
+  const argv = cliArgv(args, options.nodeOptions);
+  const wrapped = existsSync(SETPRIV);
+  const child = spawn(wrapped ? SETPRIV : process.execPath, wrapped ? ['--pdeathsig', 'KILL', '--', process.execPath, ...argv] : argv, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not start the CLI');
+  const lines: string[] = [];
+  let partial = '';
+  let stderr = '';
+  let done = false;
+  const waiters = new Set<() => void>();
+  const wake = (): void => {
+    for (const waiter of waiters) waiter();
+  };
+  child.stdout.on('data', (chunk: Buffer) => {
+    const parts = (partial + chunk.toString('utf8')).split('\n');
+    partial = parts.pop() ?? '';
+    lines.push(...parts.filter((l) => l !== ''));
+    wake();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('close', (code, signal) => {
+      if (partial !== '') lines.push(partial);
+      partial = '';
+      done = true;
+      wake();
+      resolve({ code, signal });
+    });
+  });
+  return {
+    pid,
+    lines: () => lines,
+    stderr: () => stderr,
+    waitForLines: (count) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          if (lines.length >= count) {
+            waiters.delete(check);
+            resolve(lines);
+          } else if (done) {
+            waiters.delete(check);
+            reject(new Error(`the CLI exited after ${lines.length} line(s), ${count} expected; stderr: ${stderr.slice(-2000)}`));
+          }
+        };
+        waiters.add(check);
+        check();
+      }),
+    exited,
+    kill: (signal) => {
+      if (!done) child.kill(signal);
+    },
+    stop: async () => {
+      if (!done) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Writes a configuration object as YAML into `dir` and returns its path. */
+export function writeConfigFile(dir: string, config: unknown, name = 'config.yaml'): string {
+  const path = join(dir, name);
+  writeFileSync(path, stringify(config));
+  return path;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report the CLI prints, validated
+// ---------------------------------------------------------------------------------------------
+
+const action = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('set-weight'), server: z.string(), load: z.number(), current: z.number(), weight: z.number() }),
+  z.object({ kind: z.literal('unchanged'), server: z.string(), load: z.number(), current: z.number() }),
+  z.object({
+    kind: z.literal('skip'),
+    server: z.string(),
+    load: z.number().nullable(),
+    current: z.number(),
+    reason: z.enum(['maint', 'drain', 'weight-zero', 'no-data']),
+    detail: z.string(),
+  }),
+]);
+
+const plan = z.discriminatedUnion('status', [
+  z.object({
+    status: z.literal('planned'),
+    backend: z.string(),
+    loadBalancer: z.string(),
+    algorithm: z.string(),
+    imbalance: z.number().nullable(),
+    actions: z.array(action),
+  }),
+  z.object({
+    status: z.literal('skipped'),
+    backend: z.string(),
+    loadBalancer: z.string(),
+    reason: z.enum(['graphite-failed', 'no-quorum', 'unsupported-algorithm', 'observe-failed', 'backend-not-found', 'no-servers']),
+    message: z.string(),
+    actions: z.array(action),
+  }),
+]);
+
+const serverFailure = z.object({
+  server: z.string(),
+  weight: z.number(),
+  error: z.string(),
+  kind: z.enum(['no-such-backend', 'no-such-server', 'permission-denied', 'static-algorithm', 'out-of-range', 'bad-weight-string', 'unexpected-reply']).optional(),
+});
+
+const applyResult = z.discriminatedUnion('status', [
+  z.object({ status: z.literal('not-needed') }),
+  z.object({ status: z.literal('applied'), changed: z.number() }),
+  z.object({ status: z.literal('failed'), applied: z.number(), failed: z.array(serverFailure), error: z.string().optional() }),
+]);
+
+const cycleReportSchema = z.object({
+  mode: z.enum(['plan', 'apply']),
+  force: z.boolean(),
+  startedAt: z.string(),
+  durationMs: z.number(),
+  outcome: z.enum(['ok', 'partial', 'failed']),
+  backends: z.array(
+    z.object({
+      backend: z.string(),
+      graphite: z.discriminatedUnion('ok', [z.object({ ok: z.literal(true), unmapped: z.array(z.string()) }), z.object({ ok: z.literal(false), error: z.string() })]),
+      loads: z.record(z.string(), z.number()),
+      imbalance: z.number().nullable(),
+      loadBalancers: z.array(z.object({ loadBalancer: z.string(), plan, apply: applyResult.optional() })),
+    }),
+  ),
+  loadBalancers: z.array(
+    z.object({
+      name: z.string(),
+      observe: z.enum(['ok', 'failed']),
+      apply: z.enum(['ok', 'failed', 'not-needed', 'not-run']),
+      error: z.string().optional(),
+    }),
+  ),
+  failedLoadBalancers: z.array(z.string()),
+  serversChanged: z.number(),
+  problems: z.array(z.string()),
+  staticRefusals: z.array(z.string()).optional(),
+});
+
+/** One JSON report line of `--json`, validated whole; throws on anything else. */
+export function parseCycleReport(line: string): CycleReport {
+  return cycleReportSchema.parse(JSON.parse(line));
+}
+
+/** Every report of a `--json` stdout (one per line). */
+export function parseReports(stdout: string): CycleReport[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map(parseCycleReport);
+}
+
+/** The one report of a single `plan`/`apply --json` run. */
+export function singleReport(stdout: string): CycleReport {
+  const reports = parseReports(stdout);
+  const [only] = reports;
+  if (reports.length !== 1 || only === undefined) throw new Error(`expected exactly one report, got ${reports.length}: ${stdout.slice(0, 500)}`);
+  return only;
+}
+
+/** Every server weight a report says a load balancer holds after the cycle, per backend/server. */
+export function weightsAfter(report: CycleReport, loadBalancer: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const b of report.backends) {
+    const entry = b.loadBalancers.find((l) => l.loadBalancer === loadBalancer);
+    if (entry === undefined) continue;
+    const failed = new Set(entry.apply?.status === 'failed' ? entry.apply.failed.map((f) => f.server) : []);
+    for (const a of entry.plan.actions) {
+      const written = entry.plan.status === 'planned' && a.kind === 'set-weight' && entry.apply !== undefined && entry.apply.status !== 'not-needed' && !failed.has(a.server);
+      out.set(`${b.backend}/${a.server}`, written && a.kind === 'set-weight' ? a.weight : a.current);
+    }
+  }
+  return out;
+}
