@@ -20,10 +20,10 @@ import type { BackendPlan, ObservedBackend, RelayRequest, RelayResult, RuntimeRe
  */
 
 /** One line per load balancer and backend: the failed servers, and each distinct cause once. */
-function describeFailures(lb: string, backend: string, failed: readonly ServerFailure[], batchError: string | undefined, readBack = false): string {
+function describeFailures(lb: string, backend: string, failed: readonly ServerFailure[], batchError: string | undefined, heldNow: ReadonlyMap<string, number> | undefined): string {
   const servers = failed.map((f) => f.server).join(', ');
   if (batchError !== undefined) {
-    const held = readBack ? `; read back: ${failed.map((f) => `${f.server}=${/holds weight (\S+)/.exec(f.error)?.[1] ?? '?'}`).join(', ')}` : '; weights could not be read back';
+    const held = heldNow === undefined ? '; weights could not be read back' : `; read back: ${failed.map((f) => `${f.server}=${heldNow.get(f.server) ?? 'unknown'}`).join(', ')}`;
     return `${lb}: backend ${backend}: ${failed.length} weight(s) not confirmed (${servers}): ${batchError}${held}`;
   }
   const causes = [...new Set(failed.map((f) => f.error.replace(`${backend}/${f.server}`, `${backend}/<server>`)))];
@@ -218,9 +218,9 @@ export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[
 
   const unknown = new Map<string, string[]>();
   for (const t of tallies) if (t.batchError !== undefined) unknown.set(t.req.loadBalancer, [...t.perBackend.keys()]);
-  const actual = await readBack(relay, unknown);
   const conflicts = new Map(tallies.filter((t) => t.conflicts.length > 0).map((t) => [t.req.loadBalancer, t.conflicts] as const));
-  const restored = await putBack(relay, conflicts);
+  // Disjoint load balancers (a conflict needs a reply that parsed, a read-back one that did not): both at once.
+  const [actual, restored] = await Promise.all([readBack(relay, unknown), putBack(relay, conflicts)]);
   for (const t of tallies) result.problems.push(...t.unchecked);
   result.problems.push(...restored.problems);
 
@@ -229,9 +229,9 @@ export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[
     let anyFailed = false;
     for (const [backend, e] of perBackend) {
       const seen = actual.get(req.loadBalancer)?.get(backend);
-      if (seen !== undefined) {
+      const now = seen === undefined ? undefined : new Map(seen.servers.map((s) => [s.name, s.weight]));
+      if (now !== undefined) {
         // Weights read back after an unknown outcome: count what landed, keep the rest as failures.
-        const now = new Map(seen.servers.map((s) => [s.name, s.weight]));
         const landed = e.failed.filter((f) => now.get(f.server) === f.weight);
         e.applied += landed.length;
         e.failed = e.failed
@@ -251,7 +251,7 @@ export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[
         result.problems.push(
           allStatic
             ? `${req.loadBalancer}: backend ${backend} refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, req.loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`
-            : describeFailures(req.loadBalancer, backend, e.failed, e.error, seen !== undefined),
+            : describeFailures(req.loadBalancer, backend, e.failed, e.error, now),
         );
       }
       const map = result.applyResults.get(backend) ?? new Map<string, ApplyResult>();
