@@ -109,6 +109,8 @@ export function createHandler(options: HandlerOptions = {}) {
     } catch (error) {
       const message = redact(describeError(error), secrets);
       logger.error('cycle failed', { error: message, ...(error instanceof WeighterError ? { code: error.code } : {}) });
+      // The original error carries the secret in its message: it must not travel on as a cause.
+      // eslint-disable-next-line preserve-caught-error
       if (message !== describeError(error)) throw new Error(message);
       throw error;
     }

@@ -110,10 +110,10 @@ describe('serverless package (osls, offline)', () => {
       asList(role.Properties.Policies).flatMap((policy) => (isObject(policy) && isObject(policy.PolicyDocument) ? asList(policy.PolicyDocument.Statement).filter(isObject) : [])),
     );
 
-  it('packages only the esbuild bundle, for Node.js 20', () => {
+  it('packages only the esbuild bundle, for Node.js 24', () => {
     expect(prod.zipEntries).toEqual(['dist/handler.mjs']);
     const fn = only(prod, 'AWS::Lambda::Function');
-    expect(fn.Properties).toMatchObject({ Runtime: 'nodejs20.x', Handler: 'dist/handler.handler' });
+    expect(fn.Properties).toMatchObject({ Runtime: 'nodejs24.x', Handler: 'dist/handler.handler' });
   });
 
   it('runs the function on a schedule whose rate is a stage parameter', () => {

@@ -12,7 +12,7 @@ const REQUIRE_SHIM = "import { createRequire as __cr } from 'node:module'; const
 const common = {
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node24',
   format: 'esm',
   sourcemap: false,
   legalComments: 'none',
