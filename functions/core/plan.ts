@@ -93,20 +93,22 @@ export function planBackend(input: PlanInput): BackendPlan {
       ...base,
       status: 'skipped',
       reason: 'unsupported-algorithm',
-      message: `backend ${backend.name} on ${loadBalancer} uses '${observed.algorithm}', a static algorithm that only accepts weights 0% and 100%: use leastconn, roundrobin, random, first or consistent hashing`,
+      message: `uses '${observed.algorithm}', a static algorithm that only accepts weights 0% and 100%: use leastconn, roundrobin, random, first or consistent hashing`,
+      algorithm: observed.algorithm,
       actions: observedOnly(),
     };
   }
   const candidates = eligible.length + withoutData;
   if (candidates === 0) {
-    return { ...base, status: 'skipped', reason: 'no-servers', message: `backend ${backend.name} on ${loadBalancer} has no server we may weight`, actions: observedOnly() };
+    return { ...base, status: 'skipped', reason: 'no-servers', message: 'has no server we may weight', algorithm: observed.algorithm, actions: observedOnly() };
   }
   if (eligible.length / candidates < backend.quorum) {
     return {
       ...base,
       status: 'skipped',
       reason: 'no-quorum',
-      message: `backend ${backend.name} on ${loadBalancer}: only ${eligible.length} of ${candidates} servers have data, quorum is ${Math.round(backend.quorum * 100)}%: no weight changed`,
+      message: `only ${eligible.length} of ${candidates} servers have data, quorum is ${Math.round(backend.quorum * 100)}%: no weight changed`,
+      algorithm: observed.algorithm,
       actions: observedOnly(),
     };
   }

@@ -13,6 +13,7 @@ import { feedLoads, uniquePrefix, type GraphiteClient } from '../harness/graphit
 import { startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { REPO_ROOT, parseReports, runCli, singleReport, startCli } from '../harness/cli.js';
+import { problemsOf } from '../harness/report.js';
 import { runCommand } from '../harness/processes.js';
 
 function reportOf(run: { readonly stdout: string }): CycleReport {
@@ -155,7 +156,7 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     const report = reportOf(run);
     expect(report.outcome).toBe('partial');
     expect(report.failedLoadBalancers).toEqual(['lb-gone']);
-    expect(report.problems.join('\n')).toMatch(/lb-gone.*(ENOENT|cannot connect)/);
+    expect(problemsOf(report)).toEqual([['observe-failed', 'lb-gone', null, null]]);
     for (const lb of fleet) expect((await lb.getWeight('be_ingest', 's1')).current).toBeLessThan(100);
   });
 
@@ -168,7 +169,7 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     expect(run.code).toBe(1);
     const plan = reportOf(run).backends[0]?.loadBalancers[0]?.plan;
     expect(plan).toMatchObject({ status: 'skipped', reason: 'unsupported-algorithm' });
-    expect(reportOf(run).problems.join('\n')).toContain('static-rr');
+    expect(problemsOf(reportOf(run))).toEqual([['unsupported-algorithm', 'lb1', 'be_static', null]]);
     expect((await lb.getWeight('be_static', 's1')).current).toBe(100);
   });
 
@@ -223,7 +224,7 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     expect(code).toBe(0);
     const [first, second] = reports;
     expect(first?.staticRefusals).toEqual(['be_src@lb1']);
-    expect(first?.problems.join('\n')).toContain('refused every weight');
+    expect(problemsOf(first ?? { problems: [] })).toEqual([['static-refused', 'lb1', 'be_src', null]]);
     expect(second?.backends[0]?.loadBalancers[0]?.plan).toMatchObject({ status: 'skipped', reason: 'unsupported-algorithm' });
     expect(second?.loadBalancers[0]?.apply).toBe('not-needed');
     expect((await lb.getWeight('be_src', 's1')).current).toBe(100);

@@ -140,7 +140,7 @@ describe('hostile series names from Graphite', () => {
 
     const graphite = report.backends[0]?.graphite;
     expect(graphite?.ok).toBe(true);
-    const unmapped = graphite?.ok === true ? graphite.unmapped : [];
+    const unmapped = graphite?.unmapped ?? [];
     expect(unmapped).toHaveLength(HOSTILE_NAMES.length);
     expect(unmapped).toContain('s1;shutdown sessions');
     expect(unmapped).toContain('s1\\nshutdown sessions server be_ingest/s1');

@@ -100,7 +100,7 @@ describe('hostile backend names asked for at run time are refused before any I/O
       },
     };
     const metrics = { render: async () => [] };
-    const error = await runCycle({ config, metrics, relay, now: () => 0 }, { mode: 'apply', backends: [name] }).then(
+    const error = await runCycle({ config, metrics, relay, now: () => 0, version: '0.0.0-test' }, { mode: 'apply', backends: [name] }).then(
       () => undefined,
       (e: unknown) => e,
     );
