@@ -2,6 +2,7 @@ import type { BackendConfig } from './config.js';
 import { isStaticAlgorithm } from './haproxy-protocol.js';
 import type { Measurement } from './measure.js';
 import type { Action, BackendPlan, ObservedBackend, ObservedServer, WeightingInput } from './types.js';
+import { MAX_WEIGHT, MIN_SET_WEIGHT } from './runtime-grammar.js';
 import { computeWeights } from './weighting.js';
 
 export interface PlanInput {
@@ -13,8 +14,6 @@ export interface PlanInput {
   readonly force?: boolean;
 }
 
-const MIN_WEIGHT = 1;
-const MAX_WEIGHT = 256;
 
 /** max/mean of the loads; null when undefined (no loads, or all zero). */
 export function imbalanceOf(loads: Iterable<number>): number | null {
@@ -45,7 +44,7 @@ function guardReason(server: ObservedServer): keyof typeof GUARD_DETAIL | null {
 
 function clampChange(current: number, target: number, maxChange: number | undefined): number {
   const limited = maxChange === undefined ? target : Math.min(current + maxChange, Math.max(current - maxChange, target));
-  return Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(limited)));
+  return Math.min(MAX_WEIGHT, Math.max(MIN_SET_WEIGHT, Math.round(limited)));
 }
 
 /**

@@ -6,7 +6,8 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
-import { SAFE_NAME, parseConfig, parseConfigText, type Config } from '../../functions/core/config.js';
+import { parseConfig, parseConfigText, type Config } from '../../functions/core/config.js';
+import { SAFE_NAME } from '../../functions/core/runtime-grammar.js';
 import { ConfigError } from '../../functions/core/errors.js';
 
 const RUNS = { numRuns: 10_000 };

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SAFE_NAME } from '../../functions/core/config.js';
+import { SAFE_NAME } from '../../functions/core/runtime-grammar.js';
 import { HaproxyError, UnsafeInputError } from '../../functions/core/errors.js';
 import {
   classifyReplyError,

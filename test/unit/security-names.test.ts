@@ -8,7 +8,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseInvocation } from '../../functions/aws/payload.js';
-import { SAFE_NAME, parseConfig } from '../../functions/core/config.js';
+import { parseConfig } from '../../functions/core/config.js';
+import { SAFE_NAME } from '../../functions/core/runtime-grammar.js';
 import { runCycle } from '../../functions/core/cycle.js';
 import { ConfigError } from '../../functions/core/errors.js';
 import { measure, seriesToServer } from '../../functions/core/measure.js';
