@@ -8,6 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { main } from '../../functions/cli/main.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { runCommand, type CommandResult } from './processes.js';
 import { checkedReport } from './report.js';
@@ -31,6 +32,24 @@ export function cliArgv(args: readonly string[], nodeOptions: readonly string[] 
 /** Runs one CLI command to completion (killed after `timeoutMs`). */
 export function runCli(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CommandResult> {
   return runCommand(process.execPath, cliArgv(args), { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, timeoutMs: options.timeoutMs ?? 60_000 });
+}
+
+/**
+ * Runs the CLI's `main` in-process, with stdio captured, the environment given and no signal: for
+ * the cases that end before any cycle (argument and configuration rejections), where spawning
+ * a process per case would only measure Node.js start-up.
+ */
+export async function runMain(argv: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, {
+    stdout: (text) => (stdout += `${text}\n`),
+    stderr: (text) => (stderr += `${text}\n`),
+    env,
+    now: () => Date.now(),
+    stopSignal: new Promise<string>(() => undefined),
+  });
+  return { code, stdout, stderr };
 }
 
 export interface CliProcess {
