@@ -10,6 +10,7 @@ import { graphiteEnvironment, loadLambdaConfig, readLambdaEnvironment, redact, t
 import { parseInvocation } from './aws/payload.js';
 import { createStaticMemory, runCycle, type CycleReport } from './core/cycle.js';
 import { WeighterError, describeError } from './core/errors.js';
+import { VERSION } from './version.js';
 
 /**
  * The Lambda function: an EventBridge schedule (or a person, with a small JSON payload) starts one
@@ -81,7 +82,7 @@ export function createHandler(options: HandlerOptions = {}) {
       logger.info('cycle started', { trigger: request.trigger, mode: request.mode, force: request.force, backends: request.backends ?? 'all', loadBalancers: relay.loadBalancers.length });
       const report = redact(
         await runCycle(
-          { config, metrics: graphite, relay, now },
+          { config, metrics: graphite, relay, now, version: VERSION },
           {
             mode: request.mode,
             force: request.force,
@@ -91,7 +92,7 @@ export function createHandler(options: HandlerOptions = {}) {
         ),
         secrets,
       );
-      staticMemory.remember(report.staticRefusals ?? [], now());
+      staticMemory.remember(report.staticRefusals, now());
       emitCycleMetrics(metrics, report);
       const summary = {
         outcome: report.outcome,
@@ -101,7 +102,7 @@ export function createHandler(options: HandlerOptions = {}) {
         failedLoadBalancers: report.failedLoadBalancers,
         problems: report.problems,
         // A cause the read-back settled (outcome ok) is still worth a log line.
-        loadBalancerErrors: report.loadBalancers.flatMap((lb) => (lb.error === undefined ? [] : [{ loadBalancer: lb.name, error: lb.error }])),
+        loadBalancerErrors: report.loadBalancers.flatMap((lb) => (lb.error === null ? [] : [{ loadBalancer: lb.name, error: lb.error }])),
       };
       if (report.outcome === 'ok') logger.info('cycle finished', summary);
       else logger.warn('cycle finished with problems', summary);

@@ -60,7 +60,14 @@ function prepare(config: GraphiteConfig, env: GraphiteSourceOptions['env']): Pre
 }
 
 /** A failure worth another attempt: the request is an idempotent GET. */
-class RetryableFailure extends Error {}
+class RetryableFailure extends Error {
+  /** The HTTP status (429, 5xx) when Graphite answered; undefined when it was not reached. */
+  readonly status: number | undefined;
+  constructor(message: string, options?: { cause?: unknown; status?: number }) {
+    super(message, options);
+    this.status = options?.status;
+  }
+}
 
 /**
  * Graphite `/render` client on undici: bounded retries with exponential backoff on connection
@@ -79,7 +86,7 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
       url.searchParams.set('format', 'json');
       const shownUrl = `${prepared.shownBase}render?${url.searchParams.toString()}`;
 
-      let lastError: Error | undefined;
+      let lastError: RetryableFailure | undefined;
       for (let attempt = 0; attempt <= config.retries; attempt++) {
         if (attempt > 0) await sleep(Math.min(200 * 2 ** (attempt - 1), 5_000));
         try {
@@ -96,7 +103,7 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
       throw new GraphiteError(
         `Graphite at ${shownUrl} failed after ${config.retries + 1} attempt(s): ${lastError?.message ?? 'unknown error'}`,
         { url: shownUrl },
-        { cause: lastError },
+        { cause: lastError, kind: lastError?.status === undefined ? 'unreachable' : 'http-status' },
       );
     },
   };
@@ -126,11 +133,15 @@ async function fetchBody(
   const { statusCode, body } = response;
   if (statusCode === 429 || statusCode >= 500) {
     const text = await readCapped(body, 4096, shownUrl).catch(() => '');
-    throw new RetryableFailure(`HTTP ${statusCode}${text === '' ? '' : `: ${snippet(text, 120)}`}`);
+    throw new RetryableFailure(`HTTP ${statusCode}${text === '' ? '' : `: ${snippet(text, 120)}`}`, { status: statusCode });
   }
   if (statusCode !== 200) {
     const text = await readCapped(body, 4096, shownUrl).catch(() => '');
-    throw new GraphiteError(`Graphite at ${shownUrl} answered HTTP ${statusCode}`, { url: shownUrl, status: statusCode, reply: text });
+    throw new GraphiteError(
+      `Graphite at ${shownUrl} answered HTTP ${statusCode}`,
+      { url: shownUrl, status: statusCode, reply: text },
+      { kind: statusCode === 401 || statusCode === 403 ? 'auth' : 'http-status' },
+    );
   }
   const declared = Number(response.headers['content-length']);
   if (Number.isFinite(declared) && declared > config.maxResponseBytes) {

@@ -14,9 +14,9 @@ import {
   type SendCommandCommandInput,
   type SendCommandCommandOutput,
 } from '@aws-sdk/client-ssm';
-import { isAllowedCommand } from '../aws/ssm-command-pattern.js';
 import type { SsmRelayConfig } from '../core/config.js';
 import { RelayError, UnsafeInputError, describeError, snippet } from '../core/errors.js';
+import { isAllowedCommand } from '../core/runtime-grammar.js';
 import type { RelayRequest, RelayResult, RuntimeRelay } from '../core/types.js';
 
 /**

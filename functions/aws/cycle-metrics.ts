@@ -14,13 +14,15 @@ export const METRIC = {
   graphiteFailures: 'GraphiteFailures',
   imbalance: 'Imbalance',
   maxImbalance: 'MaxImbalance',
+  problems: 'Problems',
 } as const;
 
 /**
  * Emits the metrics of a report and flushes them. Totals carry only the service dimension (one
- * alarm each); imbalance per backend and each failed load balancer get their own dimension so a
- * chart or an alarm notification names them. Only apply cycles that did not fail count as
- * completed: a dry run does not keep the fleet balanced, and a failed one did not either.
+ * alarm each); imbalance per backend, each failed load balancer and the problems of each code get
+ * their own dimension so a chart or an alarm notification names them. Only apply cycles that did
+ * not fail count as completed: a dry run does not keep the fleet balanced, and a failed one did
+ * not either.
  */
 export function emitCycleMetrics(metrics: Metrics, report: CycleReport): void {
   metrics.addMetric(METRIC.cycleDuration, MetricUnit.Milliseconds, report.durationMs);
@@ -43,5 +45,12 @@ export function emitCycleMetrics(metrics: Metrics, report: CycleReport): void {
     const single = metrics.singleMetric();
     single.addDimension('LoadBalancer', lb);
     single.addMetric(METRIC.loadBalancerFailed, MetricUnit.Count, 1);
+  }
+  const perCode = new Map<string, number>();
+  for (const p of report.problems) perCode.set(p.code, (perCode.get(p.code) ?? 0) + 1);
+  for (const [code, count] of perCode) {
+    const single = metrics.singleMetric();
+    single.addDimension('Code', code);
+    single.addMetric(METRIC.problems, MetricUnit.Count, count);
   }
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { SAFE_NAME, SAFE_NAME_RULE, formatIssues } from '../core/config.js';
+import { formatIssues } from '../core/config.js';
+import { SAFE_NAME, SAFE_NAME_RULE } from '../core/runtime-grammar.js';
 import { ConfigError } from '../core/errors.js';
 
 /**

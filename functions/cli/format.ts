@@ -1,5 +1,7 @@
-import type { CycleReport } from '../core/cycle.js';
-import type { Action } from '../core/types.js';
+import type { HaproxyErrorKind } from '../core/errors.js';
+import type { ActionReport, ApplyReport, CycleReport, LoadBalancerPlanReport, Problem } from '../core/report.js';
+
+/** The human view of a cycle report. Every sentence shown to a person is made here, from the report's data. */
 
 function formatLoad(load: number | null): string {
   if (load === null) return '-';
@@ -7,16 +9,16 @@ function formatLoad(load: number | null): string {
   return load.toFixed(load >= 100 ? 0 : 2);
 }
 
-function describeAction(action: Action, applyFailed: ReadonlyMap<string, string>): { next: string; what: string } {
+function describeAction(action: ActionReport, applyFailed: ReadonlyMap<string, string>): { next: string; what: string } {
   switch (action.kind) {
     case 'set-weight': {
       const failure = applyFailed.get(action.server);
-      return { next: String(action.weight), what: failure === undefined ? 'set-weight' : `FAILED: ${failure}` };
+      return { next: String(action.weight ?? action.current), what: failure === undefined ? 'set-weight' : `FAILED: ${failure}` };
     }
     case 'unchanged':
       return { next: String(action.current), what: 'unchanged' };
     case 'skip':
-      return { next: String(action.current), what: `skip (${action.reason}): ${action.detail}` };
+      return { next: String(action.current), what: `skip (${action.reason ?? 'unknown'}): ${action.detail ?? ''}` };
   }
 }
 
@@ -26,31 +28,112 @@ function table(rows: readonly (readonly string[])[]): string {
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
 }
 
+/** What HAProxy's refusal means for a group of servers: the error message names one server, this names none. */
+const REFUSAL: Readonly<Record<HaproxyErrorKind, string>> = {
+  'no-such-backend': 'HAProxy has no such backend',
+  'no-such-server': 'HAProxy has no such server',
+  'permission-denied': 'changing weights needs a runtime socket at "level admin" (Permission denied)',
+  'static-algorithm': 'the backend uses a static balance algorithm (static-rr or map-based hashing), which only takes weights 0% and 100%',
+  'out-of-range': 'HAProxy refused the weight as out of range',
+  'bad-weight-string': 'HAProxy could not parse the weight',
+  'unexpected-reply': 'HAProxy gave an unexpected reply',
+};
+
+function refusalText(kind: string | null): string | undefined {
+  return kind !== null && Object.hasOwn(REFUSAL, kind) ? REFUSAL[kind as HaproxyErrorKind] : undefined;
+}
+
+function where(p: Pick<Problem, 'loadBalancer' | 'backend' | 'server'>): string {
+  const parts: string[] = [];
+  if (p.loadBalancer !== null) parts.push(p.loadBalancer);
+  if (p.backend !== null) parts.push(`backend ${p.backend}`);
+  if (p.server !== null) parts.push(`server ${p.server}`);
+  return parts.join(': ');
+}
+
+function applyOf(report: CycleReport, backend: string | null, loadBalancer: string | null): ApplyReport | undefined {
+  return report.backends.find((b) => b.backend === backend)?.loadBalancers.find((l) => l.loadBalancer === loadBalancer)?.apply;
+}
+
+/**
+ * One line per problem, except the per-server problems of one batch: weights refused for the same
+ * reason, and weights a failed batch left unconfirmed, share one line per backend and load balancer.
+ */
+function problemLines(report: CycleReport): string[] {
+  // In report order; a group sits where its first problem was.
+  const entries: (string | Problem[])[] = [];
+  const groups = new Map<string, Problem[]>();
+  for (const p of report.problems) {
+    if ((p.code !== 'weight-refused' && p.code !== 'batch-unconfirmed') || p.server === null) {
+      const head = where(p);
+      entries.push(`${head === '' ? '' : `${head}: `}${p.message}${p.cause === null ? '' : `: ${p.cause.message}`}`);
+      continue;
+    }
+    const key = JSON.stringify([p.code, p.loadBalancer, p.backend, p.code === 'weight-refused' ? (p.cause?.kind ?? null) : null]);
+    const group = groups.get(key);
+    if (group !== undefined) group.push(p);
+    else {
+      const created = [p];
+      groups.set(key, created);
+      entries.push(created);
+    }
+  }
+  return entries.map((entry) => (typeof entry === 'string' ? entry : serverGroupLine(report, entry)));
+}
+
+function serverGroupLine(report: CycleReport, group: readonly Problem[]): string {
+  const [first] = group;
+  if (first === undefined) return '';
+  const servers = group.map((p) => p.server ?? '').join(', ');
+  const head = `${where({ ...first, server: null })}: ${group.length} weight(s)`;
+  if (first.code === 'weight-refused') {
+    const why = group.length === 1 ? (first.cause?.message ?? '') : (refusalText(first.cause?.kind ?? null) ?? first.cause?.message ?? '');
+    return `${head} refused (${servers}): ${why}`;
+  }
+  const apply = applyOf(report, first.backend, first.loadBalancer);
+  const held = new Map((apply?.failed ?? []).map((f) => [f.server, f.heldWeight]));
+  const readBack =
+    apply?.readBack === true
+      ? `; read back: ${group.map((p) => `${p.server ?? ''}=${held.get(p.server ?? '') ?? 'unknown (server gone)'}`).join(', ')}`
+      : '; weights could not be read back';
+  return `${head} not confirmed (${servers}): ${apply?.error ?? first.cause?.message ?? 'unknown'}${readBack}`;
+}
+
+/** Load balancers that agree on everything share one table: 3 identical tables hide the one that differs. */
+function groupLoadBalancers(entries: readonly LoadBalancerPlanReport[]): { names: string[]; entry: LoadBalancerPlanReport; messages: Set<string | null> }[] {
+  const groups = new Map<string, { names: string[]; entry: LoadBalancerPlanReport; messages: Set<string | null> }>();
+  for (const entry of entries) {
+    // The skip message may name the load balancer; equal decisions and results still share a table.
+    const key = JSON.stringify({ plan: { ...entry.plan, message: null }, apply: entry.apply });
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, { names: [entry.loadBalancer], entry, messages: new Set([entry.plan.message]) });
+    else {
+      group.names.push(entry.loadBalancer);
+      group.messages.add(entry.plan.message);
+    }
+  }
+  return [...groups.values()];
+}
+
 /** The human view of a cycle: one table per backend and load balancer, then a summary. */
 export function formatReport(report: CycleReport): string {
   const out: string[] = [];
   for (const b of report.backends) {
-    const graphite = b.graphite.ok ? '' : `  Graphite FAILED: ${b.graphite.error}`;
+    const graphite = b.graphite.ok ? '' : `  Graphite FAILED: ${b.graphite.error ?? 'unknown error'}`;
     out.push(`backend ${b.backend}${b.imbalance === null ? '' : `  imbalance ${b.imbalance.toFixed(2)} (max/mean load)`}${graphite}`);
-    if (b.graphite.ok && b.graphite.unmapped.length > 0) out.push(`  series not mapped to a server: ${b.graphite.unmapped.join(', ')}`);
-    // Load balancers that agree on everything share one table: 3 identical tables hide the one that differs.
-    const groups = new Map<string, { names: string[]; lb: (typeof b.loadBalancers)[number] }>();
-    for (const lb of b.loadBalancers) {
-      const { loadBalancer: _name, ...rest } = lb;
-      const key = JSON.stringify({ ...rest, plan: { ...rest.plan, loadBalancer: '', message: rest.plan.status === 'skipped' ? rest.plan.message.replaceAll(lb.loadBalancer, '<lb>') : '' } });
-      const group = groups.get(key);
-      if (group === undefined) groups.set(key, { names: [lb.loadBalancer], lb });
-      else group.names.push(lb.loadBalancer);
-    }
-    for (const { names, lb } of groups.values()) {
-      const plan = lb.plan;
+    if (b.graphite.unmapped.length > 0) out.push(`  series not mapped to a server: ${b.graphite.unmapped.join(', ')}`);
+    if (b.graphite.unknownServers.length > 0) out.push(`  series for servers no load balancer has: ${b.graphite.unknownServers.join(', ')}`);
+    for (const { names, entry, messages } of groupLoadBalancers(b.loadBalancers)) {
+      const { plan, apply } = entry;
       const failed = new Map<string, string>();
-      if (lb.apply?.status === 'failed') for (const f of lb.apply.failed) failed.set(f.server, f.error);
+      for (const f of apply.failed) failed.set(f.server, f.error);
       const each = names.length > 1 ? ' each' : '';
+      const [message] = messages;
+      const why = messages.size === 1 && message !== null && message !== undefined ? `: ${message}` : ' (see the problems below)';
       const head =
         plan.status === 'planned'
-          ? `  on ${names.join(', ')} (${plan.algorithm})${lb.apply?.status === 'applied' ? `: ${lb.apply.changed} weight(s) written${each}` : ''}`
-          : `  on ${names.join(', ')}: SKIPPED (${plan.reason}): ${plan.message}`;
+          ? `  on ${names.join(', ')} (${plan.algorithm ?? 'unknown'})${apply.status === 'applied' ? `: ${apply.changed} weight(s) written${each}` : ''}`
+          : `  on ${names.join(', ')}: SKIPPED (${plan.reason ?? 'unknown'})${why}`;
       out.push(head);
       if (plan.actions.length > 0) {
         const rows: string[][] = [['    server', 'load', 'weight', 'new', 'action']];
@@ -66,6 +149,6 @@ export function formatReport(report: CycleReport): string {
   const lbFailed = report.failedLoadBalancers.length === 0 ? '' : `; failed load balancers: ${report.failedLoadBalancers.join(', ')}`;
   const verb = report.mode === 'plan' ? 'plan only, nothing written' : `${report.serversChanged} weight(s) written`;
   out.push(`outcome: ${report.outcome} (${verb}; ${report.durationMs} ms${lbFailed})`);
-  for (const p of report.problems) out.push(`  problem: ${p}`);
+  for (const line of problemLines(report)) out.push(`  problem: ${line}`);
   return out.join('\n');
 }

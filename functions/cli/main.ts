@@ -6,6 +6,7 @@ import { createSocketRelay } from '../adapters/socket-relay.js';
 import { parseConfigText, type Config } from '../core/config.js';
 import { createStaticMemory, exitCodeFor, runCycle, type CycleReport } from '../core/cycle.js';
 import { ConfigError, WeighterError, describeError } from '../core/errors.js';
+import { VERSION } from '../version.js';
 import { formatReport } from './format.js';
 
 export const HELP = `haproxy-weighter: set HAProxy server weights from Graphite load metrics
@@ -126,6 +127,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       metrics: createGraphiteSource(config.graphite, { env: io.env }),
       relay: createSocketRelay(config.relay),
       now: io.now,
+      version: VERSION,
     };
   } catch (error) {
     io.stderr(`haproxy-weighter: ${describeError(error)}`);
@@ -146,7 +148,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     try {
       const report = await runCycle(deps, { ...cycleOptions, knownStatic: staticMemory.current(io.now()) });
-      staticMemory.remember(report.staticRefusals ?? [], io.now());
+      staticMemory.remember(report.staticRefusals, io.now());
       emit(io, report, cli.json);
       return exitCodeFor(report);
     } finally {

@@ -10,7 +10,7 @@ import {
   splitReplies,
   type ServerGuardState,
 } from './haproxy-protocol.js';
-import { staticKey, type ApplyResult, type LoadBalancerReport, type ServerFailure } from './report.js';
+import { causeOf, problem, staticKey, type ApplyReport, type LoadBalancerReport, type Problem, type ProblemCause, type ServerFailure } from './report.js';
 import type { BackendPlan, ObservedBackend, RelayRequest, RelayResult, RuntimeRelay } from './types.js';
 
 /**
@@ -18,17 +18,6 @@ import type { BackendPlan, ObservedBackend, RelayRequest, RelayResult, RuntimeRe
  * weights read back after an unknown outcome, and an operator's weight put back where the write
  * raced with a MAINT, DRAIN or weight 0.
  */
-
-/** One line per load balancer and backend: the failed servers, and each distinct cause once. */
-function describeFailures(lb: string, backend: string, failed: readonly ServerFailure[], batchError: string | undefined, heldNow: ReadonlyMap<string, number> | undefined): string {
-  const servers = failed.map((f) => f.server).join(', ');
-  if (batchError !== undefined) {
-    const held = heldNow === undefined ? '; weights could not be read back' : `; read back: ${failed.map((f) => `${f.server}=${heldNow.get(f.server) ?? 'unknown'}`).join(', ')}`;
-    return `${lb}: backend ${backend}: ${failed.length} weight(s) not confirmed (${servers}): ${batchError}${held}`;
-  }
-  const causes = [...new Set(failed.map((f) => f.error.replace(`${backend}/${f.server}`, `${backend}/<server>`)))];
-  return `${lb}: backend ${backend}: ${failed.length} weight(s) refused (${servers}): ${causes.join('; ')}`;
-}
 
 function hashAlgo(plans: ReadonlyMap<string, ReadonlyMap<string, BackendPlan>>, backend: string, lb: string): string {
   const plan = plans.get(backend)?.get(lb);
@@ -42,11 +31,13 @@ interface Owner {
 }
 
 export interface ActResult {
-  readonly applyResults: Map<string, Map<string, ApplyResult>>;
+  /** Per backend, per load balancer that was sent a batch for it. */
+  readonly applyResults: Map<string, Map<string, ApplyReport>>;
   readonly lbApply: Map<string, LoadBalancerReport['apply']>;
+  /** Why a load balancer's write batch failed as a whole. */
   readonly lbErrors: Map<string, string>;
   readonly serversChanged: number;
-  readonly problems: string[];
+  readonly problems: Problem[];
   readonly staticRefusals: string[];
 }
 
@@ -54,10 +45,21 @@ export function emptyActResult(): ActResult {
   return { applyResults: new Map(), lbApply: new Map(), lbErrors: new Map(), serversChanged: 0, problems: [], staticRefusals: [] };
 }
 
+/** A weight sent and not confirmed, with the error behind it. */
+interface PendingFailure {
+  readonly failure: ServerFailure;
+  readonly cause: ProblemCause;
+}
+
 interface BackendTally {
   applied: number;
-  failed: ServerFailure[];
-  error?: string;
+  failed: PendingFailure[];
+}
+
+/** Why a whole batch failed, as the report says it and as a problem's cause. */
+interface BatchError {
+  readonly text: string;
+  readonly cause: ProblemCause;
 }
 
 /** One write batch: the guard state of every backend it touches, then the weights. */
@@ -85,23 +87,34 @@ function guardConflict(state: ServerGuardState | undefined): string | null {
   return state.weight === 0 ? 'was given weight 0' : null;
 }
 
+const PARTLY = 'the batch may have been partly applied';
+
+function batchErrorOf(result: RelayResult | undefined): BatchError | undefined {
+  if (result === undefined) return { text: 'no result from relay', cause: { type: 'other', kind: null, message: 'no result from relay' } };
+  if (result.ok) return undefined;
+  const mayHaveRun = result.error instanceof RelayError && result.error.mayHaveRun;
+  return { text: mayHaveRun ? `${describeError(result.error)}; ${PARTLY}` : describeError(result.error), cause: causeOf(result.error) };
+}
+
+interface Tally {
+  readonly perBackend: Map<string, BackendTally>;
+  readonly batchError: BatchError | undefined;
+  readonly conflicts: Conflict[];
+  readonly problems: Problem[];
+}
+
 /** Reads the batch's reply per command: which weights HAProxy took, which it refused, and which hit a server an operator had just taken out. */
-function tally(req: WriteRequest, result: RelayResult | undefined): { perBackend: Map<string, BackendTally>; batchError?: string; conflicts: Conflict[]; unchecked: string[] } {
+function tally(req: WriteRequest, result: RelayResult | undefined): Tally {
   const perBackend = new Map<string, BackendTally>();
   const conflicts: Conflict[] = [];
-  const unchecked: string[] = [];
+  const problems: Problem[] = [];
   let blocks: string[] | null = null;
-  let batchError: string | undefined;
-  if (result === undefined || !result.ok) {
-    batchError =
-      result === undefined
-        ? 'no result from relay'
-        : `${describeError(result.error)}${result.error instanceof RelayError && result.error.mayHaveRun ? '; the batch may have been partly applied' : ''}`;
-  } else {
+  let batchError = batchErrorOf(result);
+  if (result?.ok === true) {
     try {
       blocks = splitReplies(req.commands, result.reply);
     } catch (error) {
-      batchError = `${describeError(error)}; the batch may have been partly applied`;
+      batchError = { text: `${describeError(error)}; ${PARTLY}`, cause: causeOf(error) };
     }
   }
   const states = new Map<string, Map<string, ServerGuardState>>();
@@ -111,7 +124,7 @@ function tally(req: WriteRequest, result: RelayResult | undefined): { perBackend
       try {
         states.set(backend, parseServerStates(backend, read[i] ?? '', { loadBalancer: req.loadBalancer }));
       } catch (error) {
-        unchecked.push(`${req.loadBalancer}: backend ${backend}: the operator state could not be checked at write time: ${describeError(error)}`);
+        problems.push(problem('guard-unchecked', { loadBalancer: req.loadBalancer, backend }, 'the operator state could not be checked at write time', causeOf(error)));
       }
     });
   }
@@ -120,13 +133,13 @@ function tally(req: WriteRequest, result: RelayResult | undefined): { perBackend
     const e = perBackend.get(o.backend) ?? { applied: 0, failed: [] };
     perBackend.set(o.backend, e);
     if (blocks === null) {
-      e.failed.push({ server: o.server, weight: o.weight, error: batchError ?? 'unknown' });
-      e.error = batchError;
+      const error = batchError ?? { text: 'unknown', cause: { type: 'other', kind: null, message: 'unknown' } };
+      e.failed.push({ failure: { server: o.server, weight: o.weight, code: 'batch-unconfirmed', kind: null, error: error.text, heldWeight: null }, cause: error.cause });
       return;
     }
     const err = parseSetWeightReply(blocks[offset + i] ?? '', { backend: o.backend, server: o.server, loadBalancer: req.loadBalancer });
     if (err !== null) {
-      e.failed.push({ server: o.server, weight: o.weight, error: err.message, kind: err.kind });
+      e.failed.push({ failure: { server: o.server, weight: o.weight, code: 'weight-refused', kind: err.kind, error: err.message, heldWeight: null }, cause: causeOf(err) });
       return;
     }
     const before = states.get(o.backend)?.get(o.server);
@@ -134,7 +147,7 @@ function tally(req: WriteRequest, result: RelayResult | undefined): { perBackend
     if (before !== undefined && why !== null) conflicts.push({ backend: o.backend, server: o.server, weight: before.weight, why });
     else e.applied++;
   });
-  return batchError === undefined ? { perBackend, conflicts, unchecked } : { perBackend, batchError, conflicts, unchecked };
+  return { perBackend, batchError, conflicts, problems };
 }
 
 /**
@@ -143,8 +156,8 @@ function tally(req: WriteRequest, result: RelayResult | undefined): { perBackend
  * The batch read its state at the instant of the write, so its previous weight is known exactly
  * and is put back at once, and the report says so.
  */
-async function putBack(relay: RuntimeRelay, conflicts: ReadonlyMap<string, readonly Conflict[]>): Promise<{ problems: string[]; failed: Set<string> }> {
-  const problems: string[] = [];
+async function putBack(relay: RuntimeRelay, conflicts: ReadonlyMap<string, readonly Conflict[]>): Promise<{ problems: Problem[]; failed: Set<string> }> {
+  const problems: Problem[] = [];
   const failed = new Set<string>();
   const requests: RelayRequest[] = [...conflicts].map(([loadBalancer, list]) => ({ loadBalancer, commands: list.map((c) => restoreWeightCommand(c.backend, c.server, c.weight)) }));
   if (requests.length === 0) return { problems, failed };
@@ -153,24 +166,33 @@ async function putBack(relay: RuntimeRelay, conflicts: ReadonlyMap<string, reado
     const list = conflicts.get(req.loadBalancer) ?? [];
     const result = results.find((r) => r.loadBalancer === req.loadBalancer);
     let blocks: string[] | null = null;
-    let error: string | undefined;
-    if (result === undefined || !result.ok) error = result === undefined ? 'no result from relay' : describeError(result.error);
+    let error: unknown;
+    if (result === undefined) error = new Error('no result from relay');
+    else if (!result.ok) error = result.error;
     else {
       try {
         blocks = splitReplies(req.commands, result.reply);
       } catch (e) {
-        error = describeError(e);
+        error = e;
       }
     }
     list.forEach((c, i) => {
       const refused = blocks === null ? null : parseSetWeightReply(blocks[i] ?? '', { backend: c.backend, server: c.server, loadBalancer: req.loadBalancer });
-      const head = `${req.loadBalancer}: backend ${c.backend}: server ${c.server} ${c.why} while the cycle was writing its weight`;
+      const place = { loadBalancer: req.loadBalancer, backend: c.backend, server: c.server };
+      const head = `${c.why} while the cycle was writing its weight`;
       if (blocks !== null && refused === null) {
-        problems.push(`${head}: its weight was put back to ${c.weight}`);
+        problems.push(problem('operator-conflict-restored', place, `${head}: its weight was put back to ${c.weight}`));
         return;
       }
       failed.add(req.loadBalancer);
-      problems.push(`${head}: putting its weight back to ${c.weight} FAILED (${refused?.message ?? error ?? 'unknown'}): run "set server ${c.backend}/${c.server} weight ${c.weight}"`);
+      problems.push(
+        problem(
+          'operator-conflict-restore-failed',
+          place,
+          `${head}: putting its weight back to ${c.weight} FAILED: run "set server ${c.backend}/${c.server} weight ${c.weight}"`,
+          causeOf(refused ?? error),
+        ),
+      );
     });
   }
   return { problems, failed };
@@ -190,6 +212,11 @@ async function readBack(relay: RuntimeRelay, unknown: ReadonlyMap<string, readon
     out.set(lb, seen);
   }
   return out;
+}
+
+function unconfirmedMessage(weight: number, held: number | null | undefined): string {
+  if (held === undefined) return `weight ${weight} not confirmed; it could not be read back`;
+  return held === null ? `weight ${weight} not confirmed; the server is gone (read back)` : `weight ${weight} not confirmed; HAProxy holds weight ${held} (read back)`;
 }
 
 export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plans: ReadonlyMap<string, ReadonlyMap<string, BackendPlan>>): Promise<ActResult> {
@@ -221,46 +248,63 @@ export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[
   const conflicts = new Map(tallies.filter((t) => t.conflicts.length > 0).map((t) => [t.req.loadBalancer, t.conflicts] as const));
   // Disjoint load balancers (a conflict needs a reply that parsed, a read-back one that did not): both at once.
   const [actual, restored] = await Promise.all([readBack(relay, unknown), putBack(relay, conflicts)]);
-  for (const t of tallies) result.problems.push(...t.unchecked);
+  for (const t of tallies) result.problems.push(...t.problems);
   result.problems.push(...restored.problems);
 
   let serversChanged = 0;
   for (const { req, perBackend, batchError } of tallies) {
     let anyFailed = false;
     for (const [backend, e] of perBackend) {
+      const place = { loadBalancer: req.loadBalancer, backend };
       const seen = actual.get(req.loadBalancer)?.get(backend);
       const now = seen === undefined ? undefined : new Map(seen.servers.map((s) => [s.name, s.weight]));
+      let failed = e.failed;
       if (now !== undefined) {
         // Weights read back after an unknown outcome: count what landed, keep the rest as failures.
-        const landed = e.failed.filter((f) => now.get(f.server) === f.weight);
-        e.applied += landed.length;
-        e.failed = e.failed
-          .filter((f) => now.get(f.server) !== f.weight)
-          .map((f) => ({ ...f, error: `${f.error}; HAProxy now holds weight ${now.get(f.server) ?? 'unknown (server gone)'}` }));
-        if (e.failed.length === 0) delete e.error;
+        e.applied += failed.filter((f) => now.get(f.failure.server) === f.failure.weight).length;
+        failed = failed
+          .filter((f) => now.get(f.failure.server) !== f.failure.weight)
+          .map((f) => ({ ...f, failure: { ...f.failure, heldWeight: now.get(f.failure.server) ?? null } }));
       }
       serversChanged += e.applied;
-      const res: ApplyResult =
-        e.failed.length === 0
-          ? { status: 'applied', changed: e.applied }
-          : { status: 'failed', applied: e.applied, failed: e.failed, ...(e.error === undefined ? {} : { error: e.error }) };
-      if (res.status === 'failed') {
+      const unconfirmed = failed.some((f) => f.failure.code === 'batch-unconfirmed');
+      const res: ApplyReport = {
+        status: failed.length === 0 ? 'applied' : 'failed',
+        changed: e.applied,
+        failed: failed.map((f) => f.failure),
+        error: unconfirmed && batchError !== undefined ? batchError.text : null,
+        readBack: now !== undefined,
+      };
+      if (failed.length > 0) {
         anyFailed = true;
-        const allStatic = e.applied === 0 && e.failed.every((f) => f.kind === 'static-algorithm');
-        if (allStatic) result.staticRefusals.push(staticKey(backend, req.loadBalancer));
-        result.problems.push(
-          allStatic
-            ? `${req.loadBalancer}: backend ${backend} refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, req.loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`
-            : describeFailures(req.loadBalancer, backend, e.failed, e.error, now),
-        );
+        const allStatic = e.applied === 0 && failed.every((f) => f.failure.kind === 'static-algorithm');
+        if (allStatic) {
+          result.staticRefusals.push(staticKey(backend, req.loadBalancer));
+          result.problems.push(
+            problem(
+              'static-refused',
+              place,
+              `refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, req.loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`,
+              failed[0]?.cause ?? null,
+            ),
+          );
+        } else {
+          for (const { failure, cause } of failed) {
+            const where = { ...place, server: failure.server };
+            result.problems.push(
+              failure.code === 'weight-refused'
+                ? problem('weight-refused', where, `weight ${failure.weight} refused`, cause)
+                : problem('batch-unconfirmed', where, unconfirmedMessage(failure.weight, now === undefined ? undefined : (now.get(failure.server) ?? null)), cause),
+            );
+          }
+        }
       }
-      const map = result.applyResults.get(backend) ?? new Map<string, ApplyResult>();
+      const map = result.applyResults.get(backend) ?? new Map<string, ApplyReport>();
       map.set(req.loadBalancer, res);
       result.applyResults.set(backend, map);
     }
     result.lbApply.set(req.loadBalancer, anyFailed || restored.failed.has(req.loadBalancer) ? 'failed' : 'ok');
-    if (batchError !== undefined) result.lbErrors.set(req.loadBalancer, batchError);
+    if (batchError !== undefined) result.lbErrors.set(req.loadBalancer, batchError.text);
   }
   return { ...result, serversChanged };
 }
-

@@ -1,20 +1,12 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, snippet } from './errors.js';
+import { SAFE_NAME, SAFE_NAME_RULE, SOCKET_PATH } from './runtime-grammar.js';
 
 /**
  * The configuration of haproxy-weighter, validated once at the edge into a frozen, typed object.
  * Unknown keys are rejected everywhere so that a typo (`agressiveness`) is an error, not a default.
  */
-
-/**
- * Names that reach the runtime API: HAProxy backend and server names we accept. A leading `-`
- * is refused because `show stat -1 ...` would address every proxy.
- */
-export const NAME_SOURCE = '[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}';
-export const SAFE_NAME = new RegExp(`^${NAME_SOURCE}$`);
-// The wording stays short: a leading '-' is the one rule it does not spell out.
-export const SAFE_NAME_RULE = 'must be 1-64 characters of A-Z a-z 0-9 _ . : -';
 
 const safeName = z.string().regex(SAFE_NAME, SAFE_NAME_RULE);
 
@@ -130,7 +122,7 @@ const ssmRelay = z.strictObject({
   /** Name of the custom Command document deployed with the stack. */
   documentName: z.string().regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name'),
   /** Admin socket path on every load balancer. */
-  socketPath: z.string().regex(/^\/[A-Za-z0-9_./-]{1,200}$/, 'must be an absolute path of safe characters'),
+  socketPath: z.string().regex(SOCKET_PATH, 'must be an absolute path of safe characters'),
   targets: z.union([
     z.strictObject({ instanceIds: z.array(instanceId).min(1).max(500) }),
     z.strictObject({

@@ -4,11 +4,26 @@ import { act, emptyActResult } from './act.js';
 import { observeBackends, type Observation } from './observe.js';
 import { measure, type Measurement } from './measure.js';
 import { imbalanceOf, planBackend } from './plan.js';
-import { staticKey, type BackendReport, type CycleOutcome, type CycleReport, type LoadBalancerPlanReport, type LoadBalancerReport } from './report.js';
-import type { BackendPlan, MetricSource, RuntimeRelay } from './types.js';
+import {
+  REPORT_SCHEMA_VERSION,
+  causeOf,
+  graphiteProblemCode,
+  outcomeOf,
+  problem,
+  staticKey,
+  type ActionReport,
+  type ApplyReport,
+  type BackendReport,
+  type CycleReport,
+  type LoadBalancerPlanReport,
+  type LoadBalancerReport,
+  type PlanReport,
+  type Problem,
+} from './report.js';
+import type { Action, BackendPlan, MetricSource, RuntimeRelay } from './types.js';
 
 export { exitCodeFor, staticKey } from './report.js';
-export type { ApplyResult, BackendReport, CycleOutcome, CycleReport, LoadBalancerPlanReport, LoadBalancerReport, ServerFailure } from './report.js';
+export type { ApplyReport, BackendReport, CycleOutcome, CycleReport, LoadBalancerPlanReport, LoadBalancerReport, Problem, ProblemCode, ServerFailure } from './report.js';
 
 export interface CycleDeps {
   readonly config: Config;
@@ -16,6 +31,8 @@ export interface CycleDeps {
   readonly relay: RuntimeRelay;
   /** Milliseconds since the epoch; injected so the core never reads the clock itself. */
   readonly now: () => number;
+  /** The haproxy-weighter version, written into the report (the core reads no files). */
+  readonly version: string;
 }
 
 export interface CycleOptions {
@@ -64,7 +81,7 @@ function selectBackends(config: Config, names: readonly string[] | undefined): r
   return config.backends.filter((b) => names.includes(b.name));
 }
 
-type MeasureResult = { readonly ok: true; readonly measurement: Measurement } | { readonly ok: false; readonly error: string };
+type MeasureResult = { readonly ok: true; readonly measurement: Measurement } | { readonly ok: false; readonly error: unknown };
 
 /** Step 1: one round trip per load balancer reads every selected backend. */
 function observe(relay: RuntimeRelay, backends: readonly BackendConfig[]): Promise<Map<string, Map<string, Observation> | Error>> {
@@ -80,16 +97,37 @@ async function measureAll(metrics: MetricSource, backends: readonly BackendConfi
         const series = await metrics.render(b.target, b.from, b.until);
         return [b.name, { ok: true, measurement: measure(series, b) }];
       } catch (error) {
-        return [b.name, { ok: false, error: describeError(error) }];
+        return [b.name, { ok: false, error }];
       }
     }),
   );
   return new Map(entries);
 }
 
-function skippedPlan(backend: string, loadBalancer: string, reason: Extract<BackendPlan, { status: 'skipped' }>['reason'], message: string): BackendPlan {
-  return { status: 'skipped', backend, loadBalancer, reason, message, actions: [] };
+function skippedPlan(backend: string, loadBalancer: string, reason: Extract<BackendPlan, { status: 'skipped' }>['reason'], message: string, algorithm: string | null = null): BackendPlan {
+  return { status: 'skipped', backend, loadBalancer, reason, message, algorithm, actions: [] };
 }
+
+function actionReport(a: Action): ActionReport {
+  switch (a.kind) {
+    case 'set-weight':
+      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: a.weight, reason: null, detail: null };
+    case 'unchanged':
+      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: null, reason: null, detail: null };
+    case 'skip':
+      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: null, reason: a.reason, detail: a.detail };
+  }
+}
+
+function planReport(plan: BackendPlan): PlanReport {
+  const actions = plan.actions.map(actionReport);
+  return plan.status === 'planned'
+    ? { status: 'planned', reason: null, message: null, algorithm: plan.algorithm, imbalance: plan.imbalance, actions }
+    : { status: 'skipped', reason: plan.reason, message: plan.message, algorithm: plan.algorithm, imbalance: null, actions };
+}
+
+const NOT_RUN: ApplyReport = { status: 'not-run', changed: 0, failed: [], error: null, readBack: false };
+const NOT_NEEDED: ApplyReport = { status: 'not-needed', changed: 0, failed: [], error: null, readBack: false };
 
 /**
  * One rebalance cycle: observe every load balancer, measure every backend, decide per load
@@ -100,9 +138,22 @@ function skippedPlan(backend: string, loadBalancer: string, reason: Extract<Back
 export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<CycleReport> {
   const started = deps.now();
   const backends = selectBackends(deps.config, options.backends);
-  const problems: string[] = [];
+  const problems: Problem[] = [];
 
   const [observations, measurements] = await Promise.all([observe(deps.relay, backends), measureAll(deps.metrics, backends)]);
+
+  // What failed as a whole is reported once: a load balancer that could not be read, a backend Graphite failed for.
+  for (const lb of deps.relay.loadBalancers) {
+    const lbObs = observations.get(lb);
+    if (!(lbObs instanceof Map)) problems.push(problem('observe-failed', { loadBalancer: lb }, 'cannot read the load balancer', causeOf(lbObs ?? new Error('no reply'))));
+  }
+  for (const b of backends) {
+    const m = measurements.get(b.name);
+    if (m?.ok !== true) {
+      const error = m === undefined ? new Error('no reply') : m.error;
+      problems.push(problem(graphiteProblemCode(error), { backend: b.name }, 'no weight changed because Graphite failed', causeOf(error)));
+    }
+  }
 
   // Step 3: decide, per backend and load balancer.
   const plans = new Map<string, Map<string, BackendPlan>>();
@@ -112,21 +163,24 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
     for (const lb of deps.relay.loadBalancers) {
       const lbObs = observations.get(lb);
       const obs = lbObs instanceof Map ? lbObs.get(b.name) : undefined;
+      const place = { loadBalancer: lb, backend: b.name };
       if (lbObs === undefined || lbObs instanceof Error) {
         perLb.set(lb, skippedPlan(b.name, lb, 'observe-failed', `cannot read ${lb}: ${describeError(lbObs ?? new Error('no reply'))}`));
       } else if (obs === undefined || !obs.ok) {
         const error = obs?.ok === false ? obs.error : new Error('no reply');
-        const reason = error instanceof HaproxyError && error.kind === 'no-such-backend' ? 'backend-not-found' : 'observe-failed';
-        perLb.set(lb, skippedPlan(b.name, lb, reason, `${lb}: backend ${b.name}: ${describeError(error)}`));
+        const notFound = error instanceof HaproxyError && error.kind === 'no-such-backend';
+        perLb.set(lb, skippedPlan(b.name, lb, notFound ? 'backend-not-found' : 'observe-failed', describeError(error)));
+        problems.push(problem(notFound ? 'backend-not-found' : 'observe-failed', place, notFound ? 'the load balancer has no such backend' : 'cannot read the backend', causeOf(error)));
       } else if (options.knownStatic?.includes(staticKey(b.name, lb)) === true) {
-        perLb.set(
-          lb,
-          skippedPlan(b.name, lb, 'unsupported-algorithm', `${lb}: backend ${b.name} refused every weight in an earlier cycle (a static algorithm such as map-based hashing): not retried until the weighter restarts or its memory expires; use 'hash-type consistent'`),
-        );
+        const message = `refused every weight in an earlier cycle (a static algorithm such as map-based hashing): not retried until the weighter restarts or its memory expires; use 'hash-type consistent'`;
+        perLb.set(lb, skippedPlan(b.name, lb, 'unsupported-algorithm', message, obs.backend.algorithm));
+        problems.push(problem('unsupported-algorithm', place, message));
       } else if (m === undefined || !m.ok) {
-        perLb.set(lb, skippedPlan(b.name, lb, 'graphite-failed', `backend ${b.name}: no weight changed because Graphite failed: ${m?.ok === false ? m.error : 'no reply'}`));
+        perLb.set(lb, skippedPlan(b.name, lb, 'graphite-failed', `no weight changed because Graphite failed: ${describeError(m?.ok === false ? m.error : 'no reply')}`, obs.backend.algorithm));
       } else {
-        perLb.set(lb, planBackend({ backend: b, loadBalancer: lb, observed: obs.backend, measurement: m.measurement, force: options.force === true }));
+        const plan = planBackend({ backend: b, loadBalancer: lb, observed: obs.backend, measurement: m.measurement, force: options.force === true });
+        if (plan.status === 'skipped' && plan.reason !== 'graphite-failed') problems.push(problem(plan.reason, place, plan.message));
+        perLb.set(lb, plan);
       }
     }
     plans.set(b.name, perLb);
@@ -143,9 +197,8 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
     const m = measurements.get(b.name);
     const perLb = plans.get(b.name) ?? new Map<string, BackendPlan>();
     const loadBalancers: LoadBalancerPlanReport[] = [...perLb.entries()].map(([lb, plan]) => {
-      if (plan.status === 'skipped') problems.push(plan.message);
-      const apply = applyResults.get(b.name)?.get(lb) ?? (options.mode === 'apply' && plan.status === 'planned' ? { status: 'not-needed' as const } : undefined);
-      return apply === undefined ? { loadBalancer: lb, plan } : { loadBalancer: lb, plan, apply };
+      const apply = applyResults.get(b.name)?.get(lb) ?? (options.mode === 'apply' && plan.status === 'planned' ? NOT_NEEDED : NOT_RUN);
+      return { loadBalancer: lb, plan: planReport(plan), apply };
     });
     // Series for servers that no load balancer has: named, and kept out of the imbalance.
     const known = new Set<string>();
@@ -158,14 +211,14 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       for (const s of obs.backend.servers) known.add(s.name);
     }
     const measured = m?.ok === true ? [...m.measurement.loads] : [];
-    const strangers = observedAny ? measured.filter(([server]) => !known.has(server)).map(([server]) => server) : [];
-    const loads = Object.fromEntries(measured.filter(([server]) => !strangers.includes(server)));
+    const strangers = new Set(observedAny ? measured.filter(([server]) => !known.has(server)).map(([server]) => server) : []);
+    const loads = Object.fromEntries(measured.filter(([server]) => !strangers.has(server)));
     return {
       backend: b.name,
       graphite:
         m?.ok === true
-          ? { ok: true, unmapped: [...m.measurement.unmapped, ...strangers.map((s) => `${s} (no load balancer has this server)`)] }
-          : { ok: false, error: m?.error ?? 'no reply' },
+          ? { ok: true, error: null, unmapped: [...m.measurement.unmapped], unknownServers: [...strangers] }
+          : { ok: false, error: describeError(m === undefined ? 'no reply' : m.error), unmapped: [], unknownServers: [] },
       loads,
       imbalance: imbalanceOf(Object.values(loads)),
       loadBalancers,
@@ -174,26 +227,25 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
 
   const loadBalancers: LoadBalancerReport[] = deps.relay.loadBalancers.map((name) => {
     const obs = observations.get(name);
-    const observeOk = obs instanceof Map;
     const apply = options.mode === 'plan' ? 'not-run' : (lbApply.get(name) ?? 'not-needed');
-    const error = obs instanceof Error ? describeError(obs) : lbErrors.get(name);
-    return error === undefined ? { name, observe: observeOk ? 'ok' : 'failed', apply } : { name, observe: observeOk ? 'ok' : 'failed', apply, error };
+    const error = obs instanceof Error ? describeError(obs) : obs === undefined ? 'no reply' : (lbErrors.get(name) ?? null);
+    return { name, observe: obs instanceof Map ? 'ok' : 'failed', apply, error };
   });
   const failedLoadBalancers = loadBalancers.filter((lb) => lb.observe === 'failed' || lb.apply === 'failed').map((lb) => lb.name);
-  const uniqueProblems = [...new Set(problems)];
-  const outcome: CycleOutcome = uniqueProblems.length === 0 ? 'ok' : serversChanged > 0 ? 'partial' : 'failed';
 
   return {
+    schemaVersion: REPORT_SCHEMA_VERSION,
+    version: deps.version,
     mode: options.mode,
     force: options.force === true,
     startedAt: new Date(started).toISOString(),
-    durationMs: Math.max(0, deps.now() - started),
-    outcome,
+    durationMs: Math.max(0, Math.round(deps.now() - started)),
+    outcome: outcomeOf(problems, serversChanged),
+    serversChanged,
+    failedLoadBalancers,
+    staticRefusals: acted.staticRefusals,
+    problems,
     backends: backendReports,
     loadBalancers,
-    failedLoadBalancers,
-    serversChanged,
-    problems: uniqueProblems,
-    staticRefusals: acted.staticRefusals,
   };
 }

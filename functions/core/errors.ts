@@ -49,9 +49,21 @@ export class ConfigError extends WeighterError {
   }
 }
 
+/**
+ * How Graphite failed: not reached (connection, timeout, or 429/5xx after every retry), an HTTP
+ * status we do not retry, a refused credential (401/403), or a reply we cannot trust.
+ */
+export type GraphiteErrorKind = 'unreachable' | 'http-status' | 'auth' | 'bad-reply';
+
 /** Graphite could not be reached, answered with an error, or answered something we cannot trust. */
 export class GraphiteError extends WeighterError {
   readonly code = 'graphite';
+  readonly kind: GraphiteErrorKind;
+  /** Without a kind, the reply is one we cannot trust: most Graphite errors are validation errors. */
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown; kind?: GraphiteErrorKind }) {
+    super(message, context, options);
+    this.kind = options?.kind ?? 'bad-reply';
+  }
 }
 
 /** A name or value that must never reach the runtime API or a shell. */

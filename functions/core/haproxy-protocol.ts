@@ -1,6 +1,8 @@
-import { NAME_SOURCE, SAFE_NAME, SAFE_NAME_RULE } from './config.js';
 import { HaproxyError, UnsafeInputError, snippet, type ErrorContext } from './errors.js';
+import { MAX_WEIGHT, MIN_SET_WEIGHT, NAME_SOURCE, SAFE_NAME, SAFE_NAME_CHARS, SAFE_NAME_RULE, WEIGHT_SOURCE, commandForms } from './runtime-grammar.js';
 import type { AdminState, ObservedBackend, ObservedServer } from './types.js';
+
+export { MAX_WEIGHT, MIN_SET_WEIGHT } from './runtime-grammar.js';
 
 /**
  * The HAProxy runtime API as we speak it: the only commands we ever build, the batch line that
@@ -11,11 +13,6 @@ import type { AdminState, ObservedBackend, ObservedServer } from './types.js';
  * HaproxyError: a reply we do not fully understand is never turned into a weight.
  */
 
-/** Lowest weight we set: 0 stops new connections, which is the operator's tool, not ours. */
-export const MIN_SET_WEIGHT = 1;
-/** HAProxy's SRV_UWGHT_MAX: the largest user weight it accepts. */
-export const MAX_WEIGHT = 256;
-
 /** The four command forms we may send; anything else is refused before it reaches a socket. */
 export type RuntimeCommand =
   | { readonly kind: 'set-weight'; readonly backend: string; readonly server: string; readonly weight: number }
@@ -23,19 +20,12 @@ export type RuntimeCommand =
   | { readonly kind: 'show-stat'; readonly backend: string }
   | { readonly kind: 'show-servers-state'; readonly backend: string };
 
-const NAME = NAME_SOURCE;
-/**
- * A weight in a command: 0..256 without leading zeros, so the text of a command has exactly one
- * spelling. 0 only ever comes from restoreWeightCommand; setWeightCommand never builds it. Plain
- * groups and bounded classes only: the SSM document's allowedPattern is built from it as well.
- */
-export const WEIGHT_SOURCE = '(25[0-6]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])';
-const WEIGHT = WEIGHT_SOURCE;
-const SET_WEIGHT = new RegExp(`^set server (${NAME})/(${NAME}) weight (${WEIGHT})$`);
-const GET_WEIGHT = new RegExp(`^get weight (${NAME})/(${NAME})$`);
-// Type mask 6 = backend row (2) + server rows (4); -1 = every service id.
-const SHOW_STAT = new RegExp(`^show stat (${NAME}) 6 -1$`);
-const SHOW_SERVERS_STATE = new RegExp(`^show servers state (${NAME})$`);
+// The grammar's forms with capturing groups: backend, server, weight.
+const CAPTURING = commandForms(`(${NAME_SOURCE})`, `(${NAME_SOURCE})`, `(${WEIGHT_SOURCE})`);
+const SET_WEIGHT = new RegExp(`^${CAPTURING.setWeight}$`);
+const GET_WEIGHT = new RegExp(`^${CAPTURING.getWeight}$`);
+const SHOW_STAT = new RegExp(`^${CAPTURING.showStat}$`);
+const SHOW_SERVERS_STATE = new RegExp(`^${CAPTURING.showServersState}$`);
 
 function assertName(value: string, what: 'backend' | 'server'): void {
   if (typeof value !== 'string' || !SAFE_NAME.test(value)) {
@@ -59,11 +49,11 @@ export function setWeightCommand(backend: string, server: string, weight: number
   assertName(backend, 'backend');
   assertName(server, 'server');
   assertSetWeight(weight, backend, server);
-  return `set server ${backend}/${server} weight ${weight}`;
+  return commandForms(backend, server, String(weight)).setWeight;
 }
 
 /**
- * `set server <backend>/<server> weight <n>` with n from 0 to 256: only to put back the weight an
+ * `set server <backend>/<server> weight <n>` with n from 0 to MAX_WEIGHT: only to put back the weight an
  * operator gave a server (0 included) while a cycle was writing to it, never to decide one.
  */
 export function restoreWeightCommand(backend: string, server: string, weight: number): string {
@@ -72,20 +62,20 @@ export function restoreWeightCommand(backend: string, server: string, weight: nu
   if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) {
     throw new UnsafeInputError(`Refusing to put back weight "${snippet(String(weight), 40)}" for ${backend}/${server}: it must be an integer from 0 to ${MAX_WEIGHT}`, { backend, server });
   }
-  return `set server ${backend}/${server} weight ${weight}`;
+  return commandForms(backend, server, String(weight)).setWeight;
 }
 
 /** `show servers state <backend>`: admin state bits and user weight of every server, right now. */
 export function serversStateCommand(backend: string): string {
   assertName(backend, 'backend');
-  return `show servers state ${backend}`;
+  return commandForms(backend, '', '').showServersState;
 }
 
 /** `get weight <backend>/<server>`: prints `<current> (initial <configured>)`. */
 export function getWeightCommand(backend: string, server: string): string {
   assertName(backend, 'backend');
   assertName(server, 'server');
-  return `get weight ${backend}/${server}`;
+  return commandForms(backend, server, '').getWeight;
 }
 
 /**
@@ -95,7 +85,8 @@ export function getWeightCommand(backend: string, server: string): string {
  */
 export function observeCommands(backend: string): string[] {
   assertName(backend, 'backend');
-  return [`show stat ${backend} 6 -1`, `show servers state ${backend}`];
+  const forms = commandForms(backend, '', '');
+  return [forms.showStat, forms.showServersState];
 }
 
 /** Parses one command against the whitelist; throws UnsafeInputError for anything else. */
@@ -489,7 +480,7 @@ function parseShowStat(backend: string, block: string, context: ErrorContext): {
       algorithm = algo;
     } else if (type === TYPE_SERVER) {
       const name = field(row, 'svname');
-      if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (1-64 characters of A-Z a-z 0-9 _ . : -, not starting with -)`);
+      if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (${SAFE_NAME_CHARS}, not starting with -)`);
       if (seen.has(name)) throw fail('the server appears twice', name);
       seen.add(name);
       const status = field(row, 'status');
@@ -540,7 +531,7 @@ function parseServersState(backend: string, block: string, context: ErrorContext
   for (const row of rows) {
     if (field(row, 'be_name') !== backend) throw fail(`it holds a row of backend "${snippet(field(row, 'be_name'), 80)}"`);
     const name = field(row, 'srv_name');
-    if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (1-64 characters of A-Z a-z 0-9 _ . : -, not starting with -)`);
+    if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (${SAFE_NAME_CHARS}, not starting with -)`);
     if (servers.has(name)) throw fail('the server appears twice', name);
     const adminBits = integer(field(row, 'srv_admin_state'), 0, 0xff);
     if (adminBits === null) throw fail(`srv_admin_state "${snippet(field(row, 'srv_admin_state'), 40)}" is not an admin state`, name);

@@ -1,6 +1,6 @@
 import { aggregate } from './aggregate.js';
 import type { BackendConfig } from './config.js';
-import { SAFE_NAME } from './config.js';
+import { SAFE_NAME } from './runtime-grammar.js';
 import { snippet } from './errors.js';
 import type { Series } from './types.js';
 

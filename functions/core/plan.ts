@@ -2,6 +2,7 @@ import type { BackendConfig } from './config.js';
 import { isStaticAlgorithm } from './haproxy-protocol.js';
 import type { Measurement } from './measure.js';
 import type { Action, BackendPlan, ObservedBackend, ObservedServer, WeightingInput } from './types.js';
+import { MAX_WEIGHT, MIN_SET_WEIGHT } from './runtime-grammar.js';
 import { computeWeights } from './weighting.js';
 
 export interface PlanInput {
@@ -13,8 +14,6 @@ export interface PlanInput {
   readonly force?: boolean;
 }
 
-const MIN_WEIGHT = 1;
-const MAX_WEIGHT = 256;
 
 /** max/mean of the loads; null when undefined (no loads, or all zero). */
 export function imbalanceOf(loads: Iterable<number>): number | null {
@@ -45,7 +44,7 @@ function guardReason(server: ObservedServer): keyof typeof GUARD_DETAIL | null {
 
 function clampChange(current: number, target: number, maxChange: number | undefined): number {
   const limited = maxChange === undefined ? target : Math.min(current + maxChange, Math.max(current - maxChange, target));
-  return Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(limited)));
+  return Math.min(MAX_WEIGHT, Math.max(MIN_SET_WEIGHT, Math.round(limited)));
 }
 
 /**
@@ -93,20 +92,22 @@ export function planBackend(input: PlanInput): BackendPlan {
       ...base,
       status: 'skipped',
       reason: 'unsupported-algorithm',
-      message: `backend ${backend.name} on ${loadBalancer} uses '${observed.algorithm}', a static algorithm that only accepts weights 0% and 100%: use leastconn, roundrobin, random, first or consistent hashing`,
+      message: `uses '${observed.algorithm}', a static algorithm that only accepts weights 0% and 100%: use leastconn, roundrobin, random, first or consistent hashing`,
+      algorithm: observed.algorithm,
       actions: observedOnly(),
     };
   }
   const candidates = eligible.length + withoutData;
   if (candidates === 0) {
-    return { ...base, status: 'skipped', reason: 'no-servers', message: `backend ${backend.name} on ${loadBalancer} has no server we may weight`, actions: observedOnly() };
+    return { ...base, status: 'skipped', reason: 'no-servers', message: 'has no server we may weight', algorithm: observed.algorithm, actions: observedOnly() };
   }
   if (eligible.length / candidates < backend.quorum) {
     return {
       ...base,
       status: 'skipped',
       reason: 'no-quorum',
-      message: `backend ${backend.name} on ${loadBalancer}: only ${eligible.length} of ${candidates} servers have data, quorum is ${Math.round(backend.quorum * 100)}%: no weight changed`,
+      message: `only ${eligible.length} of ${candidates} servers have data, quorum is ${Math.round(backend.quorum * 100)}%: no weight changed`,
+      algorithm: observed.algorithm,
       actions: observedOnly(),
     };
   }

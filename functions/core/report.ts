@@ -1,67 +1,73 @@
-import type { HaproxyErrorKind } from './errors.js';
-import type { BackendPlan } from './types.js';
+import { GraphiteError, HaproxyError, WeighterError, describeError } from './errors.js';
+import type { CycleOutcome, CycleReport, Problem, ProblemCause, ProblemCode } from './report-schema.js';
 
 /**
- * The report of one cycle: what the CLI prints (`--json` verbatim, or as tables), what the Lambda
- * returns, and what its metrics are derived from.
+ * Helpers of the cycle report (its shape is the zod schema in report-schema.ts): typed problems
+ * built from typed errors, and the outcome and exit code derived from them.
  */
+
+export type {
+  ActionReport,
+  ApplyReport,
+  BackendReport,
+  CycleOutcome,
+  CycleReport,
+  LoadBalancerPlanReport,
+  LoadBalancerReport,
+  PlanReport,
+  Problem,
+  ProblemCause,
+  ProblemCode,
+  ServerFailure,
+} from './report-schema.js';
+export { REPORT_SCHEMA_VERSION } from './report-schema.js';
 
 /** The key of `knownStatic` and `staticRefusals`. */
 export const staticKey = (backend: string, loadBalancer: string): string => `${backend}@${loadBalancer}`;
 
-/** What happened to the batch sent to one load balancer for one backend. */
-export type ApplyResult =
-  | { readonly status: 'not-needed' }
-  | { readonly status: 'applied'; readonly changed: number }
-  | { readonly status: 'failed'; readonly applied: number; readonly failed: readonly ServerFailure[]; readonly error?: string };
-
-export interface ServerFailure {
-  readonly server: string;
-  readonly weight: number;
-  readonly error: string;
-  /** The HAProxy error class when HAProxy answered; absent when the batch itself failed. */
-  readonly kind?: HaproxyErrorKind;
+/** Any thrown value as the cause of a problem: its class and finer kind read from the error, never from its text. */
+export function causeOf(error: unknown): ProblemCause {
+  if (error instanceof HaproxyError || error instanceof GraphiteError) return { type: error.code, kind: error.kind, message: error.message };
+  if (error instanceof WeighterError) {
+    const type = error.code;
+    return { type: type === 'config' || type === 'unsafe-input' || type === 'relay' ? type : 'other', kind: null, message: error.message };
+  }
+  return { type: 'other', kind: null, message: describeError(error) };
 }
 
-export interface LoadBalancerPlanReport {
-  readonly loadBalancer: string;
-  readonly plan: BackendPlan;
-  readonly apply?: ApplyResult;
+/** Where a problem happened: null for what does not apply. */
+export interface ProblemPlace {
+  readonly loadBalancer?: string | null;
+  readonly backend?: string | null;
+  readonly server?: string | null;
 }
 
-export interface BackendReport {
-  readonly backend: string;
-  readonly graphite: { readonly ok: true; readonly unmapped: readonly string[] } | { readonly ok: false; readonly error: string };
-  /** Aggregated load per server, as measured this cycle. */
-  readonly loads: Readonly<Record<string, number>>;
-  /** max/mean of the measured loads, or null. */
-  readonly imbalance: number | null;
-  readonly loadBalancers: readonly LoadBalancerPlanReport[];
+export function problem(code: ProblemCode, place: ProblemPlace, message: string, cause: ProblemCause | null = null, severity: Problem['severity'] = 'error'): Problem {
+  return { code, severity, loadBalancer: place.loadBalancer ?? null, backend: place.backend ?? null, server: place.server ?? null, message, cause };
 }
 
-export interface LoadBalancerReport {
-  readonly name: string;
-  readonly observe: 'ok' | 'failed';
-  readonly apply: 'ok' | 'failed' | 'not-needed' | 'not-run';
-  readonly error?: string;
+/** The problem code of a Graphite failure, from the error's kind. */
+export function graphiteProblemCode(error: unknown): ProblemCode {
+  if (!(error instanceof GraphiteError)) return 'graphite-unreachable';
+  switch (error.kind) {
+    case 'unreachable':
+      return 'graphite-unreachable';
+    case 'http-status':
+      return 'graphite-http-status';
+    case 'auth':
+      return 'graphite-auth';
+    case 'bad-reply':
+      return 'graphite-bad-reply';
+  }
 }
 
-export type CycleOutcome = 'ok' | 'partial' | 'failed';
-
-export interface CycleReport {
-  readonly mode: 'plan' | 'apply';
-  readonly force: boolean;
-  readonly startedAt: string;
-  readonly durationMs: number;
-  /** ok: nothing went wrong; partial: some weights written and something failed; failed: nothing written and something failed. */
-  readonly outcome: CycleOutcome;
-  readonly backends: readonly BackendReport[];
-  readonly loadBalancers: readonly LoadBalancerReport[];
-  readonly failedLoadBalancers: readonly string[];
-  readonly serversChanged: number;
-  readonly problems: readonly string[];
-  /** `backend@loadBalancer` pairs that refused every weight as a static algorithm this cycle (always present; optional for reports of older versions). */
-  readonly staticRefusals?: readonly string[];
+/**
+ * ok: no problem of severity error; partial: some weights written and such a problem; failed:
+ * nothing written and such a problem.
+ */
+export function outcomeOf(problems: readonly Problem[], serversChanged: number): CycleOutcome {
+  if (!problems.some((p) => p.severity === 'error')) return 'ok';
+  return serversChanged > 0 ? 'partial' : 'failed';
 }
 
 /** CLI exit codes: 0 all good, 1 failed and nothing written, 3 partial. (2 is for usage errors.) */

@@ -88,7 +88,10 @@ export type BackendPlan =
       readonly backend: string;
       readonly loadBalancer: string;
       readonly reason: BackendSkipReason;
+      /** The reason in words, without the backend and load balancer names (the report has them). */
       readonly message: string;
+      /** The balance algorithm HAProxy reports; null when the backend could not be observed. */
+      readonly algorithm: string | null;
       /** Servers as observed, when observation worked, so the report can still show them. */
       readonly actions: readonly Action[];
     };

@@ -1,6 +1,7 @@
 import { relativeLoads } from './aggregate.js';
 import type { WeightingConfig } from './config.js';
 import { ConfigError, UnsafeInputError } from './errors.js';
+import { MAX_WEIGHT, MIN_SET_WEIGHT as MIN_WEIGHT } from './runtime-grammar.js';
 import type { WeightingInput } from './types.js';
 
 /**
@@ -76,8 +77,6 @@ import type { WeightingInput } from './types.js';
  *   flip sides); with counts proportional to equal weights, more load never gets more weight.
  */
 
-const MAX_WEIGHT = 256;
-const MIN_WEIGHT = 1;
 /** Below this largest weight the scale is renewed to 256, to keep resolution (see trade-offs). */
 export const FEEDBACK_RESCALE_BELOW = 128;
 

@@ -1,6 +1,7 @@
 import { relativeLoads } from './aggregate.js';
 import type { WeightingConfig } from './config.js';
 import { ConfigError } from './errors.js';
+import { MAX_WEIGHT, MIN_SET_WEIGHT as MIN_WEIGHT } from './runtime-grammar.js';
 import type { WeightingInput } from './types.js';
 import { feedbackWeights } from './weighting-feedback.js';
 
@@ -24,8 +25,6 @@ import { feedbackWeights } from './weighting-feedback.js';
  * Never 0: weight 0 stops new connections to a server, which is the operator's tool, not ours.
  */
 
-const MAX_WEIGHT = 256;
-const MIN_WEIGHT = 1;
 
 export type LimitedProportionsParams = Readonly<Omit<Extract<WeightingConfig, { function: 'limited-proportions' }>, 'function'>>;
 export type NormalisedExponentialParams = Readonly<Omit<Extract<WeightingConfig, { function: 'normalised-exponential' }>, 'function'>>;

@@ -1,4 +1,4 @@
-// Cold-start benchmark of the Lambda bundle: builds dist/handler.mjs the way test/scripts/build.mjs
+// Cold-start benchmark of the Lambda bundle: builds dist/handler.mjs the way scripts/build.mjs
 // does (into a temp dir), prints its size, then times a fresh `node` importing it against a bare
 // `node -e 0`, interleaved in the same run so both see the same machine load.
 // Usage: node test/bench/cold-start.mjs [runs]
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { bundleHandler } from '../scripts/bundle.mjs';
+import { bundleHandler } from '../../scripts/bundle.mjs';
 
 const runs = Math.max(3, Math.min(100, Number(process.argv[2] ?? 15) || 15));
 const dir = mkdtempSync(join(tmpdir(), 'hw-bench-'));

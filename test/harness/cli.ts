@@ -1,16 +1,17 @@
 /**
  * The real CLI in tests: run from source as `haproxy-weighter` would run, as a one-shot command or
- * a long-running `run`, and a strict schema for the JSON report it prints (a report that does not
- * parse is a failure too). Used by the CLI integration tests, the fault matrix and the soak.
+ * a long-running `run`, and the JSON report it prints checked against the shipped schema (a report
+ * that does not validate is a failure too). Used by the CLI integration tests, the fault matrix and the soak.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { z } from 'zod';
+import { main } from '../../functions/cli/main.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { runCommand, type CommandResult } from './processes.js';
+import { checkedReport } from './report.js';
 
 // ---------------------------------------------------------------------------------------------
 // The real CLI as a child process
@@ -31,6 +32,24 @@ export function cliArgv(args: readonly string[], nodeOptions: readonly string[] 
 /** Runs one CLI command to completion (killed after `timeoutMs`). */
 export function runCli(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CommandResult> {
   return runCommand(process.execPath, cliArgv(args), { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, timeoutMs: options.timeoutMs ?? 60_000 });
+}
+
+/**
+ * Runs the CLI's `main` in-process, with stdio captured, the environment given and no signal: for
+ * the cases that end before any cycle (argument and configuration rejections), where spawning
+ * a process per case would only measure Node.js start-up.
+ */
+export async function runMain(argv: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, {
+    stdout: (text) => (stdout += `${text}\n`),
+    stderr: (text) => (stderr += `${text}\n`),
+    env,
+    now: () => Date.now(),
+    stopSignal: new Promise<string>(() => undefined),
+  });
+  return { code, stdout, stderr };
 }
 
 export interface CliProcess {
@@ -126,83 +145,9 @@ export function writeConfigFile(dir: string, config: unknown, name = 'config.yam
 // The report the CLI prints, validated
 // ---------------------------------------------------------------------------------------------
 
-const action = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('set-weight'), server: z.string(), load: z.number(), current: z.number(), weight: z.number() }),
-  z.object({ kind: z.literal('unchanged'), server: z.string(), load: z.number(), current: z.number() }),
-  z.object({
-    kind: z.literal('skip'),
-    server: z.string(),
-    load: z.number().nullable(),
-    current: z.number(),
-    reason: z.enum(['maint', 'drain', 'weight-zero', 'no-data']),
-    detail: z.string(),
-  }),
-]);
-
-const plan = z.discriminatedUnion('status', [
-  z.object({
-    status: z.literal('planned'),
-    backend: z.string(),
-    loadBalancer: z.string(),
-    algorithm: z.string(),
-    imbalance: z.number().nullable(),
-    actions: z.array(action),
-  }),
-  z.object({
-    status: z.literal('skipped'),
-    backend: z.string(),
-    loadBalancer: z.string(),
-    reason: z.enum(['graphite-failed', 'no-quorum', 'unsupported-algorithm', 'observe-failed', 'backend-not-found', 'no-servers']),
-    message: z.string(),
-    actions: z.array(action),
-  }),
-]);
-
-const serverFailure = z.object({
-  server: z.string(),
-  weight: z.number(),
-  error: z.string(),
-  kind: z.enum(['no-such-backend', 'no-such-server', 'permission-denied', 'static-algorithm', 'out-of-range', 'bad-weight-string', 'unexpected-reply']).optional(),
-});
-
-const applyResult = z.discriminatedUnion('status', [
-  z.object({ status: z.literal('not-needed') }),
-  z.object({ status: z.literal('applied'), changed: z.number() }),
-  z.object({ status: z.literal('failed'), applied: z.number(), failed: z.array(serverFailure), error: z.string().optional() }),
-]);
-
-const cycleReportSchema = z.object({
-  mode: z.enum(['plan', 'apply']),
-  force: z.boolean(),
-  startedAt: z.string(),
-  durationMs: z.number(),
-  outcome: z.enum(['ok', 'partial', 'failed']),
-  backends: z.array(
-    z.object({
-      backend: z.string(),
-      graphite: z.discriminatedUnion('ok', [z.object({ ok: z.literal(true), unmapped: z.array(z.string()) }), z.object({ ok: z.literal(false), error: z.string() })]),
-      loads: z.record(z.string(), z.number()),
-      imbalance: z.number().nullable(),
-      loadBalancers: z.array(z.object({ loadBalancer: z.string(), plan, apply: applyResult.optional() })),
-    }),
-  ),
-  loadBalancers: z.array(
-    z.object({
-      name: z.string(),
-      observe: z.enum(['ok', 'failed']),
-      apply: z.enum(['ok', 'failed', 'not-needed', 'not-run']),
-      error: z.string().optional(),
-    }),
-  ),
-  failedLoadBalancers: z.array(z.string()),
-  serversChanged: z.number(),
-  problems: z.array(z.string()),
-  staticRefusals: z.array(z.string()).optional(),
-});
-
-/** One JSON report line of `--json`, validated whole; throws on anything else. */
+/** One JSON report line of `--json`, validated whole against the shipped schema; throws on anything else. */
 export function parseCycleReport(line: string): CycleReport {
-  return cycleReportSchema.parse(JSON.parse(line));
+  return checkedReport(JSON.parse(line));
 }
 
 /** Every report of a `--json` stdout (one per line). */
@@ -227,11 +172,9 @@ export function weightsAfter(report: CycleReport, loadBalancer: string): Map<str
   for (const b of report.backends) {
     const entry = b.loadBalancers.find((l) => l.loadBalancer === loadBalancer);
     if (entry === undefined) continue;
-    const failed = new Set(entry.apply?.status === 'failed' ? entry.apply.failed.map((f) => f.server) : []);
-    for (const a of entry.plan.actions) {
-      const written = entry.plan.status === 'planned' && a.kind === 'set-weight' && entry.apply !== undefined && entry.apply.status !== 'not-needed' && !failed.has(a.server);
-      out.set(`${b.backend}/${a.server}`, written && a.kind === 'set-weight' ? a.weight : a.current);
-    }
+    const failed = new Set(entry.apply.failed.map((f) => f.server));
+    const written = entry.apply.status === 'applied' || entry.apply.status === 'failed';
+    for (const a of entry.plan.actions) out.set(`${b.backend}/${a.server}`, written && a.weight !== null && !failed.has(a.server) ? a.weight : a.current);
   }
   return out;
 }

@@ -15,7 +15,8 @@ import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { makeTempDir, removeTempDir } from './processes.js';
 
-export { REPO_ROOT, cliArgv, parseCycleReport, parseReports, runCli, singleReport, startCli, weightsAfter, writeConfigFile, type CliProcess } from './cli.js';
+export { REPO_ROOT, cliArgv, parseCycleReport, parseReports, runCli, runMain, singleReport, startCli, weightsAfter, writeConfigFile, type CliProcess } from './cli.js';
+export { checkedReport, problemsOf } from './report.js';
 
 /** Orders events across every proxy of this process, so tests can compare who came first. */
 let sequence = 0;
@@ -312,7 +313,8 @@ export type ConnectionFault =
   | { readonly kind: 'cut-request'; readonly commands: number }
   /**
    * Passes everything, but holds HAProxy's reply for `ms` first; with `untilAnotherConnection`
-   * the hold also ends as soon as another client connects (a barrier that shows overlap).
+   * the hold ends as soon as another client is connected at the same time (a barrier that shows
+   * overlap, whichever of the two connected first).
    */
   | { readonly kind: 'delay-reply'; readonly ms: number; readonly untilAnotherConnection?: boolean };
 
@@ -373,8 +375,13 @@ export async function startSocketProxy(upstream: string): Promise<SocketProxy> {
   const onConnect = new Set<() => void>();
   let closed = false;
 
-  const hold = (ms: number, untilAnotherConnection: boolean): Promise<void> =>
+  const hold = (ms: number, untilAnotherConnection: boolean, self: ConnectionRecord): Promise<void> =>
     new Promise((resolve) => {
+      // Another client connected already and is still here: the overlap exists, nothing to wait for.
+      if (untilAnotherConnection && connections.some((r) => r !== self && r.closedAt === undefined)) {
+        resolve();
+        return;
+      }
       const done = (): void => {
         clearTimeout(timer);
         timers.delete(timer);
@@ -425,7 +432,7 @@ export async function startSocketProxy(upstream: string): Promise<SocketProxy> {
         finish(client, record, reply);
         return;
       case 'delay-reply':
-        await hold(fault.ms, fault.untilAnotherConnection === true);
+        await hold(fault.ms, fault.untilAnotherConnection === true, record);
         if (!closed) finish(client, record, reply);
         return;
       case 'close-before-reply':

@@ -7,7 +7,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { rewriteSeries, startGraphiteFaultProxy, type GraphiteFaultProxy } from '../harness/faults.js';
+import { problemsOf, rewriteSeries, startGraphiteFaultProxy, type GraphiteFaultProxy } from '../harness/faults.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import type { BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
@@ -169,7 +169,8 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
 
     expect(report.outcome).toBe('partial');
     expect(report.failedLoadBalancers).toEqual([bad]);
-    expect(report.problems.join('\n')).toContain('the SSM Agent on this node crashed');
+    expect(problemsOf(report)).toEqual([['observe-failed', bad, null, null]]);
+    expect(report.problems[0]?.cause?.message).toContain('the SSM Agent on this node crashed');
     expect(report.serversChanged).toBe(6);
     expect(await weightsOn(0)).toEqual(plannedWeights(report, String(good1)));
     expect(await weightsOn(2)).toEqual(plannedWeights(report, String(good2)));
@@ -199,6 +200,7 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
 
     expect(report.serversChanged).toBe(0);
     expect(report.backends[0]?.graphite).toMatchObject({ ok: false, error: expect.stringContaining('HTTP 500') });
+    expect(problemsOf(report)).toEqual([['graphite-http-status', null, 'be_ingest', null]]);
     expect(totalsOf(emf)).toMatchObject({ GraphiteFailures: 1, LoadBalancersFailed: 0 });
     for (const i of fleet.haproxies.keys()) expect(await weightsOn(i)).toEqual({ 'ingest-1': 100, 'ingest-2': 100, 'ingest-3': 100 });
   });

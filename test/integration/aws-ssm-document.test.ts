@@ -51,7 +51,8 @@ describe('the SSM document through the local SSM endpoint', () => {
     const sent = await send({ Commands: [commands] });
     const commandId = String(sent.Command?.CommandId);
     let stdout = '';
-    for (let i = 0; i < 200 && stdout === ''; i++) {
+    // Polled until the script has run, however loaded the machine (60 s at most).
+    for (let i = 0; i < 3_000 && stdout === ''; i++) {
       await new Promise((r) => setTimeout(r, 20));
       const out = await fleet.api.getCommandInvocation({ CommandId: commandId, InstanceId: id }).catch(() => undefined);
       if (out?.Status === 'Success') stdout = out.StandardOutputContent ?? '';

@@ -7,6 +7,7 @@ import { createGraphiteSource } from '../../functions/adapters/graphite.js';
 import { createSocketRelay } from '../../functions/adapters/socket-relay.js';
 import { parseConfig } from '../../functions/core/config.js';
 import { runCycle } from '../../functions/core/cycle.js';
+import { checkedReport } from '../harness/report.js';
 import type { RelayRequest, RuntimeRelay } from '../../functions/core/types.js';
 import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
 import { startHaproxyFleet, stopAll, type HaproxyHandle } from '../harness/haproxy.js';
@@ -56,7 +57,7 @@ describe('a cycle over 200 servers on 3 load balancers', () => {
       },
     };
 
-    const report = await runCycle({ config, metrics: createGraphiteSource(config.graphite, { env: {} }), relay: counting, now: Date.now }, { mode: 'apply' });
+    const report = checkedReport(await runCycle({ config, metrics: createGraphiteSource(config.graphite, { env: {} }), relay: counting, now: Date.now, version: '0.0.0-test' }, { mode: 'apply' }));
 
     expect(report.outcome).toBe('ok');
     expect(calls).toHaveLength(2);

@@ -4,16 +4,17 @@
  * replies through or breaks them in one specific way. Every case asserts
  *   (a) the exit code and the report's outcome,
  *   (b) the weight every HAProxy holds afterwards (`get weight`, not the report),
- *   (c) that the message names the cause,
+ *   (c) the problem's code (which Graphite failure) and that its cause names what failed,
  *   (d) the metrics: the CLI has none, so the report is fed to the Lambda's own emitCycleMetrics
  *       and the CloudWatch values it would emit (GraphiteFailures, ServersChanged,
  *       LoadBalancersFailed) are asserted; they derive from graphite.ok, serversChanged and
  *       failedLoadBalancers.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { CycleReport } from '../../functions/core/cycle.js';
+import type { CycleReport, ProblemCode } from '../../functions/core/cycle.js';
 import {
   lambdaMetricsFor,
+  problemsOf,
   rewriteSeries,
   runCli,
   singleReport,
@@ -110,30 +111,33 @@ describe('Graphite faults: nothing is written, the report names Graphite and the
     expect(proxy.requests).toHaveLength(1);
   });
 
-  const failures: [string, () => GraphiteFault, RegExp, number][] = [
-    ['connection refused', () => ({ kind: 'refuse' }), /failed after 3 attempt\(s\).*ECONNREFUSED/, 0],
-    ['a connection reset', () => ({ kind: 'reset' }), /failed after 3 attempt\(s\).*(ECONNRESET|socket|closed)/i, 3],
-    ['an answer slower than the timeout', () => ({ kind: 'delay', ms: TIMEOUT_MS * 2 }), new RegExp(`failed after 3 attempt\\(s\\): no answer within ${TIMEOUT_MS} ms`), 3],
-    ['HTTP 500 on every attempt', () => ({ kind: 'status', status: 500, count: 100 }), /failed after 3 attempt\(s\): HTTP 500/, 3],
-    ['HTTP 502 on every attempt', () => ({ kind: 'status', status: 502, count: 100 }), /failed after 3 attempt\(s\): HTTP 502/, 3],
-    ['HTTP 429 on every attempt', () => ({ kind: 'status', status: 429, count: 100 }), /failed after 3 attempt\(s\): HTTP 429/, 3],
-    ['an HTML page instead of JSON', () => ({ kind: 'body', body: '<html><body><h1>502 Bad Gateway</h1></body></html>', contentType: 'text/html' }), /did not answer JSON/, 1],
-    ['truncated JSON', () => ({ kind: 'rewrite', rewrite: (body) => body.slice(0, Math.floor(body.length / 2)) }), /did not answer JSON/, 1],
-    ['a JSON object instead of a list', () => ({ kind: 'rewrite', rewrite: (body) => JSON.stringify({ series: JSON.parse(body) as unknown }) }), /not a list of series/, 1],
-    ['series without target and datapoints', () => ({ kind: 'rewrite', rewrite: (body) => rewriteSeries(body, (s) => s.map((x) => ({ name: x.target, values: x.datapoints }))) }), /series #0 lacks a string "target" and a "datapoints" list/, 1],
-    ['datapoints that are not [value, timestamp] pairs', () => ({ kind: 'rewrite', rewrite: (body) => rewriteSeries(body, (s) => s.map((x) => ({ ...x, datapoints: x.datapoints.map(([v]) => v) }))) }), /has a datapoint that is not \[value, timestamp\]/, 1],
-    ['a negative value', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '-5') }), /series "s2" has value -5; loads must be finite numbers in 0\.\.1000000000000/, 1],
-    ['the string "NaN" as a value', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '"NaN"') }), /series "s2" has value "NaN"/, 1],
-    ['a bare NaN token', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', 'NaN') }), /did not answer JSON/, 1],
-    ['a bare Infinity token', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', 'Infinity') }), /did not answer JSON/, 1],
-    ['a number too large for a double (1e309, parsed as Infinity)', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '1e309') }), /series "s2" has value Infinity/, 1],
-    ['an implausibly huge value', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '1e13') }), /series "s2" has value 10000000000000; loads must be finite/, 1],
-    ['a number sent as a string', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '"1000"') }), /series "s2" has value "1000"/, 1],
-    ['a 50 MB body streamed without a length', () => ({ kind: 'huge', bytes: FIFTY_MB, declareLength: false }), new RegExp(`sent more than maxResponseBytes ${MAX_BYTES}`), 1],
-    ['a 50 MB body with its Content-Length', () => ({ kind: 'huge', bytes: FIFTY_MB, declareLength: true }), new RegExp(`sent ${FIFTY_MB} bytes, more than maxResponseBytes ${MAX_BYTES}`), 1],
+  const failures: [string, () => GraphiteFault, RegExp, number, ProblemCode][] = [
+    ['connection refused', () => ({ kind: 'refuse' }), /failed after 3 attempt\(s\).*ECONNREFUSED/, 0, 'graphite-unreachable'],
+    ['a connection reset', () => ({ kind: 'reset' }), /failed after 3 attempt\(s\).*(ECONNRESET|socket|closed)/i, 3, 'graphite-unreachable'],
+    ['an answer slower than the timeout', () => ({ kind: 'delay', ms: TIMEOUT_MS * 2 }), new RegExp(`failed after 3 attempt\\(s\\): no answer within ${TIMEOUT_MS} ms`), 3, 'graphite-unreachable'],
+    ['HTTP 500 on every attempt', () => ({ kind: 'status', status: 500, count: 100 }), /failed after 3 attempt\(s\): HTTP 500/, 3, 'graphite-http-status'],
+    ['HTTP 502 on every attempt', () => ({ kind: 'status', status: 502, count: 100 }), /failed after 3 attempt\(s\): HTTP 502/, 3, 'graphite-http-status'],
+    ['HTTP 429 on every attempt', () => ({ kind: 'status', status: 429, count: 100 }), /failed after 3 attempt\(s\): HTTP 429/, 3, 'graphite-http-status'],
+    ['HTTP 401 (a key Graphite does not accept)', () => ({ kind: 'status', status: 401, count: 100 }), /answered HTTP 401/, 1, 'graphite-auth'],
+    ['HTTP 403', () => ({ kind: 'status', status: 403, count: 100 }), /answered HTTP 403/, 1, 'graphite-auth'],
+    ['HTTP 404', () => ({ kind: 'status', status: 404, count: 100 }), /answered HTTP 404/, 1, 'graphite-http-status'],
+    ['an HTML page instead of JSON', () => ({ kind: 'body', body: '<html><body><h1>502 Bad Gateway</h1></body></html>', contentType: 'text/html' }), /did not answer JSON/, 1, 'graphite-bad-reply'],
+    ['truncated JSON', () => ({ kind: 'rewrite', rewrite: (body) => body.slice(0, Math.floor(body.length / 2)) }), /did not answer JSON/, 1, 'graphite-bad-reply'],
+    ['a JSON object instead of a list', () => ({ kind: 'rewrite', rewrite: (body) => JSON.stringify({ series: JSON.parse(body) as unknown }) }), /not a list of series/, 1, 'graphite-bad-reply'],
+    ['series without target and datapoints', () => ({ kind: 'rewrite', rewrite: (body) => rewriteSeries(body, (s) => s.map((x) => ({ name: x.target, values: x.datapoints }))) }), /series #0 lacks a string "target" and a "datapoints" list/, 1, 'graphite-bad-reply'],
+    ['datapoints that are not [value, timestamp] pairs', () => ({ kind: 'rewrite', rewrite: (body) => rewriteSeries(body, (s) => s.map((x) => ({ ...x, datapoints: x.datapoints.map(([v]) => v) }))) }), /has a datapoint that is not \[value, timestamp\]/, 1, 'graphite-bad-reply'],
+    ['a negative value', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '-5') }), /series "s2" has value -5; loads must be finite numbers in 0\.\.1000000000000/, 1, 'graphite-bad-reply'],
+    ['the string "NaN" as a value', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '"NaN"') }), /series "s2" has value "NaN"/, 1, 'graphite-bad-reply'],
+    ['a bare NaN token', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', 'NaN') }), /did not answer JSON/, 1, 'graphite-bad-reply'],
+    ['a bare Infinity token', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', 'Infinity') }), /did not answer JSON/, 1, 'graphite-bad-reply'],
+    ['a number too large for a double (1e309, parsed as Infinity)', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '1e309') }), /series "s2" has value Infinity/, 1, 'graphite-bad-reply'],
+    ['an implausibly huge value', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '1e13') }), /series "s2" has value 10000000000000; loads must be finite/, 1, 'graphite-bad-reply'],
+    ['a number sent as a string', () => ({ kind: 'rewrite', rewrite: (body) => withRawValue(body, 's2', '"1000"') }), /series "s2" has value "1000"/, 1, 'graphite-bad-reply'],
+    ['a 50 MB body streamed without a length', () => ({ kind: 'huge', bytes: FIFTY_MB, declareLength: false }), new RegExp(`sent more than maxResponseBytes ${MAX_BYTES}`), 1, 'graphite-bad-reply'],
+    ['a 50 MB body with its Content-Length', () => ({ kind: 'huge', bytes: FIFTY_MB, declareLength: true }), new RegExp(`sent ${FIFTY_MB} bytes, more than maxResponseBytes ${MAX_BYTES}`), 1, 'graphite-bad-reply'],
   ];
 
-  it.each(failures)('writes nothing, exits 1 and names the cause for %s', async (_what, fault, cause, attempts) => {
+  it.each(failures)('writes nothing, exits 1 and names the cause for %s', async (_what, fault, cause, attempts, problemCode) => {
     await proxy.setFault(fault());
     const { code, report } = await apply();
 
@@ -142,10 +146,11 @@ describe('Graphite faults: nothing is written, the report names Graphite and the
     expect(await weightsOnEveryLoadBalancer()).toEqual([UNCHANGED, UNCHANGED]);
     const [backend] = report.backends;
     expect(backend?.graphite.ok).toBe(false);
-    const error = backend?.graphite.ok === false ? backend.graphite.error : '';
+    const error = backend?.graphite.error ?? '';
     expect(error).toMatch(/^Graphite at http:\/\/127\.0\.0\.1:\d+\/render\?target=/);
     expect(error).toMatch(cause);
-    expect(report.problems).toEqual([`backend ${BACKEND}: no weight changed because Graphite failed: ${error}`]);
+    expect(problemsOf(report)).toEqual([[problemCode, null, BACKEND, null]]);
+    expect(report.problems[0]?.cause).toEqual({ type: 'graphite', kind: problemCode.slice('graphite-'.length), message: error });
     for (const lb of backend?.loadBalancers ?? []) expect(lb.plan).toMatchObject({ status: 'skipped', reason: 'graphite-failed' });
     expect(lambdaMetricsFor(report).totals).toMatchObject({ GraphiteFailures: 1, ServersChanged: 0, LoadBalancersFailed: 0 });
     expect(report.failedLoadBalancers).toEqual([]);
@@ -184,8 +189,12 @@ describe('Graphite answers that are valid but not usable: each server without tr
     expect(code).toBe(1);
     expect(report.outcome).toBe('failed');
     expect(await weightsOnEveryLoadBalancer()).toEqual([UNCHANGED, UNCHANGED]);
-    expect(report.problems.join('\n')).toContain(`backend ${BACKEND} on lb1: only 0 of 3 servers have data, quorum is 50%: no weight changed`);
-    expect(report.backends[0]?.graphite).toEqual({ ok: true, unmapped: [] });
+    expect(problemsOf(report)).toEqual([
+      ['no-quorum', 'lb1', BACKEND, null],
+      ['no-quorum', 'lb2', BACKEND, null],
+    ]);
+    expect(report.problems[0]?.message).toBe('only 0 of 3 servers have data, quorum is 50%: no weight changed');
+    expect(report.backends[0]?.graphite).toEqual({ ok: true, error: null, unmapped: [], unknownServers: [] });
     expect(lambdaMetricsFor(report).totals).toMatchObject({ GraphiteFailures: 0, ServersChanged: 0, LoadBalancersFailed: 0 });
   });
 
@@ -194,7 +203,7 @@ describe('Graphite answers that are valid but not usable: each server without tr
     const { code, report } = await apply();
     expect(code).toBe(1);
     expect(await weightsOnEveryLoadBalancer()).toEqual([UNCHANGED, UNCHANGED]);
-    expect(report.problems.join('\n')).toContain('only 0 of 3 servers have data');
+    expect(problemsOf(report).map(([code]) => code)).toEqual(['no-quorum', 'no-quorum']);
     const details = report.backends[0]?.loadBalancers[0]?.plan.actions.map((a) => (a.kind === 'skip' ? a.detail : a.kind));
     expect(details).toEqual(Array(3).fill('only null points in the window: keeps its weight'));
     expect(lambdaMetricsFor(report).totals).toMatchObject({ GraphiteFailures: 0, ServersChanged: 0 });
@@ -235,7 +244,8 @@ describe('Graphite answers that are valid but not usable: each server without tr
 
   it('names the series for servers no load balancer has', async () => {
     const { report } = await withGhosts();
-    expect(`${report.problems.join('\n')} ${JSON.stringify(report.backends[0]?.graphite)}`).toMatch(/ghost1.*ghost2|ghost2.*ghost1/);
+    expect(report.backends[0]?.graphite.unknownServers).toEqual(['ghost1', 'ghost2']);
+    expect(report.problems).toEqual([]);
   });
 
   it('keeps series for unknown servers out of the backend imbalance (the Imbalance metric and its alarm)', async () => {
@@ -249,7 +259,8 @@ describe('Graphite answers that are valid but not usable: each server without tr
     const { code, report } = await apply();
     expect(code).toBe(1);
     expect(await weightsOnEveryLoadBalancer()).toEqual([UNCHANGED, UNCHANGED]);
-    expect(report.problems.join('\n')).toContain('only 0 of 3 servers have data');
+    expect(problemsOf(report).map(([code]) => code)).toEqual(['no-quorum', 'no-quorum']);
+    expect(report.backends[0]?.graphite.unknownServers).toEqual(['ghost0', 'ghost1', 'ghost2']);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ ServersChanged: 0 });
   });
 });

@@ -5,7 +5,7 @@
  * so that HAProxy is changed right after the observe round trip. Every case asserts
  *   (a) exit code (exitCodeFor for the in-process cases) and outcome,
  *   (b) the weight every HAProxy holds afterwards, read with `get weight`,
- *   (c) that the message names the load balancer and the cause,
+ *   (c) the problems by code and place (load balancer, backend, server) and the cause's class,
  *   (d) the metrics the Lambda would emit for the report (LoadBalancersFailed and the
  *       LoadBalancerFailed dimension, ServersChanged): they derive from failedLoadBalancers and
  *       serversChanged.
@@ -17,9 +17,11 @@ import { parseConfig } from '../../functions/core/config.js';
 import { exitCodeFor, runCycle, type CycleReport } from '../../functions/core/cycle.js';
 import type { RuntimeRelay } from '../../functions/core/types.js';
 import {
+  checkedReport,
   commandsThroughFirstWrite,
   isWriteBatch,
   lambdaMetricsFor,
+  problemsOf,
   runCli,
   singleReport,
   startSilentSocket,
@@ -115,7 +117,8 @@ describe('a load balancer that cannot be reached: the others are balanced, it is
     for (const lb of fleet) expectBalanced(await weightsOf(lb));
     expect(report.failedLoadBalancers).toEqual(['lb-gone']);
     expect(report.loadBalancers.find((l) => l.name === 'lb-gone')).toMatchObject({ observe: 'failed', error: `lb-gone (${gone}): cannot connect: ENOENT` });
-    expect(report.problems).toContain(`cannot read lb-gone: lb-gone (${gone}): cannot connect: ENOENT`);
+    expect(problemsOf(report)).toEqual([['observe-failed', 'lb-gone', null, null]]);
+    expect(report.problems[0]?.cause).toEqual({ type: 'relay', kind: null, message: `lb-gone (${gone}): cannot connect: ENOENT` });
     const metrics = lambdaMetricsFor(report);
     expect(metrics.totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 6 });
     expect(metrics.failedLoadBalancers).toEqual(['lb-gone']);
@@ -125,7 +128,8 @@ describe('a load balancer that cannot be reached: the others are balanced, it is
     const { code, report } = await apply([{ name: 'lb-gone', endpoint: `${dir}/also-missing.sock` }]);
     expect(code).toBe(1);
     expect(report.outcome).toBe('failed');
-    expect(report.problems.join('\n')).toMatch(/lb-gone.*cannot connect: ENOENT/);
+    expect(problemsOf(report)).toEqual([['observe-failed', 'lb-gone', null, null]]);
+    expect(report.problems[0]?.cause?.message).toMatch(/cannot connect: ENOENT/);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 0 });
   });
 
@@ -141,9 +145,9 @@ describe('a load balancer that cannot be reached: the others are balanced, it is
     expectBalanced(await weightsOf(lb1));
     expect(await weightsOf(lb2)).toEqual(UNCHANGED);
     expect(report.failedLoadBalancers).toEqual(['lb2-operator']);
-    expect(report.problems).toEqual([
-      `lb2-operator: backend ${BACKEND}: 3 weight(s) refused (s1, s2, s3): HAProxy denied the command for ${BACKEND}/<server> on load balancer lb2-operator: changing weights needs a runtime socket at "level admin" (Permission denied)`,
-    ]);
+    expect(problemsOf(report)).toEqual(SERVERS.map((s) => ['weight-refused', 'lb2-operator', BACKEND, s]));
+    expect(report.problems.map((p) => p.cause?.kind)).toEqual(['permission-denied', 'permission-denied', 'permission-denied']);
+    expect(report.problems[0]?.cause?.message).toContain('needs a runtime socket at "level admin"');
     const metrics = lambdaMetricsFor(report);
     expect(metrics.totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 3 });
     expect(metrics.failedLoadBalancers).toEqual(['lb2-operator']);
@@ -162,7 +166,8 @@ describe('a load balancer that cannot be reached: the others are balanced, it is
     expectBalanced(await weightsOf(lb1));
     expect(silent.accepted()).toBe(1);
     expect(report.failedLoadBalancers).toEqual(['lb-silent']);
-    expect(report.problems.join('\n')).toContain(`cannot read lb-silent: lb-silent (${silent.path}): no complete reply within ${READ_TIMEOUT_MS} ms (received 0 bytes)`);
+    expect(problemsOf(report)).toEqual([['observe-failed', 'lb-silent', null, null]]);
+    expect(report.problems[0]?.cause?.message).toBe(`lb-silent (${silent.path}): no complete reply within ${READ_TIMEOUT_MS} ms (received 0 bytes)`);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 3 });
   });
 });
@@ -188,7 +193,9 @@ describe('a connection that fails in the middle of a batch: the report says what
     expectBalanced(await weightsOf(lb1));
     expect(await weightsOf(lb2)).toEqual(UNCHANGED);
     expect(report.failedLoadBalancers).toEqual(['lb2']);
-    expect(report.problems.join('\n')).toMatch(/cannot read lb2: HAProxy reply to command 1 of 2 \(show stat be_ingest 6 -1\) does not end with an empty line: the reply is truncated/);
+    expect(problemsOf(report)).toEqual([['observe-failed', 'lb2', null, null]]);
+    expect(report.problems[0]?.cause).toMatchObject({ type: 'haproxy', kind: 'unexpected-reply' });
+    expect(report.problems[0]?.cause?.message).toMatch(/HAProxy reply to command 1 of 2 \(show stat be_ingest 6 -1\) does not end with an empty line: the reply is truncated/);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 3 });
   });
 
@@ -200,6 +207,8 @@ describe('a connection that fails in the middle of a batch: the report says what
     expect(code).toBe(0);
     expect(report.outcome).toBe('ok');
     expect(report.loadBalancers.find((l) => l.name === 'lb2')).toMatchObject({ apply: 'ok', error: expect.stringMatching(/HAProxy replied with 0 block\(s\) for \d+ command\(s\)/) });
+    expect(report.problems).toEqual([]);
+    expect(report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === 'lb2')?.apply).toMatchObject({ status: 'applied', changed: 3, readBack: true });
     expect(report.serversChanged).toBe(6);
   });
 
@@ -213,13 +222,16 @@ describe('a connection that fails in the middle of a batch: the report says what
     expect(held.s1).toBeLessThan(100);
     expect({ s2: held.s2, s3: held.s3 }).toEqual({ s2: 100, s3: 100 });
     expect(report.failedLoadBalancers).toEqual(['lb2']);
-    expect(report.problems).toEqual([
-      expect.stringMatching(
-        new RegExp(`^lb2: backend ${BACKEND}: 2 weight\\(s\\) not confirmed \\(s2, s3\\): HAProxy replied with 0 block\\(s\\) for \\d+ command\\(s\\): .*; the batch may have been partly applied; read back: s2=100, s3=100$`),
-      ),
+    expect(problemsOf(report)).toEqual([
+      ['batch-unconfirmed', 'lb2', BACKEND, 's2'],
+      ['batch-unconfirmed', 'lb2', BACKEND, 's3'],
     ]);
     const lb2Apply = report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === 'lb2')?.apply;
-    expect(lb2Apply).toMatchObject({ status: 'failed', applied: 1 });
+    expect(lb2Apply).toMatchObject({ status: 'failed', changed: 1, readBack: true, error: expect.stringMatching(/^HAProxy replied with 0 block\(s\) for \d+ command\(s\): .*; the batch may have been partly applied$/) });
+    expect(lb2Apply?.failed.map((f) => [f.server, f.heldWeight])).toEqual([
+      ['s2', 100],
+      ['s3', 100],
+    ]);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 4 });
   });
 
@@ -227,7 +239,10 @@ describe('a connection that fails in the middle of a batch: the report says what
     const { code, report, lb2 } = await throughProxy({ kind: 'hang' }, true);
     expect(code).toBe(3);
     expect(await weightsOf(lb2)).toEqual(UNCHANGED);
-    expect(report.problems).toEqual([expect.stringMatching(new RegExp(`^lb2: backend ${BACKEND}: 3 weight\\(s\\) not confirmed \\(s1, s2, s3\\): lb2 \\(.*\\): no complete reply within ${READ_TIMEOUT_MS} ms \\(received 0 bytes\\); the batch may have been partly applied; read back: s1=100, s2=100, s3=100$`))]);
+    expect(problemsOf(report)).toEqual(SERVERS.map((s) => ['batch-unconfirmed', 'lb2', BACKEND, s]));
+    expect(report.problems[0]?.cause).toMatchObject({ type: 'relay', message: expect.stringContaining(`no complete reply within ${READ_TIMEOUT_MS} ms (received 0 bytes)`) });
+    const lb2Apply = report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === 'lb2')?.apply;
+    expect(lb2Apply?.failed.map((f) => [f.server, f.heldWeight])).toEqual(SERVERS.map((s) => [s, 100]));
     expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 3 });
   });
 });
@@ -239,7 +254,8 @@ describe('backends HAProxy does not have or cannot weight', () => {
     const { code, report } = await apply([{ name: 'lb1', endpoint: lb1.adminSocket }], ['be_missing']);
     expect(code).toBe(1);
     expect(report.backends[0]?.loadBalancers[0]?.plan).toMatchObject({ status: 'skipped', reason: 'backend-not-found' });
-    expect(report.problems.join('\n')).toContain('lb1: backend be_missing: HAProxy has no backend be_missing');
+    expect(problemsOf(report)).toEqual([['backend-not-found', 'lb1', 'be_missing', null]]);
+    expect(report.problems[0]?.cause).toMatchObject({ type: 'haproxy', kind: 'no-such-backend', message: expect.stringContaining('HAProxy has no backend be_missing') });
     expect(await weightsOf(lb1)).toEqual(UNCHANGED);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 0 });
   });
@@ -250,7 +266,7 @@ describe('backends HAProxy does not have or cannot weight', () => {
     const { code, report } = await apply([{ name: 'lb1', endpoint: lb1.adminSocket }], [BACKEND, 'be_missing']);
     expect(code).toBe(3);
     expectBalanced(await weightsOf(lb1));
-    expect(report.problems).toEqual([expect.stringContaining('HAProxy has no backend be_missing')]);
+    expect(problemsOf(report)).toEqual([['backend-not-found', 'lb1', 'be_missing', null]]);
   });
 
   it('reports static-rr as unsupported and writes nothing', async () => {
@@ -259,7 +275,8 @@ describe('backends HAProxy does not have or cannot weight', () => {
     const { code, report } = await apply([{ name: 'lb1', endpoint: lb1.adminSocket }]);
     expect(code).toBe(1);
     expect(report.backends[0]?.loadBalancers[0]?.plan).toMatchObject({ status: 'skipped', reason: 'unsupported-algorithm' });
-    expect(report.problems.join('\n')).toMatch(/uses 'static-rr', a static algorithm/);
+    expect(problemsOf(report)).toEqual([['unsupported-algorithm', 'lb1', BACKEND, null]]);
+    expect(report.problems[0]?.message).toMatch(/uses 'static-rr', a static algorithm/);
     expect(await weightsOf(lb1)).toEqual(UNCHANGED);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ ServersChanged: 0 });
   });
@@ -269,7 +286,9 @@ describe('backends HAProxy does not have or cannot weight', () => {
     if (lb1 === undefined) throw new Error('fleet did not start');
     const { code, report } = await apply([{ name: 'lb1', endpoint: lb1.adminSocket }]);
     expect(code).toBe(1);
-    expect(report.problems).toEqual([expect.stringMatching(/lb1: backend be_ingest refused every weight: it uses a static algorithm .*'source'.*hash-type consistent/)]);
+    expect(problemsOf(report)).toEqual([['static-refused', 'lb1', BACKEND, null]]);
+    expect(report.problems[0]?.message).toMatch(/it uses a static algorithm .*'source'.*hash-type consistent/);
+    expect(report.staticRefusals).toEqual([`${BACKEND}@lb1`]);
     expect(await weightsOf(lb1)).toEqual(UNCHANGED);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 1 });
   });
@@ -316,7 +335,7 @@ describe('HAProxy changed between observe and act (in-process cycle, relay wrapp
 
   async function cycle(loadBalancers: readonly { name: string; endpoint: string }[], between: () => Promise<void>): Promise<CycleReport> {
     const { config, relay } = wrapped(loadBalancers, between);
-    return runCycle({ config, metrics: createGraphiteSource(config.graphite, { env: {} }), relay, now: Date.now }, { mode: 'apply' });
+    return checkedReport(await runCycle({ config, metrics: createGraphiteSource(config.graphite, { env: {} }), relay, now: Date.now, version: '0.0.0-test' }, { mode: 'apply' }));
   }
 
   it('writes the other servers and names a server removed by a reload in between', async () => {
@@ -328,15 +347,16 @@ describe('HAProxy changed between observe and act (in-process cycle, relay wrapp
     const held = await weightsOf(lb1, BACKEND, ['s1', 's2']);
     expect(held.s1).toBeLessThan(100);
     expect(held.s2).toBe(256);
-    expect(report.problems).toEqual([`lb1: backend ${BACKEND}: 1 weight(s) refused (s3): HAProxy has no server s3 in backend ${BACKEND} on load balancer lb1`]);
-    expect(report.backends[0]?.loadBalancers[0]?.apply).toMatchObject({ status: 'failed', applied: 2, failed: [{ server: 's3', kind: 'no-such-server' }] });
+    expect(problemsOf(report)).toEqual([['weight-refused', 'lb1', BACKEND, 's3']]);
+    expect(report.problems[0]?.cause).toMatchObject({ type: 'haproxy', kind: 'no-such-server' });
+    expect(report.backends[0]?.loadBalancers[0]?.apply).toMatchObject({ status: 'failed', changed: 2, failed: [{ server: 's3', code: 'weight-refused', kind: 'no-such-server' }] });
     expect(lambdaMetricsFor(report).totals).toMatchObject({ LoadBalancersFailed: 1, ServersChanged: 2 });
   });
 
   it.each([
-    ['put in MAINT', 'set server be_ingest/s2 state maint', /s2.*MAINT|MAINT.*s2/i],
-    ['put in DRAIN', 'set server be_ingest/s2 state drain', /s2.*DRAIN|DRAIN.*s2/i],
-    ['given weight 0 by an operator', 'set server be_ingest/s2 weight 0', /s2.*weight 0|weight 0.*s2/i],
+    ['put in MAINT', 'set server be_ingest/s2 state maint', /MAINT/],
+    ['put in DRAIN', 'set server be_ingest/s2 state drain', /DRAIN/],
+    ['given weight 0 by an operator', 'set server be_ingest/s2 weight 0', /weight 0/],
   ])('keeps the weight of a server %s between observe and act, and says so', async (_what, command, named) => {
     const lb1 = await startHaproxy({ backends: [ingest()] });
     cleanups.push(() => lb1.stop());
@@ -349,6 +369,8 @@ describe('HAProxy changed between observe and act (in-process cycle, relay wrapp
     // The operator's decision wins: s2 keeps the weight it had when the operator acted.
     expect((await lb1.getWeight(BACKEND, 's2')).current).toBe(operatorWeight);
     expect((await lb1.getWeight(BACKEND, 's1')).current).toBeLessThan(100);
-    expect(report.problems.join('\n')).toMatch(named);
+    expect(problemsOf(report)).toEqual([['operator-conflict-restored', 'lb1', BACKEND, 's2']]);
+    expect(report.problems[0]?.message).toMatch(named);
+    expect(report.problems[0]?.message).toContain(`its weight was put back to ${operatorWeight}`);
   });
 });

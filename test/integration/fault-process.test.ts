@@ -129,9 +129,15 @@ describe('SIGTERM during run', () => {
     const unsubscribe = proxy.onRequest((record) => {
       if (signalledAt !== undefined || record.fault !== 'delay') return;
       signalledAt = record.seq;
-      // Standard signals do not queue: a second one sent at once merges with the first, so it is
-      // sent once the process has had time to handle the first (well inside the hold).
-      signals.forEach((signal, i) => setTimeout(() => running.kill(signal), i * (HOLD_MS / 4)));
+      // Standard signals do not queue: a second one sent before the first is handled merges with
+      // it. So the first goes at once, and the second again every 100 ms until the process exits,
+      // however long a loaded machine takes to handle the first.
+      const [first, second] = signals;
+      if (first !== undefined) running.kill(first);
+      if (second !== undefined) {
+        const again = setInterval(() => running.kill(second), 100);
+        void running.exited.then(() => clearInterval(again));
+      }
     });
     await proxy.setFault({ kind: 'delay', ms: HOLD_MS, then: { kind: 'rewrite', rewrite: swapS1S2 } });
     const exit = await running.exited;
@@ -201,9 +207,13 @@ describe('two apply runs at once against the same sockets', () => {
     cleanups.push(async () => {
       for (const p of proxies) await p.close();
     });
-    // Each observation is held until another client connects (or 3 s pass): if the second run
-    // could start while the first is between observe and write, the proxies would record it.
-    for (const p of proxies) p.setFault((request) => (isWriteBatch(request) ? { kind: 'pass' } : { kind: 'delay-reply', ms: 3_000, untilAnotherConnection: true }));
+    // Each observation is held until another client is connected too: if the second run could
+    // start while the first is between observe and write, the proxies would record it. With a
+    // shared lock no other client comes and the hold ends after 3 s; without one, the other run's
+    // connection ends it as soon as it arrives, up to 8 s late (inside the 10 s read timeout) on a
+    // loaded machine.
+    const holdMs = sharedLock ? 3_000 : 8_000;
+    for (const p of proxies) p.setFault((request) => (isWriteBatch(request) ? { kind: 'pass' } : { kind: 'delay-reply', ms: holdMs, untilAnotherConnection: true }));
     const config = configFile(graphite.url, proxies.map((p, i) => ({ name: `lb${i + 1}`, endpoint: p.path })));
     const lockDir = makeTempDir('hw-lock');
     cleanups.push(async () => removeTempDir(lockDir));

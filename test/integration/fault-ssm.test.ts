@@ -16,6 +16,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
+import { problemsOf } from '../harness/report.js';
 import type { BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { DOCUMENT_NAME, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
@@ -126,18 +127,17 @@ async function unvouchedAfterCheckingTheRest(report: CycleReport): Promise<strin
   for (const b of report.backends) {
     for (const entry of b.loadBalancers) {
       if (entry.plan.status !== 'planned') continue;
-      const failed = new Map(entry.apply?.status === 'failed' ? entry.apply.failed.map((f) => [f.server, f.error]) : []);
+      const failed = new Map(entry.apply.failed.map((f) => [f.server, f] as const));
       for (const action of entry.plan.actions) {
         const held = (await fleet.byInstance(entry.loadBalancer).getWeight(b.backend, action.server)).current;
         const where = `${entry.loadBalancer} ${b.backend}/${action.server}`;
-        const error = failed.get(action.server);
-        if (error === undefined) {
+        const failure = failed.get(action.server);
+        if (failure === undefined) {
           expect(held, where).toBe(action.kind === 'set-weight' && report.mode === 'apply' ? action.weight : action.current);
           continue;
         }
-        const readBack = /HAProxy now holds weight (\d+)/.exec(error);
-        if (readBack === null) unvouched.push(`${entry.loadBalancer}/${action.server}`);
-        else expect(held, where).toBe(Number(readBack[1]));
+        if (failure.heldWeight === null) unvouched.push(`${entry.loadBalancer}/${action.server}`);
+        else expect(held, where).toBe(failure.heldWeight);
       }
     }
   }
@@ -150,7 +150,8 @@ const calls = (from: number, operation: string): { status: number; error?: strin
 /** Write commands SSM accepted (and so ran on instances) since `from`. */
 const writesAccepted = (from: number): number => calls(from, 'SendCommand').filter((c) => c.status === 200 && JSON.stringify(c.body).includes('set server')).length;
 
-const problemsOf = (report: CycleReport): string => report.problems.join('\n');
+/** The log line the handler writes for a problem, as Powertools serialises it. */
+const logged = (code: string, loadBalancer: string): string => `"code":"${code}","severity":"error","loadBalancer":"${loadBalancer}"`;
 
 describe('SSM faults through the Lambda handler, the local SSM endpoint and three real HAProxy', () => {
   it('sets the planned weights on every HAProxy when nothing fails (the control case)', async () => {
@@ -199,7 +200,10 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       expect(report.failedLoadBalancers).toEqual([...fleet.instanceIds]);
       for (const id of fleet.instanceIds) {
         expect(await weightsOn(id)).toEqual(UNCHANGED);
-        expect(problemsOf(report)).toMatch(new RegExp(`cannot read ${id}: ${id}: SendCommand ${DOCUMENT_NAME} failed: ThrottlingException: Rate exceeded`));
+      }
+      expect(problemsOf(report)).toEqual(fleet.instanceIds.map((id) => ['observe-failed', id, null, null]));
+      for (const [i, id] of fleet.instanceIds.entries()) {
+        expect(report.problems[i]?.cause).toEqual({ type: 'relay', kind: null, message: `${id}: SendCommand ${DOCUMENT_NAME} failed: ThrottlingException: Rate exceeded` });
       }
       expect(calls(from, 'SendCommand').map((c) => c.error)).toEqual(Array<string>(FEW_ATTEMPTS).fill('ThrottlingException'));
       expect(calls(from, 'GetCommandInvocation')).toEqual([]);
@@ -218,10 +222,14 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       expect(writesAccepted(from)).toBe(0);
       for (const id of fleet.instanceIds) {
         expect(await weightsOn(id)).toEqual(UNCHANGED);
-        expect(problemsOf(report)).toContain(
-          `${id}: backend be_ingest: 3 weight(s) not confirmed (ingest-1, ingest-2, ingest-3): ${id}: SendCommand ${DOCUMENT_NAME} failed: ThrottlingException: Rate exceeded; weights could not be read back`,
-        );
+        expect(report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === id)?.apply).toMatchObject({
+          status: 'failed',
+          changed: 0,
+          readBack: false,
+          error: `${id}: SendCommand ${DOCUMENT_NAME} failed: ThrottlingException: Rate exceeded`,
+        });
       }
+      expect(problemsOf(report)).toEqual(fleet.instanceIds.flatMap((id) => SERVERS.map((s) => ['batch-unconfirmed', id, 'be_ingest', s])));
       expect(await unvouchedAfterCheckingTheRest(report)).toHaveLength(9);
       expect(totalsOf(emf)).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 3 });
       expect(failedLoadBalancerMetrics(emf)).toEqual([...fleet.instanceIds]);
@@ -253,10 +261,13 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       // The writes did run on every instance: the report must not claim the old weights.
       for (const id of fleet.instanceIds) {
         expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
-        expect(problemsOf(report)).toMatch(
-          new RegExp(`${id}: backend be_ingest: 3 weight\\(s\\) not confirmed \\(ingest-1, ingest-2, ingest-3\\): ${id}: GetCommandInvocation for command [0-9a-f-]{36} failed: ThrottlingException: Rate exceeded; weights could not be read back`),
-        );
+        expect(report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === id)?.apply).toMatchObject({
+          status: 'failed',
+          readBack: false,
+          error: expect.stringMatching(new RegExp(`^${id}: GetCommandInvocation for command [0-9a-f-]{36} failed: ThrottlingException: Rate exceeded`)),
+        });
       }
+      expect(problemsOf(report)).toEqual(fleet.instanceIds.flatMap((id) => SERVERS.map((s) => ['batch-unconfirmed', id, 'be_ingest', s])));
       expect(await unvouchedAfterCheckingTheRest(report)).toHaveLength(9);
       expect(totalsOf(emf)).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 3 });
       expect(failedLoadBalancerMetrics(emf)).toEqual([...fleet.instanceIds]);
@@ -290,10 +301,12 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       expect(report.outcome).toBe('partial');
       expect(report.serversChanged).toBe(6);
       expect(report.failedLoadBalancers).toEqual([bad]);
-      expect(problemsOf(report)).toMatch(
-        new RegExp(`${bad}: backend be_ingest: 3 weight\\(s\\) not confirmed .*no final status for SSM command [0-9a-f-]{36} within 3000 ms \\(last: not yet registered \\(InvocationDoesNotExist\\)\\); it may still run on the instance; weights could not be read back`),
-      );
-      expect(output).toContain(`${bad}: backend be_ingest: 3 weight(s) not confirmed`);
+      expect(problemsOf(report)).toEqual(SERVERS.map((s) => ['batch-unconfirmed', bad, 'be_ingest', s]));
+      expect(report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === bad)?.apply).toMatchObject({
+        readBack: false,
+        error: expect.stringMatching(/no final status for SSM command [0-9a-f-]{36} within 3000 ms \(last: not yet registered \(InvocationDoesNotExist\)\); it may still run on the instance/),
+      });
+      expect(output).toContain(logged('batch-unconfirmed', String(bad)));
       // The agent ran it: the weights landed, and the report says it cannot vouch for them.
       expect(await weightsOn(String(bad))).toEqual(plannedWeights(report, String(bad)));
       for (const id of [good1, good2]) expect(await weightsOn(String(id))).toEqual(plannedWeights(report, String(id)));
@@ -319,8 +332,9 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       expect(await weightsOn(String(bad))).toEqual(UNCHANGED);
       for (const id of [good1, good2]) expect(await weightsOn(String(id))).toEqual(plannedWeights(report, String(id)));
       expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
-      expect(problemsOf(report)).toMatch(new RegExp(`cannot read ${bad}: ${bad}: SSM command [0-9a-f-]{36} ${cause.replace(/[()]/g, '\\$&')}`));
-      expect(output).toContain(`cannot read ${bad}`);
+      expect(problemsOf(report)).toEqual([['observe-failed', bad, null, null]]);
+      expect(report.problems[0]?.cause?.message).toMatch(new RegExp(`^${bad}: SSM command [0-9a-f-]{36} ${cause.replace(/[()]/g, '\\$&')}`));
+      expect(output).toContain(logged('observe-failed', String(bad)));
       expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 6, LoadBalancersFailed: 1 });
       expect(failedLoadBalancerMetrics(emf)).toEqual([bad]);
     });
@@ -341,9 +355,10 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       expect(await weightsOn(String(bad))).toEqual(UNCHANGED);
       for (const id of [good1, good2]) expect(await weightsOn(String(id))).toEqual(plannedWeights(report, String(id)));
       expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
-      expect(problemsOf(report)).toMatch(
-        new RegExp(`${bad}: backend be_ingest: 3 weight\\(s\\) not confirmed \\(ingest-1, ingest-2, ingest-3\\): ${bad}: SSM command [0-9a-f-]{36} ended Failed \\(Undeliverable\\); read back: ingest-1=100, ingest-2=100, ingest-3=100`),
-      );
+      expect(problemsOf(report)).toEqual(SERVERS.map((s) => ['batch-unconfirmed', bad, 'be_ingest', s]));
+      const badApply = report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === bad)?.apply;
+      expect(badApply).toMatchObject({ readBack: true, error: expect.stringMatching(new RegExp(`^${bad}: SSM command [0-9a-f-]{36} ended Failed \\(Undeliverable\\)`)) });
+      expect(badApply?.failed.map((f) => [f.server, f.heldWeight])).toEqual(SERVERS.map((s) => [s, 100]));
       expect(totalsOf(emf)).toMatchObject({ ServersChanged: 6, LoadBalancersFailed: 1 });
       expect(failedLoadBalancerMetrics(emf)).toEqual([bad]);
     });
@@ -387,7 +402,8 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
     // Only the observation went to that instance, and it really printed more than SSM returns.
     expect(printed).toHaveLength(1);
     expect(printed[0]?.stdout.length).toBeGreaterThan(STDOUT_LIMIT);
-    expect(problemsOf(report)).toContain(`cannot read ${bad}: ${bad}: the reply was cut off at the 24,000-character output limit of GetCommandInvocation`);
+    expect(problemsOf(report)).toEqual([['observe-failed', bad, null, null]]);
+    expect(report.problems[0]?.cause?.message).toContain(`${bad}: the reply was cut off at the 24,000-character output limit of GetCommandInvocation`);
     expect(output).toContain('cut off at the 24,000-character output limit');
     expect(await weightsOn(String(bad))).toEqual(UNCHANGED);
     for (const id of [good1, good2]) expect(await weightsOn(String(id))).toEqual(plannedWeights(report, String(id)));

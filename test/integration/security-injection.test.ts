@@ -1,6 +1,7 @@
 /**
  * Injection attempts against the real CLI, with a recording proxy in front of a real HAProxy's
- * admin socket: every byte that would reach HAProxy is kept and checked.
+ * admin socket: every byte that would reach HAProxy is kept and checked. The rejections run the
+ * CLI's `main` in-process (nothing of a process start is under test there); the cycles spawn it.
  * - hostile names in the configuration: exit 2 naming the key, no connection at all;
  * - hostile series names served by Graphite (through the fault proxy, next to the real series):
  *   the real servers are balanced, every byte sent is a whitelisted command on the configured
@@ -13,6 +14,7 @@ import {
   HOSTILE_NAMES,
   rewriteSeries,
   runCli,
+  runMain,
   singleReport,
   startGraphiteFaultProxy,
   startSocketProxy,
@@ -103,7 +105,7 @@ function expectOnlyWhitelistedBytes(): void {
 
 describe('hostile names in the configuration', () => {
   it.each(labelled)('refuses the backend name %s with exit 2, naming the key, and connects to nothing', async (_label, name) => {
-    const run = await runCli(['apply', '--config', config({ backendName: name })]);
+    const run = await runMain(['apply', '--config', config({ backendName: name })]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('backends.0.name: must be 1-64 characters');
     expect(socketProxy.connections).toHaveLength(0);
@@ -111,7 +113,7 @@ describe('hostile names in the configuration', () => {
   });
 
   it.each(labelled)('refuses the load balancer name %s with exit 2, naming the key, and connects to nothing', async (_label, name) => {
-    const run = await runCli(['apply', '--config', config({ lbName: name })]);
+    const run = await runMain(['apply', '--config', config({ lbName: name })]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('relay.loadBalancers.0.name: ');
     expect(socketProxy.connections).toHaveLength(0);
@@ -140,7 +142,7 @@ describe('hostile series names from Graphite', () => {
 
     const graphite = report.backends[0]?.graphite;
     expect(graphite?.ok).toBe(true);
-    const unmapped = graphite?.ok === true ? graphite.unmapped : [];
+    const unmapped = graphite?.unmapped ?? [];
     expect(unmapped).toHaveLength(HOSTILE_NAMES.length);
     expect(unmapped).toContain('s1;shutdown sessions');
     expect(unmapped).toContain('s1\\nshutdown sessions server be_ingest/s1');
@@ -164,7 +166,7 @@ describe('hostile series names from Graphite', () => {
 describe('hostile --backend arguments', () => {
   // argv cannot carry a NUL byte at all: the operating system ends the string there.
   it.each(labelled.filter(([, name]) => !name.includes('\u0000')))('refuses --backend %s with exit 2 and connects to nothing', async (_label, name) => {
-    const run = await runCli(['apply', '--backend', name, '--config', config()]);
+    const run = await runMain(['apply', '--backend', name, '--config', config()]);
     expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain('Unknown backend(s) ');

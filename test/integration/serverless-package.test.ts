@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { bundleHandler } from '../scripts/bundle.mjs';
+import { bundleHandler } from '../../scripts/bundle.mjs';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -85,7 +85,7 @@ describe('serverless package (osls, offline)', () => {
     mkdirSync(join(base, 'svc/infra'));
     copyFileSync(join(ROOT, 'serverless.yml'), join(base, 'svc/serverless.yml'));
     copyFileSync(join(ROOT, 'infra/ssm-document.yaml'), join(base, 'svc/infra/ssm-document.yaml'));
-    // The same bundle as dist/handler.mjs (test/scripts/bundle.mjs).
+    // The same bundle as dist/handler.mjs (scripts/bundle.mjs).
     await bundleHandler(join(base, 'svc/dist/handler.mjs'));
     writeFileSync(join(base, 'svc/dist/not-packaged.txt'), 'only the bundle goes into the zip');
     // One after the other: osls keeps working files in the service directory.

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { parseConfigText, type BackendConfig } from '../../functions/core/config.js';
+import { cycleReportSchema } from '../../functions/core/report-schema.js';
 
 /**
  * The weighter of the real lab is the CLI itself, `haproxy-weighter run --json`, as a child
@@ -54,20 +54,6 @@ export function weighterConfig(input: WeighterConfigInput): Record<string, unkno
   };
 }
 
-const actionSchema = z.object({ kind: z.string(), server: z.string(), weight: z.number().optional(), current: z.number().optional() });
-const reportSchema = z.object({
-  startedAt: z.string(),
-  outcome: z.string(),
-  serversChanged: z.number(),
-  backends: z.array(
-    z.object({
-      backend: z.string(),
-      imbalance: z.number().nullable(),
-      loadBalancers: z.array(z.object({ loadBalancer: z.string(), plan: z.object({ status: z.string(), reason: z.string().optional(), actions: z.array(actionSchema) }) })),
-    }),
-  ),
-});
-
 export interface WeighterCycle {
   /** Wall-clock milliseconds the cycle started. */
   readonly startedMs: number;
@@ -89,20 +75,17 @@ export function parseCycleLine(line: string, backendName: string): WeighterCycle
   } catch {
     return null;
   }
-  const parsed = reportSchema.safeParse(raw);
+  const parsed = cycleReportSchema.safeParse(raw);
   if (!parsed.success) return null;
   const backend = parsed.data.backends.find((b) => b.backend === backendName);
   const plan = backend?.loadBalancers[0]?.plan;
   const weights: Record<string, number> = {};
-  for (const action of plan?.actions ?? []) {
-    const weight = action.kind === 'set-weight' ? action.weight : action.current;
-    if (weight !== undefined) weights[action.server] = weight;
-  }
+  for (const action of plan?.actions ?? []) weights[action.server] = action.kind === 'set-weight' && action.weight !== null ? action.weight : action.current;
   return {
     startedMs: Date.parse(parsed.data.startedAt),
     outcome: parsed.data.outcome,
     serversChanged: parsed.data.serversChanged,
-    plan: plan === undefined ? 'none' : plan.status === 'planned' ? 'planned' : (plan.reason ?? plan.status),
+    plan: plan === undefined ? 'none' : (plan.reason ?? plan.status),
     weights,
     imbalance: backend?.imbalance ?? null,
   };

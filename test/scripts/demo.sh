@@ -6,5 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 bash test/scripts/install-system-packages.sh
 printf '\n==== npm ci ====\n'
 npm ci --no-audit --no-fund --loglevel=error
+printf '\n==== npm run build ====\n'
+npm run build
 printf '\n==== demo ====\n'
 exec npx tsx test/scripts/demo.ts

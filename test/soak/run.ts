@@ -185,21 +185,22 @@ function heldWeights(report: CycleReport, lb: string): Map<string, number | null
   for (const b of report.backends) {
     const entry = b.loadBalancers.find((l) => l.loadBalancer === lb);
     if (entry === undefined) continue;
-    const failed = new Map(entry.apply?.status === 'failed' ? entry.apply.failed.map((f) => [f.server, f.error] as const) : []);
+    const failed = new Map(entry.apply.failed.map((f) => [f.server, f] as const));
+    const written = entry.apply.status === 'applied' || entry.apply.status === 'failed';
     for (const a of entry.plan.actions) {
       const key = `${b.backend}/${a.server}`;
-      if (entry.plan.status !== 'planned' || a.kind !== 'set-weight' || entry.apply === undefined || entry.apply.status === 'not-needed') {
+      if (!written || a.kind !== 'set-weight' || a.weight === null) {
         out.set(key, a.current);
         continue;
       }
-      const error = failed.get(a.server);
-      if (error === undefined) {
+      const failure = failed.get(a.server);
+      if (failure === undefined) {
         out.set(key, a.weight);
         continue;
       }
-      // After an unknown outcome the cycle reads the weight back and says what HAProxy holds.
-      const held = /HAProxy now holds weight (\d+)/.exec(error);
-      out.set(key, held === null ? (entry.apply.status === 'failed' && entry.apply.error === undefined ? a.current : null) : Number(held[1]));
+      // HAProxy refused the weight: it kept the current one. A batch that failed as a whole: what
+      // the read-back found, if anything.
+      out.set(key, failure.code === 'weight-refused' ? a.current : failure.heldWeight);
     }
   }
   return out;

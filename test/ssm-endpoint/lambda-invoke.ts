@@ -10,6 +10,7 @@ import type { Context } from 'aws-lambda';
 import { vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { CycleReport } from '../../functions/core/cycle.js';
+import { checkedReport } from '../harness/report.js';
 import { createHandler } from '../../functions/handler.js';
 import { DOCUMENT_NAME, SOCKET_PATH, TEST_CREDENTIALS, type SsmFleet } from './fleet.js';
 
@@ -141,9 +142,10 @@ export async function capture<T>(fn: () => Promise<T>): Promise<Captured<T>> {
   return { result, error, output, emf };
 }
 
-/** Invokes the handler with the scheduled event (or `event`) and captures what it printed. */
-export function invoke(handler: TestHandler, event: unknown = SCHEDULED_EVENT): Promise<Captured<CycleReport>> {
-  return capture(() => handler(event, LAMBDA_CONTEXT));
+/** Invokes the handler with the scheduled event (or `event`) and captures what it printed; a report it returns must match the shipped schema. */
+export async function invoke(handler: TestHandler, event: unknown = SCHEDULED_EVENT): Promise<Captured<CycleReport>> {
+  const captured = await capture(() => handler(event, LAMBDA_CONTEXT));
+  return captured.result === undefined ? captured : { ...captured, result: checkedReport(captured.result) };
 }
 
 /** The totals document of a cycle's metrics (service dimension only). */
@@ -171,7 +173,7 @@ export function messageOf(error: unknown): string {
 export function plannedWeights(report: CycleReport, loadBalancer: string): Record<string, number> {
   const plan = report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === loadBalancer)?.plan;
   if (plan?.status !== 'planned') throw new Error(`no plan for ${loadBalancer}: ${JSON.stringify(plan)}`);
-  return Object.fromEntries(plan.actions.flatMap((a) => (a.kind === 'set-weight' ? [[a.server, a.weight]] : [])));
+  return Object.fromEntries(plan.actions.flatMap((a) => (a.kind === 'set-weight' && a.weight !== null ? [[a.server, a.weight]] : [])));
 }
 
 /** The `Commands` parameter of a SendCommand request body, or '' when it has none. */

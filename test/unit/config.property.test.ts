@@ -5,11 +5,13 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { propertyRuns } from '../harness/property-runs.js';
 import { stringify } from 'yaml';
-import { SAFE_NAME, parseConfig, parseConfigText, type Config } from '../../functions/core/config.js';
+import { parseConfig, parseConfigText, type Config } from '../../functions/core/config.js';
+import { SAFE_NAME } from '../../functions/core/runtime-grammar.js';
 import { ConfigError } from '../../functions/core/errors.js';
 
-const RUNS = { numRuns: 10_000 };
+const RUNS = propertyRuns();
 
 /** fast-check's JSON type: object members may be absent. */
 type Json = fc.JsonValue;

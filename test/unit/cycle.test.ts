@@ -7,8 +7,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../functions/core/config.js';
 import { createStaticMemory, exitCodeFor, runCycle } from '../../functions/core/cycle.js';
-import { RelayError } from '../../functions/core/errors.js';
+import { GraphiteError, RelayError } from '../../functions/core/errors.js';
 import { splitReplies } from '../../functions/core/haproxy-protocol.js';
+import { checkedReport, problemsOf } from '../harness/report.js';
 import type { MetricSource, RelayRequest, RelayResult, RuntimeRelay } from '../../functions/core/types.js';
 
 const OBSERVE_RR = readFileSync('test/fixtures/haproxy/observe-roundrobin.reply.txt', 'utf8');
@@ -52,7 +53,7 @@ const clock = (): (() => number) => {
 describe('runCycle', () => {
   it('plans from the recorded HAProxy state and writes one batch per load balancer', async () => {
     const relay = fakeRelay(success);
-    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'apply' });
     expect(report.outcome).toBe('ok');
     expect(relay.writes.map((w) => w.loadBalancer)).toEqual(['lb1', 'lb2']);
     expect(relay.writes[0]?.commands).toEqual(['show servers state rr', 'set server rr/rr-a weight 85', 'set server rr/rr-b weight 256']);
@@ -63,41 +64,58 @@ describe('runCycle', () => {
 
   it('writes nothing in plan mode', async () => {
     const relay = fakeRelay(success);
-    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'plan' });
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'plan' });
     expect(relay.writes).toEqual([]);
     expect(report.loadBalancers.map((l) => l.apply)).toEqual(['not-run', 'not-run']);
   });
 
   it('says a batch may be partly applied when the reply is cut short, and marks the cycle partial', async () => {
     const relay = fakeRelay((lb, req) => (lb === 'lb2' ? { loadBalancer: lb, ok: true, reply: '\n' } : success(lb, req)));
-    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'apply' });
     expect(report.outcome).toBe('partial');
     expect(report.failedLoadBalancers).toEqual(['lb2']);
-    expect(report.problems.join('\n')).toMatch(/lb2: backend rr: 2 weight\(s\) not confirmed \(rr-a, rr-b\).*partly applied/);
+    expect(problemsOf(report)).toEqual([
+      ['batch-unconfirmed', 'lb2', 'rr', 'rr-a'],
+      ['batch-unconfirmed', 'lb2', 'rr', 'rr-b'],
+    ]);
+    expect(report.problems[0]?.cause).toMatchObject({ type: 'haproxy', kind: 'unexpected-reply' });
     // The weights were read back from the load balancer: the report says what it holds now.
-    expect(report.problems.join('\n')).toContain('read back: rr-a=1, rr-b=5');
+    const lb2 = report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === 'lb2')?.apply;
+    expect(lb2).toMatchObject({ status: 'failed', changed: 0, readBack: true, error: expect.stringContaining('the batch may have been partly applied') });
+    expect(lb2?.failed.map((f) => [f.server, f.code, f.heldWeight])).toEqual([
+      ['rr-a', 'batch-unconfirmed', 1],
+      ['rr-b', 'batch-unconfirmed', 5],
+    ]);
     expect(exitCodeFor(report)).toBe(3);
   });
 
   it('reports every weight refused by a map-based hashing backend as a static algorithm', async () => {
     const refusal = "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n\n";
     const relay = fakeRelay((lb, req) => ({ loadBalancer: lb, ok: true, reply: writeReply(req, refusal) }));
-    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'apply' });
     expect(report.outcome).toBe('failed');
-    expect(report.problems[0]).toMatch(/refused every weight: it uses a static algorithm/);
+    expect(problemsOf(report)).toEqual([
+      ['static-refused', 'lb1', 'rr', null],
+      ['static-refused', 'lb2', 'rr', null],
+    ]);
+    expect(report.problems[0]?.cause).toMatchObject({ type: 'haproxy', kind: 'static-algorithm' });
   });
 
   it('remembers a backend that refused every weight and skips it in later cycles instead of retrying', async () => {
     const refusal = "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n\n";
     const relay = fakeRelay((lb, req) => ({ loadBalancer: lb, ok: true, reply: refusal.repeat(req.commands.length) }));
     const memory = createStaticMemory(1000);
-    const first = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply', knownStatic: memory.current(0) });
+    const first = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'apply', knownStatic: memory.current(0) });
     expect(first.staticRefusals).toEqual(['rr@lb1', 'rr@lb2']);
-    memory.remember(first.staticRefusals ?? [], 0);
+    memory.remember(first.staticRefusals, 0);
     const writesBefore = relay.writes.length;
-    const second = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply', knownStatic: memory.current(500) });
+    const second = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'apply', knownStatic: memory.current(500) });
     expect(relay.writes.length).toBe(writesBefore);
-    expect(second.backends[0]?.loadBalancers.map((l) => l.plan.status === 'skipped' && l.plan.reason)).toEqual(['unsupported-algorithm', 'unsupported-algorithm']);
+    expect(second.backends[0]?.loadBalancers.map((l) => l.plan.reason)).toEqual(['unsupported-algorithm', 'unsupported-algorithm']);
+    expect(problemsOf(second)).toEqual([
+      ['unsupported-algorithm', 'lb1', 'rr', null],
+      ['unsupported-algorithm', 'lb2', 'rr', null],
+    ]);
     // After the memory expires the backend is tried again (it may have been switched to consistent hashing).
     expect(memory.current(1000)).toEqual([]);
   });
@@ -114,28 +132,54 @@ describe('runCycle', () => {
               : { loadBalancer: 'lb2', ok: true, reply: writeReply(r) },
         ),
     };
-    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock() }, { mode: 'apply' });
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'apply' });
     expect(report.outcome).toBe('partial');
     expect(report.loadBalancers).toEqual([
       { name: 'lb1', observe: 'failed', apply: 'not-needed', error: 'lb1 (/x/1.sock): cannot connect: ENOENT' },
-      { name: 'lb2', observe: 'ok', apply: 'ok' },
+      { name: 'lb2', observe: 'ok', apply: 'ok', error: null },
     ]);
+    // Reported once for the load balancer, not once per backend.
+    expect(problemsOf(report)).toEqual([['observe-failed', 'lb1', null, null]]);
+    expect(report.problems[0]?.cause).toEqual({ type: 'relay', kind: null, message: 'lb1 (/x/1.sock): cannot connect: ENOENT' });
   });
 
   it('rejects an unknown backend name in the request', async () => {
-    await expect(runCycle({ config, metrics: metrics({}), relay: fakeRelay(success), now: clock() }, { mode: 'plan', backends: ['nope'] })).rejects.toThrow(/"nope"/);
+    await expect(runCycle({ config, metrics: metrics({}), relay: fakeRelay(success), now: clock(), version: '0.0.0-test' }, { mode: 'plan', backends: ['nope'] })).rejects.toThrow(/"nope"/);
   });
 
-  it('skips the backend on every load balancer when Graphite fails', async () => {
+  it.each([
+    ['unreachable', 'graphite-unreachable'],
+    ['http-status', 'graphite-http-status'],
+    ['auth', 'graphite-auth'],
+    ['bad-reply', 'graphite-bad-reply'],
+  ] as const)('skips the backend on every load balancer when Graphite fails (%s), and says so once', async (kind, code) => {
     const failing: MetricSource = {
       render: async () => {
-        throw new Error('Graphite at http://graphite.test/render failed');
+        throw new GraphiteError('Graphite at http://graphite.test/render failed', { url: 'http://graphite.test/render' }, { kind });
       },
     };
     const relay = fakeRelay(success);
-    const report = await runCycle({ config, metrics: failing, relay, now: clock() }, { mode: 'apply' });
+    const report = await runCycle({ config, metrics: failing, relay, now: clock(), version: '0.0.0-test' }, { mode: 'apply' });
     expect(relay.writes).toEqual([]);
     expect(report.outcome).toBe('failed');
-    expect(report.backends[0]?.loadBalancers.map((l) => l.plan.status === 'skipped' && l.plan.reason)).toEqual(['graphite-failed', 'graphite-failed']);
+    expect(report.backends[0]?.loadBalancers.map((l) => l.plan.reason)).toEqual(['graphite-failed', 'graphite-failed']);
+    expect(problemsOf(report)).toEqual([[code, null, 'rr', null]]);
+    expect(report.problems[0]?.cause).toMatchObject({ type: 'graphite', kind });
+  });
+
+  it('writes reports that the shipped JSON Schema accepts, whatever went wrong', async () => {
+    const refusal = "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n\n";
+    const relays = [
+      fakeRelay(success),
+      fakeRelay((lb, req) => (lb === 'lb2' ? { loadBalancer: lb, ok: true, reply: '\n' } : success(lb, req))),
+      fakeRelay((lb, req) => ({ loadBalancer: lb, ok: true, reply: writeReply(req, refusal) })),
+    ];
+    for (const relay of relays) {
+      for (const mode of ['plan', 'apply'] as const) {
+        const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100, stranger: 5 }), relay, now: clock(), version: '1.2.3' }, { mode });
+        expect(checkedReport(report)).toEqual(report);
+        expect(report).toMatchObject({ schemaVersion: 1, version: '1.2.3' });
+      }
+    }
   });
 });

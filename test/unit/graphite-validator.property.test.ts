@@ -6,11 +6,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../harness/property-runs.js';
 import { MAX_PLAUSIBLE_LOAD, parseRenderReply } from '../../functions/adapters/graphite.js';
 import { GraphiteError } from '../../functions/core/errors.js';
 import type { Series } from '../../functions/core/types.js';
 
-const RUNS = { numRuns: 10_000 };
+const RUNS = propertyRuns();
 const URL = 'http://graphite.test/render?target=x&format=json';
 
 /** A reply graphite-web really sends (recorded shape: aliasByNode, 10 s points, trailing null). */

@@ -1,26 +1,31 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { describe, expect, it, vi } from 'vitest';
 import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
-import type { BackendReport, CycleReport } from '../../functions/core/cycle.js';
+import { cycleReportSchema } from '../../functions/core/report-schema.js';
+import { problem, type BackendReport, type CycleReport } from '../../functions/core/report.js';
 
 function backend(name: string, imbalance: number | null, graphiteOk = true): BackendReport {
-  return { backend: name, graphite: graphiteOk ? { ok: true, unmapped: [] } : { ok: false, error: 'HTTP 500' }, loads: {}, imbalance, loadBalancers: [] };
+  return { backend: name, graphite: { ok: graphiteOk, error: graphiteOk ? null : 'HTTP 500', unmapped: [], unknownServers: [] }, loads: {}, imbalance, loadBalancers: [] };
 }
 
+/** A valid report (checked against the schema), with the fields a case is about overridden. */
 function report(overrides: Partial<CycleReport>): CycleReport {
-  return {
+  return cycleReportSchema.parse({
+    schemaVersion: 1,
+    version: '0.0.0-test',
     mode: 'apply',
     force: false,
     startedAt: '2024-01-01T00:00:00.000Z',
     durationMs: 1234,
     outcome: 'ok',
+    serversChanged: 0,
+    failedLoadBalancers: [],
+    staticRefusals: [],
+    problems: [],
     backends: [],
     loadBalancers: [],
-    failedLoadBalancers: [],
-    serversChanged: 0,
-    problems: [],
     ...overrides,
-  };
+  });
 }
 
 /** The EMF documents Powertools prints while `fn` runs. */
@@ -82,5 +87,18 @@ describe('emitCycleMetrics', () => {
     expect(docs[0]).not.toHaveProperty('CyclesCompleted');
     expect(docs[0]).not.toHaveProperty('MaxImbalance');
     expect(docs[0]).toHaveProperty('ServersChanged', 0);
+  });
+
+  it('counts the problems of each code under its own Code dimension', () => {
+    const problems = [
+      problem('weight-refused', { loadBalancer: 'i-0a', backend: 'be_a', server: 's1' }, 'weight 5 refused'),
+      problem('weight-refused', { loadBalancer: 'i-0a', backend: 'be_a', server: 's2' }, 'weight 9 refused'),
+      problem('graphite-auth', { backend: 'be_b' }, 'no weight changed because Graphite failed'),
+    ];
+    const docs = emitted(() => emitCycleMetrics(metrics(), report({ outcome: 'partial', serversChanged: 3, problems })));
+    expect(docs.filter((d) => 'Problems' in d).map((d) => [d.Code, d.Problems])).toEqual([
+      ['weight-refused', 2],
+      ['graphite-auth', 1],
+    ]);
   });
 });

@@ -8,7 +8,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseInvocation } from '../../functions/aws/payload.js';
-import { SAFE_NAME, parseConfig } from '../../functions/core/config.js';
+import { parseConfig } from '../../functions/core/config.js';
+import { SAFE_NAME } from '../../functions/core/runtime-grammar.js';
 import { runCycle } from '../../functions/core/cycle.js';
 import { ConfigError } from '../../functions/core/errors.js';
 import { measure, seriesToServer } from '../../functions/core/measure.js';
@@ -100,7 +101,7 @@ describe('hostile backend names asked for at run time are refused before any I/O
       },
     };
     const metrics = { render: async () => [] };
-    const error = await runCycle({ config, metrics, relay, now: () => 0 }, { mode: 'apply', backends: [name] }).then(
+    const error = await runCycle({ config, metrics, relay, now: () => 0, version: '0.0.0-test' }, { mode: 'apply', backends: [name] }).then(
       () => undefined,
       (e: unknown) => e,
     );

@@ -4,8 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { COMMANDS_PATTERN_SOURCE, SOCKET_PATH_PATTERN_SOURCE, isAllowedCommand } from '../../functions/aws/ssm-command-pattern.js';
-import { SAFE_NAME } from '../../functions/core/config.js';
+import { COMMANDS_PATTERN_SOURCE, NAME_SOURCE, SAFE_NAME, SOCKET_PATH_SOURCE, WEIGHT_SOURCE, isAllowedCommand } from '../../functions/core/runtime-grammar.js';
 import { loadCommandDocument } from '../ssm-endpoint/ssm-endpoint.js';
 import { readFileSync } from 'node:fs';
 
@@ -82,7 +81,13 @@ describe('the SSM Command document', () => {
 
   it('uses the same allowedPattern as the relay', () => {
     expect(commandsParam?.allowedPattern).toBe(COMMANDS_PATTERN_SOURCE);
-    expect(socketParam?.allowedPattern).toBe(SOCKET_PATH_PATTERN_SOURCE);
+    expect(socketParam?.allowedPattern).toBe(SOCKET_PATH_SOURCE);
+  });
+
+  it("checks the parameters again in its script with the core's own name, weight and socket path patterns", () => {
+    expect(script).toContain(`name='${NAME_SOURCE}'`);
+    expect(script).toContain(`weight='${WEIGHT_SOURCE}'`);
+    expect(script).toContain(`socket_re='${SOCKET_PATH_SOURCE}'`);
   });
 
   it('never pastes a parameter into the script text', () => {

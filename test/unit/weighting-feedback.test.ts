@@ -1,12 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../harness/property-runs.js';
 import { weightingSchema } from '../../functions/core/config.js';
 import { ConfigError, UnsafeInputError } from '../../functions/core/errors.js';
 import type { WeightingInput } from '../../functions/core/types.js';
 import { computeWeights } from '../../functions/core/weighting.js';
 import { FEEDBACK_RESCALE_BELOW, feedbackWeights, type FeedbackParams } from '../../functions/core/weighting-feedback.js';
 
-const RUNS = { numRuns: 5_000 };
+const RUNS = propertyRuns();
 
 function inputs(loads: readonly number[], weights: readonly number[], sessions: readonly number[]): WeightingInput[] {
   return loads.map((load, i) => ({ load, weight: weights[i] ?? 1, sessions: sessions[i] ?? 0 }));

@@ -1,10 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../harness/property-runs.js';
 import type { WeightingConfig } from '../../functions/core/config.js';
 import type { WeightingInput } from '../../functions/core/types.js';
 import { computeWeights } from '../../functions/core/weighting.js';
 
-const RUNS = { numRuns: 10_000 };
+const RUNS = propertyRuns();
 
 /**
  * Loads as Graphite reports them: exact zeros (idle or broken metrics), small integers (so that

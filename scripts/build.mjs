@@ -1,4 +1,6 @@
-// Bundles the CLI and the Lambda handler with esbuild. Runs on `npm ci` (prepare) and `npm run build`.
+// Bundles the CLI and the Lambda handler with esbuild into dist/. Run by `npm run build`, an explicit
+// step (CI, the demo, before a deploy): installing the package runs nothing, so `npm ci --omit=dev`
+// works without esbuild.
 import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROOT, bundleCli, bundleHandler } from './bundle.mjs';

@@ -1,46 +1,53 @@
 /**
  * Fault matrix, config and invoke (CLI side): invalid configuration files and invalid command
- * lines through the real CLI process. Each must exit 2, print nothing on stdout, name the key
- * path (or the argument) on stderr, and never open a connection to HAProxy: the load balancer of
- * every config is a recording proxy in front of a real HAProxy, which must see no connection.
+ * lines through the CLI's `main`, in-process (stdio, environment, clock and signals injected).
+ * Each must exit 2, print nothing on stdout, name the key path (or the argument) on stderr, and
+ * never open a connection to a load balancer: every config's load balancer is a Unix socket that
+ * records connections, and must see none. The spawned CLI (the bundle) is smoke-tested in
+ * test/integration/cli-bundle.test.ts.
  * (d) An invalid configuration makes the Lambda throw before any cycle, so the metric there is
  * AWS/Lambda Errors and its alarm; the CLI's equivalent signal is exit code 2.
  */
 import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startSocketProxy, writeConfigFile, type SocketProxy } from '../harness/faults.js';
-import { startHaproxy, type HaproxyHandle } from '../harness/haproxy.js';
+import { runMain, writeConfigFile } from '../harness/cli.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 
-let haproxy: HaproxyHandle;
-let proxy: SocketProxy;
 let dir: string;
+let socketPath: string;
+let server: Server;
+let connections = 0;
 
 beforeAll(async () => {
-  haproxy = await startHaproxy({ backends: [{ name: 'be_ingest', balance: 'leastconn', servers: [{ name: 's1' }, { name: 's2' }] }] });
-  proxy = await startSocketProxy(haproxy.adminSocket);
-  dir = makeTempDir('hw-fault-config');
+  dir = makeTempDir('hw-cli-rejections');
+  socketPath = join(dir, 'admin.sock');
+  server = createServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
 });
 
 afterAll(async () => {
-  await proxy.close();
-  await haproxy.stop();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
   removeTempDir(dir);
 });
 
-afterEach(async () => {
-  // Nothing invalid may ever reach a load balancer; and HAProxy kept its configured weights.
-  expect(proxy.connections).toHaveLength(0);
-  expect((await haproxy.getWeight('be_ingest', 's1')).current).toBe(100);
+afterEach(() => {
+  // Nothing invalid may ever reach a load balancer.
+  expect(connections).toBe(0);
 });
+
+const cli = runMain;
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 function valid(): { [key: string]: Json } {
   return {
     graphite: { url: 'http://127.0.0.1:9', timeoutMs: 1000, retries: 0 },
-    relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: proxy.path }] },
+    relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: socketPath }] },
     backends: [{ name: 'be_ingest', target: 'aliasByNode(ingest.*.load, 1)', weighting: { function: 'limited-proportions' } }],
   };
 }
@@ -69,9 +76,9 @@ function withChange(path: readonly (string | number)[], value: Json | undefined)
 }
 
 let count = 0;
-async function applyWith(config: Json): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function applyWith(config: Json): Promise<{ code: number; stdout: string; stderr: string }> {
   const path = writeConfigFile(dir, config, `invalid-${++count}.yaml`);
-  return runCli(['apply', '--config', path]);
+  return cli(['apply', '--config', path]);
 }
 
 describe('invalid configuration files: exit 2, the key path named, nothing sent', () => {
@@ -147,7 +154,7 @@ describe('invalid configuration files: exit 2, the key path named, nothing sent'
   ])('rejects %s', async (_what, text, named) => {
     const path = join(dir, `text-${++count}.yaml`);
     writeFileSync(path, text);
-    const run = await runCli(['apply', '--config', path]);
+    const run = await cli(['apply', '--config', path]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(named);
     expect(run.stderr).not.toContain('Usage:');
@@ -172,9 +179,21 @@ describe('invalid command lines: exit 2, the argument named, nothing sent', () =
     ['an extra argument', () => ['apply', 'now', '--config', config], 'Unexpected argument(s): now'],
     ['a backend that is not configured', () => ['apply', '--backend', 'be_other', '--config', config], 'Unknown backend(s) "be_other"; configured: be_ingest'],
   ])('rejects %s', async (_what, args, named) => {
-    const run = await runCli(args());
+    const run = await cli(args());
     expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain(named);
+  });
+
+  it('follows an error of the command line itself with the usage', async () => {
+    const run = await cli(['apply', '--colour', 'blue', '--config', config]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('Usage:');
+  });
+
+  it('prints the help on stdout and exits 0 with --help, reading no configuration', async () => {
+    const run = await cli(['--help']);
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    for (const word of ['plan', 'apply', 'run', '--config', '--json', '--force', 'Exit codes', '3  partial']) expect(run.stdout).toContain(word);
   });
 });

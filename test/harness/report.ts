@@ -1,0 +1,31 @@
+/**
+ * Every report a test gets (the CLI's `--json`, the Lambda's result, an in-process cycle) is
+ * checked against the JSON Schema shipped in docs/report.schema.json, with a JSON Schema validator
+ * (Ajv) rather than the zod schema it was generated from: what users validate against is the file.
+ * And the one way tests read problems: by code and place.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import type { CycleReport } from '../../functions/core/report.js';
+
+export const REPORT_SCHEMA_PATH = new URL('../../docs/report.schema.json', import.meta.url);
+
+const addFormats = addFormatsModule.default;
+const ajv = new Ajv2020({ allErrors: true, strict: true });
+addFormats(ajv);
+const validate = ajv.compile<CycleReport>(JSON.parse(readFileSync(REPORT_SCHEMA_PATH, 'utf8')));
+
+/** The report, checked against the shipped JSON Schema; throws naming every violation. */
+export function checkedReport(value: unknown): CycleReport {
+  // Through JSON first: what is checked is what a consumer of `--json` or of the Lambda receives.
+  const json: unknown = JSON.parse(JSON.stringify(value));
+  if (validate(json)) return json;
+  const errors = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''}`).join('; ');
+  throw new Error(`the report does not match docs/report.schema.json: ${errors}`);
+}
+
+/** Each problem as [code, load balancer, backend, server]: what a test branches on, never the message text. */
+export function problemsOf(report: Pick<CycleReport, 'problems'>): [string, string | null, string | null, string | null][] {
+  return report.problems.map((p) => [p.code, p.loadBalancer, p.backend, p.server]);
+}

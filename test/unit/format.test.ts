@@ -1,0 +1,90 @@
+/**
+ * The human view of a report (`plan`/`apply` without --json): the sentences are made here, from
+ * the report's data. Reports come from the real cycle with in-process fakes of its two adapters
+ * and the HAProxy replies recorded in test/fixtures/haproxy.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { formatReport } from '../../functions/cli/format.js';
+import { parseConfig } from '../../functions/core/config.js';
+import { runCycle } from '../../functions/core/cycle.js';
+import { RelayError } from '../../functions/core/errors.js';
+import { splitReplies } from '../../functions/core/haproxy-protocol.js';
+import type { CycleReport } from '../../functions/core/report.js';
+import type { RelayRequest, RelayResult, RuntimeRelay } from '../../functions/core/types.js';
+
+const OBSERVE_RR = readFileSync('test/fixtures/haproxy/observe-roundrobin.reply.txt', 'utf8');
+const STATE_RR = `${splitReplies(['show stat rr 6 -1', 'show servers state rr'], OBSERVE_RR)[1] ?? ''}\n`;
+const NO_SUCH_BACKEND = 'No such proxy.\n\n';
+
+const config = (backends: readonly string[] = ['rr']) =>
+  parseConfig({
+    graphite: { url: 'http://graphite.test' },
+    relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/x/1.sock' }, { name: 'lb2', endpoint: '/x/2.sock' }] },
+    backends: backends.map((name) => ({ name, target: `${name}.*`, weighting: { function: 'limited-proportions' } })),
+  });
+
+/** Observes with the recorded replies (a backend other than rr does not exist); writes with `write`. */
+function relay(write: (lb: string, req: RelayRequest) => RelayResult): RuntimeRelay {
+  return {
+    loadBalancers: ['lb1', 'lb2'],
+    run: async (requests) =>
+      requests.map((req) => {
+        if (!req.commands[0]?.startsWith('show stat')) return write(req.loadBalancer, req);
+        const reply = req.commands.map((c, i) => (i % 2 === 1 ? '' : c === 'show stat rr 6 -1' ? OBSERVE_RR : NO_SUCH_BACKEND + NO_SUCH_BACKEND)).join('');
+        return { loadBalancer: req.loadBalancer, ok: true, reply };
+      }),
+  };
+}
+
+const writeReply = (req: RelayRequest, setReply: string): string => req.commands.map((c) => (c.startsWith('show servers state') ? STATE_RR : setReply)).join('');
+
+async function reportWith(write: (lb: string, req: RelayRequest) => RelayResult, backends?: readonly string[]): Promise<CycleReport> {
+  const metrics = { render: async () => [{ name: 'rr-a', values: [300] }, { name: 'rr-b', values: [100] }] };
+  return runCycle({ config: config(backends), metrics, relay: relay(write), now: () => 0, version: '0.0.0-test' }, { mode: 'apply' });
+}
+
+const problemLines = (text: string): string[] => text.split('\n').filter((l) => l.startsWith('  problem: '));
+
+describe('formatReport', () => {
+  it('gives the weights one load balancer refused for the same reason one line, naming every server', async () => {
+    const report = await reportWith((lb, req) => ({ loadBalancer: lb, ok: true, reply: writeReply(req, lb === 'lb2' ? 'Permission denied\n\n' : '\n') }));
+    expect(report.problems.map((p) => [p.code, p.loadBalancer, p.server])).toEqual([
+      ['weight-refused', 'lb2', 'rr-a'],
+      ['weight-refused', 'lb2', 'rr-b'],
+    ]);
+    expect(problemLines(formatReport(report))).toEqual(['  problem: lb2: backend rr: 2 weight(s) refused (rr-a, rr-b): changing weights needs a runtime socket at "level admin" (Permission denied)']);
+  });
+
+  it('says what a batch that failed as a whole left unconfirmed, and what the read-back found', async () => {
+    const report = await reportWith((lb, req) => (lb === 'lb2' ? { loadBalancer: lb, ok: true, reply: '\n' } : { loadBalancer: lb, ok: true, reply: writeReply(req, '\n') }));
+    expect(problemLines(formatReport(report))).toEqual([
+      '  problem: lb2: backend rr: 2 weight(s) not confirmed (rr-a, rr-b): HAProxy replied with 1 block(s) for 3 command(s): nothing for command 2 (set server rr/rr-a weight 85); the batch may have been partly applied; read back: rr-a=1, rr-b=5',
+    ]);
+  });
+
+  it('names a load balancer that could not be reached once, with its cause', async () => {
+    const down: RuntimeRelay = {
+      loadBalancers: ['lb1', 'lb2'],
+      run: async (requests) => requests.map((r) => ({ loadBalancer: r.loadBalancer, ok: false, error: new RelayError(`${r.loadBalancer} (/x): cannot connect: ENOENT`, { loadBalancer: r.loadBalancer }) })),
+    };
+    const metrics = { render: async () => [] };
+    const report = await runCycle({ config: config(['rr', 'other']), metrics, relay: down, now: () => 0, version: '0.0.0-test' }, { mode: 'apply' });
+    expect(problemLines(formatReport(report))).toEqual([
+      '  problem: lb1: cannot read the load balancer: lb1 (/x): cannot connect: ENOENT',
+      '  problem: lb2: cannot read the load balancer: lb2 (/x): cannot connect: ENOENT',
+    ]);
+  });
+
+  it('shares one table between load balancers that decided the same, even when their messages name each of them', async () => {
+    const report = await reportWith((lb, req) => ({ loadBalancer: lb, ok: true, reply: writeReply(req, '\n') }), ['rr', 'be_missing']);
+    const text = formatReport(report);
+    expect(text).toContain('  on lb1, lb2 (roundrobin): 2 weight(s) written each');
+    expect(text).toContain('  on lb1, lb2: SKIPPED (backend-not-found) (see the problems below)');
+    expect(problemLines(text)).toEqual([
+      '  problem: lb1: backend be_missing: the load balancer has no such backend: HAProxy has no backend be_missing on load balancer lb1',
+      '  problem: lb2: backend be_missing: the load balancer has no such backend: HAProxy has no backend be_missing on load balancer lb2',
+    ]);
+    expect(text).toMatch(/^outcome: partial \(4 weight\(s\) written; 0 ms\)$/m);
+  });
+});
