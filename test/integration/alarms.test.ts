@@ -27,7 +27,8 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
 import { metricsTimestamp } from '../../functions/aws/payload.js';
-import type { CycleReport } from '../../functions/core/cycle.js';
+import { cycleReportSchema } from '../../functions/core/report-schema.js';
+import { problem, type CycleReport } from '../../functions/core/report.js';
 import { alarmFromTemplate, firstAlarm, simulateAlarm, type MetricAlarm, type MetricId, type Sample } from '../harness/cloudwatch-alarm.js';
 import { copyService, isObject, ofType, type Packaged } from '../harness/serverless-package.js';
 
@@ -55,34 +56,46 @@ interface Stage {
 const LOAD_BALANCERS = ['i-0aaaaaaaaaaaaaaa1', 'i-0aaaaaaaaaaaaaaa2', 'i-0aaaaaaaaaaaaaaa3'];
 const BACKENDS = ['be_ingest', 'be_api'];
 
-/** A report of the given kind, as runCycle would return it: two backends on three load balancers. */
+/**
+ * A report of the given kind, as runCycle would return it for two backends on three load
+ * balancers, checked against the report schema.
+ */
 function reportOf(kind: Exclude<CycleKind, 'error'>): CycleReport {
   const failedLbs = kind === 'lb-failed' ? [LOAD_BALANCERS[1] ?? ''] : [];
   const graphiteDown = kind === 'graphite-every-backend' ? BACKENDS : kind === 'graphite-one-backend' ? [BACKENDS[1] ?? ''] : [];
-  const problems = [...failedLbs.map((lb) => `cannot read ${lb}: SSM command ended Undeliverable`), ...graphiteDown.map((b) => `${b}: Graphite answered HTTP 503`)];
-  return {
+  const nothingWritten = graphiteDown.length === BACKENDS.length;
+  const problems = [
+    ...failedLbs.map((lb) => problem('observe-failed', { loadBalancer: lb }, 'SSM command ended Undeliverable')),
+    ...graphiteDown.map((backend) => problem('graphite-http-status', { backend }, 'Graphite answered HTTP 503')),
+  ];
+  return cycleReportSchema.parse({
+    schemaVersion: 1,
+    version: '0.0.0-alarms',
     mode: 'apply',
     force: false,
     startedAt: '2026-11-30T00:00:00.000Z',
     durationMs: 4_000,
-    outcome: graphiteDown.length === BACKENDS.length ? 'failed' : problems.length > 0 ? 'partial' : 'ok',
+    outcome: nothingWritten ? 'failed' : problems.length > 0 ? 'partial' : 'ok',
+    serversChanged: nothingWritten ? 0 : 4,
+    failedLoadBalancers: failedLbs,
+    staticRefusals: [],
+    problems,
     backends: BACKENDS.map((backend, i) => {
       const down = graphiteDown.includes(backend);
       return {
         backend,
-        graphite: down ? { ok: false, error: 'HTTP 503' } : { ok: true, unmapped: [] },
+        graphite: { ok: !down, error: down ? 'HTTP 503' : null, unmapped: [], unknownServers: [] },
         loads: {},
         imbalance: down ? null : kind === 'imbalanced' && i === 0 ? 2.4 : 1.1,
         loadBalancers: [],
       };
     }),
     loadBalancers: LOAD_BALANCERS.map((name) =>
-      failedLbs.includes(name) ? { name, observe: 'failed', apply: 'not-run', error: 'SSM command ended Undeliverable' } : { name, observe: 'ok', apply: graphiteDown.length === BACKENDS.length ? 'not-needed' : 'ok' },
+      failedLbs.includes(name)
+        ? { name, observe: 'failed', apply: 'not-run', error: 'SSM command ended Undeliverable' }
+        : { name, observe: 'ok', apply: nothingWritten ? 'not-needed' : 'ok', error: null },
     ),
-    failedLoadBalancers: failedLbs,
-    serversChanged: graphiteDown.length === BACKENDS.length ? 0 : 4,
-    problems,
-  };
+  });
 }
 
 interface Emitted {
