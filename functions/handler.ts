@@ -1,28 +1,33 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import middy from '@middy/core';
-import ssm from '@middy/ssm';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createGraphiteSource } from './adapters/graphite.js';
 import { createSsmClient, createSsmRelay, ssmApiFromClient, ssmClientConfig, type SsmApi, type SsmClientOptions } from './adapters/ssm-relay.js';
 import { emitCycleMetrics } from './aws/cycle-metrics.js';
-import { graphiteEnvironment, loadLambdaConfig, readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
-import { parseInvocation } from './aws/payload.js';
+import { readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
+import { lambdaParameters, setupOf } from './aws/parameters.js';
+import { metricsTimestamp, parseInvocation } from './aws/payload.js';
+import { checkTargetsAllowed } from './aws/target-guard.js';
 import { createStaticMemory, runCycle, type CycleReport } from './core/cycle.js';
 import { WeighterError, describeError } from './core/errors.js';
 import { VERSION } from './version.js';
 
 /**
  * The Lambda function: an EventBridge schedule (or a person, with a small JSON payload) starts one
- * rebalance cycle. The configuration document and the Graphite secret come from SSM Parameter
- * Store through @middy/ssm, cached across warm invocations; load balancers are reached through SSM
+ * rebalance cycle. Middy middlewares do the plumbing: Powertools' injectLambdaContext (request id
+ * and cold start on every log line) and logMetrics (ColdStart metric, metrics flushed when the
+ * invocation ends, failed or not), the failure log line, and Parameter Store (configuration, then
+ * the Graphite secret only if the configuration needs one). Load balancers are reached through SSM
  * Run Command. The return value is the same JSON report as the CLI's `--json`.
  */
 
 export const SERVICE_NAME = 'haproxy-weighter';
 
 export interface HandlerOptions {
-  /** Where CONFIG_PARAMETER, GRAPHITE_KEY_PARAMETER and RELAY_DOCUMENT_NAME are read (process.env by default). */
+  /** Where CONFIG_PARAMETER, GRAPHITE_KEY_PARAMETER, RELAY_DOCUMENT_NAME and TARGET_TAG_KEY/VALUE are read (process.env by default). */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** SSM endpoint, region and credentials, for both Parameter Store and Run Command (tests point them at the local emulator). */
   readonly aws?: SsmClientOptions;
@@ -38,8 +43,32 @@ export interface HandlerOptions {
 /** Parameters are re-read at most this often, so that a config change needs no deploy. */
 const DEFAULT_CACHE_MS = 5 * 60_000;
 
-function fromContext(context: Context, key: string): unknown {
-  return Object.getOwnPropertyDescriptor(context, key)?.value;
+/** An error's causes, outermost first, as one line each (middy keeps its reasons in `cause.data`). */
+function causesOf(error: unknown): string[] {
+  const out: string[] = [];
+  let current: unknown = error instanceof Error ? error.cause : undefined;
+  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
+    if (current instanceof Error) out.push(`${current.name === 'Error' ? '' : `${current.name}: `}${current.message}`);
+    const data: unknown = typeof current === 'object' ? Reflect.get(current, 'data') : undefined;
+    if (Array.isArray(data)) out.push(...data.map(describeError));
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return out;
+}
+
+/** Logs why an invocation failed, with the causes, secrets masked; the error then travels on. */
+function failureLog(logger: Logger): MiddlewareObj<unknown, CycleReport, Error, Context> {
+  return {
+    onError: ({ error, context }) => {
+      const secrets = setupOf(context)?.secrets ?? [];
+      const causes = causesOf(error);
+      logger.error('cycle failed', {
+        error: redact(describeError(error), secrets),
+        ...(error instanceof WeighterError ? { code: error.code } : {}),
+        ...(causes.length === 0 ? {} : { cause: redact(causes.join(' <- '), secrets) }),
+      });
+    },
+  };
 }
 
 export function createHandler(options: HandlerOptions = {}) {
@@ -48,33 +77,33 @@ export function createHandler(options: HandlerOptions = {}) {
   const metrics = options.metrics ?? new Metrics({ serviceName: SERVICE_NAME, namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? 'HaproxyWeighter' });
   const now = options.now ?? Date.now;
 
-  let lambdaEnv: LambdaEnvironment | undefined;
-  let envError: unknown;
+  let lambdaEnv: LambdaEnvironment | { readonly error: unknown };
   try {
     lambdaEnv = readLambdaEnvironment(env);
   } catch (error) {
     // Reported on every invocation rather than as an import failure, with the same clear message.
-    envError = error;
+    lambdaEnv = { error };
   }
+  const stackEnv = 'configParameter' in lambdaEnv ? lambdaEnv : undefined;
 
   // Lives as long as the warm container: a backend refusing every weight is not retried each minute.
   const staticMemory = createStaticMemory();
   let runCommandApi: SsmApi | undefined;
   const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(createSsmClient(options.aws)));
-  const awsClientOptions = ssmClientConfig(options.aws);
-  const fetchData: Record<string, string> = {};
-  if (lambdaEnv !== undefined) fetchData.config = lambdaEnv.configParameter;
-  if (lambdaEnv?.graphiteKeyParameter !== undefined) fetchData.graphiteKey = lambdaEnv.graphiteKeyParameter;
 
   const cycle = async (event: unknown, context: Context): Promise<CycleReport> => {
-    const secret = fromContext(context, 'graphiteKey');
-    const secrets = typeof secret === 'string' ? [secret] : [];
+    const startedAt = now();
+    const setup = setupOf(context);
+    if (setup === undefined || stackEnv === undefined) throw new Error('the Parameter Store middleware did not prepare this invocation');
     try {
-      if (lambdaEnv === undefined) throw envError;
       const request = parseInvocation(event);
-      const { config, relay: relayConfig } = loadLambdaConfig(fromContext(context, 'config'), lambdaEnv);
-      const graphite = createGraphiteSource(config.graphite, { env: graphiteEnvironment(config, secret, lambdaEnv) });
-      const relay = await createSsmRelay(relayConfig, {
+      // Each cycle's metrics belong to its schedule tick, so that one slow cycle cannot push its
+      // datapoint into the next tick's period (the alarms count one datapoint per cycle).
+      metrics.setTimestamp(metricsTimestamp(event, startedAt));
+      const source = `SSM parameter ${stackEnv.configParameter}`;
+      if (stackEnv.targetTag !== undefined) await checkTargetsAllowed(setup.relay.targets, stackEnv.targetTag, api(), source);
+      const graphite = createGraphiteSource(setup.config.graphite, { env: setup.graphiteEnv });
+      const relay = await createSsmRelay(setup.relay, {
         api: api(),
         ...(options.relaySleep === undefined ? {} : { sleep: options.relaySleep }),
         onCommand: (sent) => logger.debug('SSM command sent', { ...sent }),
@@ -82,7 +111,7 @@ export function createHandler(options: HandlerOptions = {}) {
       logger.info('cycle started', { trigger: request.trigger, mode: request.mode, force: request.force, backends: request.backends ?? 'all', loadBalancers: relay.loadBalancers.length });
       const report = redact(
         await runCycle(
-          { config, metrics: graphite, relay, now, version: VERSION },
+          { config: setup.config, metrics: graphite, relay, now, version: VERSION },
           {
             mode: request.mode,
             force: request.force,
@@ -90,9 +119,10 @@ export function createHandler(options: HandlerOptions = {}) {
             ...(request.backends === undefined ? {} : { backends: request.backends }),
           },
         ),
-        secrets,
+        setup.secrets,
       );
       staticMemory.remember(report.staticRefusals, now());
+      // Flushed by logMetrics when the invocation ends.
       emitCycleMetrics(metrics, report);
       const summary = {
         outcome: report.outcome,
@@ -108,8 +138,7 @@ export function createHandler(options: HandlerOptions = {}) {
       else logger.warn('cycle finished with problems', summary);
       return report;
     } catch (error) {
-      const message = redact(describeError(error), secrets);
-      logger.error('cycle failed', { error: message, ...(error instanceof WeighterError ? { code: error.code } : {}) });
+      const message = redact(describeError(error), setup.secrets);
       // The original error carries the secret in its message: it must not travel on as a cause.
       // eslint-disable-next-line preserve-caught-error
       if (message !== describeError(error)) throw new Error(message);
@@ -117,21 +146,19 @@ export function createHandler(options: HandlerOptions = {}) {
     }
   };
 
-  const wrapped = middy<unknown, CycleReport, Error, Context>();
-  // Without parameter names there is nothing to fetch (the invocation fails with the reason), and
-  // no cache refresh timer should keep a process alive.
-  if (Object.keys(fetchData).length > 0) {
-    wrapped.use(
-      ssm({
-        fetchData,
-        setToContext: true,
-        awsClientOptions,
+  return middy<unknown, CycleReport, Error, Context>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(logMetrics(metrics, { captureColdStartMetric: true }))
+    .use(failureLog(logger))
+    .use(
+      lambdaParameters({
+        env: lambdaEnv,
+        awsClientOptions: ssmClientConfig(options.aws),
         cacheKey: options.cache?.key ?? `${SERVICE_NAME}-parameters`,
-        cacheExpiry: options.cache?.expiryMs ?? DEFAULT_CACHE_MS,
+        cacheExpiryMs: options.cache?.expiryMs ?? DEFAULT_CACHE_MS,
       }),
-    );
-  }
-  return wrapped.handler(cycle);
+    )
+    .handler(cycle);
 }
 
 export const handler = createHandler();

@@ -18,9 +18,10 @@ export const METRIC = {
 } as const;
 
 /**
- * Emits the metrics of a report and flushes them. Totals carry only the service dimension (one
- * alarm each); imbalance per backend, each failed load balancer and the problems of each code get
- * their own dimension so a chart or an alarm notification names them. Only apply cycles that did
+ * Emits the metrics of a report; the totals are flushed when the invocation ends (the handler's
+ * logMetrics middleware). Totals carry only the service dimension (one alarm each); imbalance per
+ * backend, each failed load balancer and the problems of each code get their own dimension so a
+ * chart or an alarm notification names them. Only apply cycles that did
  * not fail count as completed: a dry run does not keep the fleet balanced, and a failed one did
  * not either.
  */
@@ -33,7 +34,6 @@ export function emitCycleMetrics(metrics: Metrics, report: CycleReport): void {
   metrics.addMetric(METRIC.graphiteFailures, MetricUnit.Count, report.backends.filter((b) => !b.graphite.ok).length);
   const imbalances = report.backends.flatMap((b) => (b.imbalance === null || !Number.isFinite(b.imbalance) ? [] : [b.imbalance]));
   if (imbalances.length > 0) metrics.addMetric(METRIC.maxImbalance, MetricUnit.NoUnit, Math.max(...imbalances));
-  metrics.publishStoredMetrics();
 
   for (const b of report.backends) {
     if (b.imbalance === null || !Number.isFinite(b.imbalance)) continue;

@@ -9,6 +9,14 @@ export interface LambdaEnvironment {
   readonly graphiteKeyParameter: string | undefined;
   /** Name of the SSM document deployed with the stack: the only one the role may run. */
   readonly relayDocumentName: string | undefined;
+  /** The tag of the instances the role may run commands on (its ssm:SendCommand condition), when the stack says. */
+  readonly targetTag: TargetTag | undefined;
+}
+
+/** An EC2 / managed-instance tag: key and value. */
+export interface TargetTag {
+  readonly key: string;
+  readonly value: string;
 }
 
 const PARAMETER_NAME = /^[A-Za-z0-9_.\-/]{1,1011}$/;
@@ -23,7 +31,22 @@ export function readLambdaEnvironment(env: Readonly<Record<string, string | unde
     configParameter,
     graphiteKeyParameter: key === undefined || key === '' ? undefined : key,
     relayDocumentName: document === undefined || document === '' ? undefined : document,
+    targetTag: readTargetTag(env),
   };
+}
+
+// The same characters the configuration accepts in relay.targets.tag.
+const TAG_KEY = /^[A-Za-z0-9_.:/=+@-]{1,128}$/;
+const TAG_VALUE = /^[A-Za-z0-9_.:/=+@-]{1,256}$/;
+
+function readTargetTag(env: Readonly<Record<string, string | undefined>>): TargetTag | undefined {
+  const key = env.TARGET_TAG_KEY ?? '';
+  const value = env.TARGET_TAG_VALUE ?? '';
+  if (key === '' && value === '') return undefined;
+  if (!TAG_KEY.test(key) || !TAG_VALUE.test(value)) {
+    throw new ConfigError(`TARGET_TAG_KEY and TARGET_TAG_VALUE must both name the tag the function's role may run commands on (got ${JSON.stringify(key)}=${JSON.stringify(value)})`);
+  }
+  return { key, value };
 }
 
 /**

@@ -50,3 +50,20 @@ export function parseInvocation(event: unknown): InvocationRequest {
     force: force === true,
   };
 }
+
+/** How far a scheduled event's time may lie from the cycle's start and still be its tick. */
+const TICK_BEFORE_MS = 15 * 60_000;
+const TICK_AFTER_MS = 60_000;
+
+/**
+ * The timestamp of a cycle's metrics (ms): the schedule tick it runs for (the scheduled event's
+ * `time`, kept when Lambda retries a throttled event), else when the cycle started. One datapoint
+ * per tick then lands in the tick's own period, however long the cycle takes.
+ */
+export function metricsTimestamp(event: unknown, startedAtMs: number): number {
+  if (!isScheduledEvent(event) || typeof event !== 'object' || event === null) return startedAtMs;
+  const time: unknown = Reflect.get(event, 'time');
+  const tick = typeof time === 'string' ? Date.parse(time) : NaN;
+  if (!Number.isFinite(tick) || tick < startedAtMs - TICK_BEFORE_MS || tick > startedAtMs + TICK_AFTER_MS) return startedAtMs;
+  return tick;
+}

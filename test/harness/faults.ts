@@ -523,7 +523,8 @@ export interface EmittedMetrics {
 
 /**
  * The CloudWatch metrics the Lambda would emit for this very report (the CLI has none): runs the
- * Lambda's own emitCycleMetrics and captures the EMF documents Powertools prints.
+ * Lambda's own emitCycleMetrics, flushes them as the handler's middleware does, and captures the EMF
+ * documents Powertools prints.
  */
 export function lambdaMetricsFor(report: CycleReport): EmittedMetrics {
   const lines: string[] = [];
@@ -533,7 +534,10 @@ export function lambdaMetricsFor(report: CycleReport): EmittedMetrics {
     return true;
   };
   try {
-    emitCycleMetrics(new Metrics({ namespace: 'HaproxyWeighterFaults', serviceName: 'haproxy-weighter' }), report);
+    const metrics = new Metrics({ namespace: 'HaproxyWeighterFaults', serviceName: 'haproxy-weighter' });
+    emitCycleMetrics(metrics, report);
+    // What the handler's logMetrics middleware does when the invocation ends.
+    metrics.publishStoredMetrics();
   } finally {
     process.stdout.write = write;
   }

@@ -205,14 +205,16 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
     for (const i of fleet.haproxies.keys()) expect(await weightsOn(i)).toEqual({ 'ingest-1': 100, 'ingest-2': 100, 'ingest-3': 100 });
   });
 
-  it('reads the parameters once and reuses them on warm invocations', async () => {
-    const handler = makeHandler();
+  it('reads the configuration, then the Graphite key it needs, once each, and reuses them on warm invocations', async () => {
     const from = fleet.endpoint.calls.length;
+    const handler = makeHandler();
     await invoke(handler, { dryRun: true });
     await invoke(handler, { dryRun: true });
     const reads = fleet.endpoint.calls.slice(from).filter((c) => c.operation === 'GetParameters');
-    expect(reads.length).toBe(1);
-    expect(reads[0]?.body).toMatchObject({ Names: [CONFIG_PARAMETER, KEY_PARAMETER], WithDecryption: true });
+    expect(reads.map((r) => r.body)).toEqual([
+      { Names: [CONFIG_PARAMETER], WithDecryption: true },
+      { Names: [KEY_PARAMETER], WithDecryption: true },
+    ]);
   });
 
   it('uses the Graphite key from the SecureString and never prints it', async () => {

@@ -1,103 +1,44 @@
-import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { bundleHandler } from '../../scripts/bundle.mjs';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleHandler } from '../../scripts/bundle.mjs';
+import { ROOT, asList, copyService, isObject, ofType, text, type Packaged, type Resource } from '../harness/serverless-package.js';
 
 /**
  * `serverless package` (osls) on a copy of the service with a fresh esbuild bundle of the handler,
- * with no AWS credentials and any HTTP(S) traffic sent to a closed local port: the template is
- * built offline. The assertions read the generated CloudFormation template.
+ * offline (test/harness/serverless-package.ts). The assertions read the generated CloudFormation
+ * template of each stage, with the stage parameters as shipped or as an operator would set them.
+ * (test/integration/alarms.test.ts evaluates the alarms of the same templates.)
  */
 
-const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const OSLS = join(ROOT, 'node_modules/osls/bin/serverless.js');
-
-interface Resource {
-  readonly Type: string;
-  readonly Properties: Record<string, unknown>;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function asList(value: unknown): unknown[] {
-  return Array.isArray(value) ? value : [value];
-}
-
-/** Flattens `Fn::Join ['', [...]]` with pseudo parameters shown as `${AWS::…}`, so ARNs can be compared as text. */
-function text(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (isObject(value) && typeof value.Ref === 'string') return `\${${value.Ref}}`;
-  if (isObject(value) && Array.isArray(value['Fn::Join'])) {
-    const [sep, parts] = value['Fn::Join'];
-    return asList(parts).map(text).join(String(sep));
-  }
-  return JSON.stringify(value);
-}
-
-interface Packaged {
-  readonly resources: Record<string, Resource>;
-  readonly outputs: Record<string, unknown>;
-  readonly zipEntries: readonly string[];
-}
-
-async function packageStage(base: string, stage: string): Promise<Packaged> {
-  const out = join(base, `out-${stage}`);
-  const home = join(base, `home-${stage}`);
-  mkdirSync(home);
-  await run(process.execPath, [OSLS, 'package', '--stage', stage, '--package', out], {
-    cwd: join(base, 'svc'),
-    timeout: 120_000,
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: home,
-      SLS_TELEMETRY_DISABLED: '1',
-      SLS_NOTIFICATIONS_MODE: 'off',
-      HTTP_PROXY: 'http://127.0.0.1:9',
-      HTTPS_PROXY: 'http://127.0.0.1:9',
-    },
-  });
-  const template: unknown = JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8'));
-  if (!isObject(template) || !isObject(template.Resources)) throw new Error('no Resources in the template');
-  const resources: Record<string, Resource> = {};
-  for (const [name, r] of Object.entries(template.Resources)) {
-    if (isObject(r) && typeof r.Type === 'string') resources[name] = { Type: r.Type, Properties: isObject(r.Properties) ? r.Properties : {} };
-  }
-  const listing = await run('unzip', ['-Z1', join(out, 'haproxy-weighter.zip')]);
-  return { resources, outputs: isObject(template.Outputs) ? template.Outputs : {}, zipEntries: listing.stdout.split('\n').filter((l) => l !== '') };
-}
+const VPC = { subnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'], securityGroupIds: ['sg-0ccccccccccccccc3'] };
 
 describe('serverless package (osls, offline)', () => {
   let base: string;
   let prod: Packaged;
   let dev: Packaged;
+  /** prod with reservedConcurrency=1 given on the command line and a VPC added to its params. */
+  let tuned: Packaged;
 
   beforeAll(async () => {
     base = mkdtempSync(join(tmpdir(), 'hw-sls-'));
-    mkdirSync(join(base, 'svc/dist'), { recursive: true });
-    mkdirSync(join(base, 'svc/infra'));
-    copyFileSync(join(ROOT, 'serverless.yml'), join(base, 'svc/serverless.yml'));
-    copyFileSync(join(ROOT, 'infra/ssm-document.yaml'), join(base, 'svc/infra/ssm-document.yaml'));
-    // The same bundle as dist/handler.mjs (scripts/bundle.mjs).
-    await bundleHandler(join(base, 'svc/dist/handler.mjs'));
-    writeFileSync(join(base, 'svc/dist/not-packaged.txt'), 'only the bundle goes into the zip');
-    // One after the other: osls keeps working files in the service directory.
-    prod = await packageStage(base, 'prod');
-    dev = await packageStage(base, 'dev');
+    // The same bundle as dist/handler.mjs (scripts/bundle.mjs), and a file that must stay out.
+    const service = await copyService(base, async (outfile) => {
+      await bundleHandler(outfile);
+      writeFileSync(join(outfile, '../not-packaged.txt'), 'only the bundle goes into the zip');
+    });
+    const tunedService = await copyService(join(base, 'tuned'), async (outfile) => writeFileSync(outfile, '// placeholder'), { prod: { vpc: VPC } });
+    prod = await service.package('prod');
+    dev = await service.package('dev');
+    tuned = await tunedService.package('prod', { reservedConcurrency: '1' });
   }, 240_000);
 
   afterAll(() => {
     if (base !== undefined) rmSync(base, { recursive: true, force: true });
   });
 
-  const ofType = (p: Packaged, type: string): [string, Resource][] => Object.entries(p.resources).filter(([, r]) => r.Type === type);
   const only = (p: Packaged, type: string): Resource => {
     const found = ofType(p, type);
     expect(found.map(([name]) => name)).toHaveLength(1);
@@ -128,9 +69,36 @@ describe('serverless package (osls, offline)', () => {
     }
   });
 
-  it('reserves a concurrency of 1 and never retries a scheduled invocation', () => {
-    expect(only(prod, 'AWS::Lambda::Function').Properties.ReservedConcurrentExecutions).toBe(1);
+  it('reserves no concurrency unless the reservedConcurrency parameter says so, and never retries a failed scheduled cycle', () => {
+    expect(only(prod, 'AWS::Lambda::Function').Properties).not.toHaveProperty('ReservedConcurrentExecutions');
+    expect(only(dev, 'AWS::Lambda::Function').Properties).not.toHaveProperty('ReservedConcurrentExecutions');
+    expect(Number(only(tuned, 'AWS::Lambda::Function').Properties.ReservedConcurrentExecutions)).toBe(1);
     expect(only(prod, 'AWS::Lambda::EventInvokeConfig').Properties).toMatchObject({ MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 });
+  });
+
+  it('runs the function outside any VPC unless the stage sets one, and then in its subnets with the ENI permissions', () => {
+    const vpcPolicy = (p: Packaged): string[] =>
+      ofType(p, 'AWS::IAM::Role')
+        .flatMap(([, role]) => asList(role.Properties.ManagedPolicyArns ?? []))
+        .map(text)
+        .filter((arn) => arn.endsWith('AWSLambdaVPCAccessExecutionRole'));
+    for (const p of [prod, dev]) {
+      expect(only(p, 'AWS::Lambda::Function').Properties).not.toHaveProperty('VpcConfig');
+      expect(vpcPolicy(p)).toEqual([]);
+    }
+    expect(only(tuned, 'AWS::Lambda::Function').Properties.VpcConfig).toEqual({ SubnetIds: VPC.subnetIds, SecurityGroupIds: VPC.securityGroupIds });
+    expect(vpcPolicy(tuned)).toHaveLength(1);
+  });
+
+  it('gives each stage its own target tag value and tells the function which one its role may use', () => {
+    for (const [p, stage] of [
+      [prod, 'prod'],
+      [dev, 'dev'],
+    ] as const) {
+      const send = statements(p).filter((st) => asList(st.Action).includes('ssm:SendCommand') && st.Condition !== undefined);
+      expect(send.map((st) => st.Condition)).toEqual([{ StringEquals: { 'ssm:resourceTag/haproxy-weighter': stage } }]);
+      expect(only(p, 'AWS::Lambda::Function').Properties.Environment).toMatchObject({ Variables: { TARGET_TAG_KEY: 'haproxy-weighter', TARGET_TAG_VALUE: stage } });
+    }
   });
 
   it('deploys the SSM Command document from infra/ as a resource of the stack', () => {
@@ -141,12 +109,16 @@ describe('serverless package (osls, offline)', () => {
     expect(fn.Properties.Environment).toMatchObject({ Variables: { RELAY_DOCUMENT_NAME: 'haproxy-weighter-prod-relay' } });
   });
 
-  it('sends every alarm to the SNS topic of the stack', () => {
+  it('sends every alarm to the SNS topic of the stack, on the metrics the handler emits', () => {
     const [topicName] = ofType(prod, 'AWS::SNS::Topic').map(([name]) => name);
     expect(topicName).toBeDefined();
     const alarms = ofType(prod, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
-    const byMetric = Object.fromEntries(alarms.map((a) => [`${String(a.Namespace)}/${String(a.MetricName)}`, a]));
-    expect(Object.keys(byMetric).sort()).toEqual(
+    const metricOf = (a: Record<string, unknown>): string => {
+      const stat = asList(a.Metrics).filter(isObject).map((q) => q.MetricStat).find(isObject);
+      const metric = isObject(stat) && isObject(stat.Metric) ? stat.Metric : a;
+      return `${String(metric.Namespace)}/${String(metric.MetricName)}`;
+    };
+    expect(alarms.map(metricOf).sort()).toEqual(
       [
         'AWS/Lambda/Errors',
         'AWS/Lambda/Throttles',
@@ -156,12 +128,26 @@ describe('serverless package (osls, offline)', () => {
         'HaproxyWeighter/MaxImbalance',
       ].sort(),
     );
-    for (const a of alarms) expect(a.AlarmActions).toEqual([{ Ref: topicName }]);
-    expect(byMetric['HaproxyWeighter/MaxImbalance']).toMatchObject({ Threshold: 1.5, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 10 });
-    // Missing data is the symptom: the schedule stopped, or every cycle dies before its end.
-    expect(byMetric['HaproxyWeighter/CyclesCompleted']).toMatchObject({ TreatMissingData: 'breaching', ComparisonOperator: 'LessThanThreshold', Threshold: 1 });
-    // Graphite down keeps every weight (fail static): only an alarm tells the on-call.
-    expect(byMetric['HaproxyWeighter/GraphiteFailures']).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 3 });
+    for (const a of alarms) {
+      expect(a.AlarmActions).toEqual([{ Ref: topicName }]);
+      expect(a.OKActions).toEqual([{ Ref: topicName }]);
+    }
+  });
+
+  it('gives the per-cycle alarms the schedule interval of each stage as their period', () => {
+    for (const [p, seconds] of [
+      [prod, 60],
+      [dev, 300],
+    ] as const) {
+      const rate = String(only(p, 'AWS::Events::Rule').Properties.ScheduleExpression);
+      const match = /^rate\((\d+) minutes?\)$/.exec(rate);
+      expect(Number(match?.[1]) * 60).toBe(seconds);
+      const periods = ofType(p, 'AWS::CloudWatch::Alarm')
+        .filter(([name]) => name !== 'NoCycleAlarm')
+        .map(([name, a]) => [name, Number(a.Properties.Period)]);
+      expect(periods.length).toBe(5);
+      for (const [name, period] of periods) expect(period, String(name)).toBe(seconds);
+    }
   });
 
   it('has no IAM statement that allows every action or every SSM action', () => {
@@ -179,17 +165,26 @@ describe('serverless package (osls, offline)', () => {
     expect(onDocument).toHaveLength(1);
     const onInstances = send.filter((s) => asList(s.Resource).map(text).some((r) => r.endsWith(':instance/*')));
     expect(onInstances).toHaveLength(1);
-    expect(onInstances[0]?.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/haproxy-weighter': 'enabled' } });
+    expect(onInstances[0]?.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/haproxy-weighter': 'prod' } });
     expect(asList(onInstances[0]?.Resource).map(text).every((r) => /:(instance|managed-instance)\/\*$/.test(r))).toBe(true);
   });
 
-  it('lets the function read only its own two parameters and decrypt only the key parameter', () => {
+  it('lets the function read only its own two parameters, and limits its kms:Decrypt to SSM and the key parameter’s encryption context', () => {
     const all = statements(prod);
     const get = all.filter((s) => asList(s.Action).some((a) => String(a).startsWith('ssm:GetParameter')));
     expect(get.flatMap((s) => asList(s.Resource).map(text)).map((r) => r.replace(/^.*:parameter/, ''))).toEqual(['/haproxy-weighter/prod/config', '/haproxy-weighter/prod/graphite-key']);
     const kms = all.filter((s) => asList(s.Action).some((a) => String(a).startsWith('kms:')));
     expect(kms.flatMap((s) => asList(s.Action))).toEqual(['kms:Decrypt']);
+    expect(kms.flatMap((s) => asList(s.Resource).map(text))).toEqual(['arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*']);
     const condition = kms[0]?.Condition;
-    expect(isObject(condition) && isObject(condition.StringEquals) ? text(condition.StringEquals['kms:EncryptionContext:PARAMETER_ARN']) : '').toMatch(/:parameter\/haproxy-weighter\/prod\/graphite-key$/);
+    const equals = isObject(condition) && isObject(condition.StringEquals) ? condition.StringEquals : {};
+    expect(text(equals['kms:ViaService'])).toBe('ssm.${AWS::Region}.amazonaws.com');
+    expect(text(equals['kms:EncryptionContext:PARAMETER_ARN'])).toMatch(/:parameter\/haproxy-weighter\/prod\/graphite-key$/);
+  });
+
+  it('tells the function both parameter names; it reads the key parameter only when the configuration needs it', () => {
+    expect(only(dev, 'AWS::Lambda::Function').Properties.Environment).toMatchObject({
+      Variables: { CONFIG_PARAMETER: '/haproxy-weighter/dev/config', GRAPHITE_KEY_PARAMETER: '/haproxy-weighter/dev/graphite-key' },
+    });
   });
 });

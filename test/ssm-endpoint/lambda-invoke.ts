@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { checkedReport } from '../harness/report.js';
 import { createHandler } from '../../functions/handler.js';
-import { DOCUMENT_NAME, SOCKET_PATH, TEST_CREDENTIALS, type SsmFleet } from './fleet.js';
+import { DOCUMENT_NAME, SOCKET_PATH, TAG, TEST_CREDENTIALS, type SsmFleet } from './fleet.js';
 
 export const CONFIG_PARAMETER = '/haproxy-weighter/test/config';
 export const KEY_PARAMETER = '/haproxy-weighter/test/graphite-key';
@@ -77,8 +77,10 @@ let handlerCount = 0;
 export interface TestHandlerOptions {
   /** SDK attempts per SSM API call (the handler's default is 6). */
   readonly maxAttempts?: number;
-  /** Name of the SecureString with the Graphite secret; omit when the config needs none. */
+  /** Name of the SecureString with the Graphite secret, as the stack sets GRAPHITE_KEY_PARAMETER; unset when omitted. */
   readonly keyParameter?: string;
+  /** The stack's TARGET_TAG_KEY/VALUE; the fleet's tag by default, `null` for none. */
+  readonly targetTag?: { readonly key: string; readonly value: string } | null;
 }
 
 /**
@@ -92,6 +94,7 @@ export function testHandler(fleet: SsmFleet, config: unknown, options: TestHandl
       CONFIG_PARAMETER,
       RELAY_DOCUMENT_NAME: DOCUMENT_NAME,
       ...(options.keyParameter === undefined ? {} : { GRAPHITE_KEY_PARAMETER: options.keyParameter }),
+      ...(options.targetTag === null ? {} : { TARGET_TAG_KEY: (options.targetTag ?? TAG).key, TARGET_TAG_VALUE: (options.targetTag ?? TAG).value }),
     },
     aws: { endpoint: fleet.endpoint.url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: options.maxAttempts ?? 4 },
     logger: new Logger({ serviceName: 'haproxy-weighter', logLevel: 'DEBUG' }),
@@ -144,7 +147,8 @@ export async function capture<T>(fn: () => Promise<T>): Promise<Captured<T>> {
 
 /** Invokes the handler with the scheduled event (or `event`) and captures what it printed; a report it returns must match the shipped schema. */
 export async function invoke(handler: TestHandler, event: unknown = SCHEDULED_EVENT): Promise<Captured<CycleReport>> {
-  const captured = await capture(() => handler(event, LAMBDA_CONTEXT));
+  // Lambda hands every invocation its own context object.
+  const captured = await capture(() => handler(event, { ...LAMBDA_CONTEXT }));
   return captured.result === undefined ? captured : { ...captured, result: checkedReport(captured.result) };
 }
 

@@ -39,6 +39,19 @@ describe('readLambdaEnvironment', () => {
     expect(() => readLambdaEnvironment({})).toThrow('CONFIG_PARAMETER must name the SSM parameter that holds the configuration');
   });
 
+  it('reads the tag the role may run commands on', () => {
+    expect(readLambdaEnvironment({ CONFIG_PARAMETER: '/a', TARGET_TAG_KEY: 'haproxy-weighter', TARGET_TAG_VALUE: 'prod' }).targetTag).toEqual({ key: 'haproxy-weighter', value: 'prod' });
+    expect(readLambdaEnvironment({ CONFIG_PARAMETER: '/a' }).targetTag).toBeUndefined();
+  });
+
+  it.each([
+    ['a value without a key', { TARGET_TAG_VALUE: 'prod' }],
+    ['a key without a value', { TARGET_TAG_KEY: 'haproxy-weighter' }],
+    ['a value with a space', { TARGET_TAG_KEY: 'haproxy-weighter', TARGET_TAG_VALUE: 'pr od' }],
+  ])('refuses %s, naming both settings', (_label, env) => {
+    expect(() => readLambdaEnvironment({ CONFIG_PARAMETER: '/a', ...env })).toThrow(/^TARGET_TAG_KEY and TARGET_TAG_VALUE must both name the tag/);
+  });
+
   it('treats an empty key parameter as none', () => {
     expect(readLambdaEnvironment({ CONFIG_PARAMETER: '/a', GRAPHITE_KEY_PARAMETER: '' }).graphiteKeyParameter).toBeUndefined();
   });

@@ -29,7 +29,7 @@ function report(overrides: Partial<CycleReport>): CycleReport {
 }
 
 /** The EMF documents Powertools prints while `fn` runs. */
-function emitted(fn: () => void): Record<string, unknown>[] {
+function printed(fn: () => void): Record<string, unknown>[] {
   const lines: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
     lines.push(String(chunk));
@@ -47,21 +47,33 @@ function emitted(fn: () => void): Record<string, unknown>[] {
     .map((l): Record<string, unknown> => JSON.parse(l));
 }
 
-const metrics = (): Metrics => new Metrics({ namespace: 'HaproxyWeighterTest', serviceName: 'haproxy-weighter' });
+/** The metrics of one report as the handler sends them: emitted, then flushed at the end of the invocation (logMetrics). */
+function emitted(r: CycleReport): Record<string, unknown>[] {
+  const metrics = new Metrics({ namespace: 'HaproxyWeighterTest', serviceName: 'haproxy-weighter' });
+  return printed(() => {
+    emitCycleMetrics(metrics, r);
+    metrics.publishStoredMetrics();
+  });
+}
+
+/** The document of the totals (service dimension only). */
+function totals(docs: readonly Record<string, unknown>[]): Record<string, unknown> | undefined {
+  return docs.find((d) => 'ServersChanged' in d);
+}
 
 describe('emitCycleMetrics', () => {
   it('emits the cycle totals under the service dimension', () => {
-    const docs = emitted(() =>
-      emitCycleMetrics(metrics(), report({ durationMs: 2500, serversChanged: 7, failedLoadBalancers: ['i-0a'], backends: [backend('be_a', 1.8), backend('be_b', null, false), backend('be_c', 1.2)] })),
+    const docs = emitted(
+      report({ durationMs: 2500, serversChanged: 7, failedLoadBalancers: ['i-0a'], backends: [backend('be_a', 1.8), backend('be_b', null, false), backend('be_c', 1.2)] }),
     );
-    expect(docs[0]).toMatchObject({ service: 'haproxy-weighter', CycleDuration: 2500, CyclesCompleted: 1, ServersChanged: 7, LoadBalancersFailed: 1, GraphiteFailures: 1, MaxImbalance: 1.8 });
-    const definitions = JSON.stringify(docs[0]?._aws);
+    expect(totals(docs)).toMatchObject({ service: 'haproxy-weighter', CycleDuration: 2500, CyclesCompleted: 1, ServersChanged: 7, LoadBalancersFailed: 1, GraphiteFailures: 1, MaxImbalance: 1.8 });
+    const definitions = JSON.stringify(totals(docs)?._aws);
     expect(definitions).toContain('"Name":"CycleDuration","Unit":"Milliseconds"');
     expect(definitions).toContain('"Dimensions":[["service"]]');
   });
 
   it('emits the imbalance of each backend with its name as a dimension', () => {
-    const docs = emitted(() => emitCycleMetrics(metrics(), report({ backends: [backend('be_a', 1.8), backend('be_b', null), backend('be_c', 1.2)] })));
+    const docs = emitted(report({ backends: [backend('be_a', 1.8), backend('be_b', null), backend('be_c', 1.2)] }));
     expect(docs.filter((d) => 'Imbalance' in d).map((d) => [d.Backend, d.Imbalance])).toEqual([
       ['be_a', 1.8],
       ['be_c', 1.2],
@@ -69,7 +81,7 @@ describe('emitCycleMetrics', () => {
   });
 
   it('names each failed load balancer in its own metric', () => {
-    const docs = emitted(() => emitCycleMetrics(metrics(), report({ failedLoadBalancers: ['i-0a', 'i-0b'], outcome: 'partial' })));
+    const docs = emitted(report({ failedLoadBalancers: ['i-0a', 'i-0b'], outcome: 'partial' }));
     expect(docs.filter((d) => 'LoadBalancerFailed' in d).map((d) => [d.LoadBalancer, d.LoadBalancerFailed])).toEqual([
       ['i-0a', 1],
       ['i-0b', 1],
@@ -77,16 +89,16 @@ describe('emitCycleMetrics', () => {
   });
 
   it('does not count a failed cycle as completed, so the no-cycle alarm sees Graphite down on every backend', () => {
-    const docs = emitted(() => emitCycleMetrics(metrics(), report({ outcome: 'failed', backends: [backend('be_a', null, false)] })));
-    expect(docs[0]).not.toHaveProperty('CyclesCompleted');
-    expect(docs[0]).toHaveProperty('GraphiteFailures', 1);
+    const docs = emitted(report({ outcome: 'failed', backends: [backend('be_a', null, false)] }));
+    expect(totals(docs)).not.toHaveProperty('CyclesCompleted');
+    expect(totals(docs)).toHaveProperty('GraphiteFailures', 1);
   });
 
   it('does not count a dry run as a completed cycle and omits MaxImbalance without data', () => {
-    const docs = emitted(() => emitCycleMetrics(metrics(), report({ mode: 'plan', backends: [backend('be_a', null)] })));
-    expect(docs[0]).not.toHaveProperty('CyclesCompleted');
-    expect(docs[0]).not.toHaveProperty('MaxImbalance');
-    expect(docs[0]).toHaveProperty('ServersChanged', 0);
+    const docs = emitted(report({ mode: 'plan', backends: [backend('be_a', null)] }));
+    expect(totals(docs)).not.toHaveProperty('CyclesCompleted');
+    expect(totals(docs)).not.toHaveProperty('MaxImbalance');
+    expect(totals(docs)).toHaveProperty('ServersChanged', 0);
   });
 
   it('counts the problems of each code under its own Code dimension', () => {
@@ -95,7 +107,7 @@ describe('emitCycleMetrics', () => {
       problem('weight-refused', { loadBalancer: 'i-0a', backend: 'be_a', server: 's2' }, 'weight 9 refused'),
       problem('graphite-auth', { backend: 'be_b' }, 'no weight changed because Graphite failed'),
     ];
-    const docs = emitted(() => emitCycleMetrics(metrics(), report({ outcome: 'partial', serversChanged: 3, problems })));
+    const docs = emitted(report({ outcome: 'partial', serversChanged: 3, problems }));
     expect(docs.filter((d) => 'Problems' in d).map((d) => [d.Code, d.Problems])).toEqual([
       ['weight-refused', 2],
       ['graphite-auth', 1],

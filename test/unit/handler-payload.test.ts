@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseInvocation } from '../../functions/aws/payload.js';
+import { metricsTimestamp, parseInvocation } from '../../functions/aws/payload.js';
 import { ConfigError } from '../../functions/core/errors.js';
 
 const SCHEDULED = { version: '0', id: 'x', 'detail-type': 'Scheduled Event', source: 'aws.events', account: '1', time: 't', region: 'r', resources: [], detail: {} };
@@ -41,5 +41,21 @@ describe('parseInvocation', () => {
     expect(caught).toBeInstanceOf(ConfigError);
     const issues = caught instanceof ConfigError ? caught.issues : [];
     expect(issues.some((i) => i.startsWith(issue))).toBe(true);
+  });
+});
+
+describe('metricsTimestamp', () => {
+  const start = Date.parse('2026-11-30T10:07:41.500Z');
+  const tick = (time: unknown) => ({ ...SCHEDULED, time });
+
+  it.each([
+    ['the tick of a scheduled event', tick('2026-11-30T10:07:00Z'), Date.parse('2026-11-30T10:07:00Z')],
+    ['the tick of a throttled event that Lambda retried 50 s later', tick('2026-11-30T10:06:51Z'), Date.parse('2026-11-30T10:06:51Z')],
+    ['the start for a manual invoke', { time: '2026-11-30T10:07:00Z' }, start],
+    ['the start when the time is not a date', tick('t'), start],
+    ['the start when the tick is more than 15 minutes old', tick('2026-11-30T09:50:00Z'), start],
+    ['the start when the tick lies in the future', tick('2026-11-30T10:09:00Z'), start],
+  ])('stamps a cycle’s metrics with %s', (_label, event, expected) => {
+    expect(metricsTimestamp(event, start)).toBe(expected);
   });
 });

@@ -105,6 +105,11 @@ describe('the SSM Command document', () => {
     expect(script).toMatch(/^set -euo pipefail$/m);
   });
 
+  it('holds the lock next to the socket for exactly the socat exchange, giving up after 10 s with its own exit code', () => {
+    expect(script).toContain('lock="$SSM_SocketPath.haproxy-weighter.lock"');
+    expect(script).toContain('flock -E 75 -w 10 "$lock" socat -t5 -T30 stdio "UNIX-CONNECT:$SSM_SocketPath"');
+  });
+
   it.each(HOSTILE_COMMANDS)('rejects %s in its allowedPattern', (_label, value) => {
     expect(commandsPattern.test(value)).toBe(false);
   });
