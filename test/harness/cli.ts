@@ -21,11 +21,17 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI_ENTRY = join(REPO_ROOT, 'functions', 'cli', 'bin.ts');
 const SETPRIV = '/usr/bin/setpriv';
 
+/** Set by the integration tests' global setup: the path of a CLI bundle built from the current source. */
+export const CLI_BUNDLE_ENV = 'HAPROXY_WEIGHTER_TEST_CLI_BUNDLE';
+
 /**
- * The argv that runs the CLI from source, exactly as `haproxy-weighter` would run. Extra node
- * options come after tsx, so they may `--import` TypeScript too.
+ * The node argv that runs the CLI as `haproxy-weighter` would run: the bundle the global setup
+ * built when there is one, from source through tsx otherwise (the soak, scripts). Extra node
+ * options need tsx (they may `--import` TypeScript), so they always run from source.
  */
 export function cliArgv(args: readonly string[], nodeOptions: readonly string[] = []): string[] {
+  const bundle = process.env[CLI_BUNDLE_ENV];
+  if (bundle !== undefined && bundle !== '' && nodeOptions.length === 0) return [bundle, ...args];
   return ['--import', 'tsx', ...nodeOptions, CLI_ENTRY, ...args];
 }
 

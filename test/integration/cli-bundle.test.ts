@@ -1,15 +1,14 @@
 /**
- * Smoke tests of the shipped CLI: the esbuild bundle (built here with the options of
- * `npm run build`, scripts/bundle.mjs, so it is never stale) run as a child process, as
- * `haproxy-weighter` runs. What the bundle alone can break (the shebang, the require shim, JSON
- * imports, exit codes through the process) is covered here; the CLI's behaviour is tested
- * in-process (test/unit/cli-rejections.test.ts) and from source (cli-cycle.test.ts).
+ * Smoke tests of the shipped CLI: the esbuild bundle (built by the global setup with the options of
+ * `npm run build`, scripts/bundle.mjs, so it is never stale) run by its shebang, as the package's
+ * `haproxy-weighter` bin runs. What the bundle alone can break (the shebang, the require shim,
+ * JSON imports, exit codes through the process) is covered here; the CLI's behaviour is tested
+ * in-process (test/unit/cli-rejections.test.ts) and through the spawned bundle in the fault tests.
  */
-import { chmodSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundleCli } from '../../scripts/bundle.mjs';
-import { REPO_ROOT, singleReport, writeConfigFile } from '../harness/cli.js';
+import { CLI_BUNDLE_ENV, REPO_ROOT, singleReport, writeConfigFile } from '../harness/cli.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import { startHaproxy, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir, runCommand } from '../harness/processes.js';
@@ -22,10 +21,10 @@ let bin: string;
 let haproxy: HaproxyHandle;
 
 beforeAll(async () => {
-  dir = makeTempDir('hw-cli-bundle');
-  bin = join(dir, 'cli.mjs');
-  await bundleCli(bin);
-  chmodSync(bin, 0o755);
+  const bundle = process.env[CLI_BUNDLE_ENV];
+  if (bundle === undefined || bundle === '') throw new Error(`${CLI_BUNDLE_ENV} is not set: the integration project's global setup builds the bundle`);
+  bin = bundle;
+  dir = makeTempDir('hw-cli-bundle-test');
   haproxy = await startHaproxy({ backends: [{ name: 'be_ingest', balance: 'leastconn', servers: [{ name: 's1' }, { name: 's2' }] }] });
 });
 
