@@ -1,11 +1,13 @@
 import { createConnection, type Socket } from 'node:net';
 import { parseEndpoint, type SocketRelayConfig } from '../core/config.js';
-import { RelayError } from '../core/errors.js';
-import { encodeBatch } from '../core/haproxy-protocol.js';
+import { RelayError, describeError } from '../core/errors.js';
+import { PROMPT, encodeInteractiveBatch, plainReplyFromInteractive, promptsExpected } from '../core/haproxy-protocol.js';
 import type { RelayRequest, RelayResult, RuntimeRelay } from '../core/types.js';
 
 /** A runtime API reply larger than this is not HAProxy talking to us. */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024;
+
+const PROMPT_BYTES = Buffer.from(PROMPT);
 
 export interface SocketRelayOptions {
   readonly connectTimeoutMs: number;
@@ -14,8 +16,8 @@ export interface SocketRelayOptions {
 
 /**
  * Talks to each load balancer's runtime API directly (Unix socket or TCP): one connection and one
- * `; `-joined batch per load balancer per call. HAProxy closes a non-interactive connection after
- * the last reply, so the reply is complete when the socket ends.
+ * `; `-joined batch per load balancer per call, in interactive mode (see encodeInteractiveBatch):
+ * the relay never half-closes before the last command's reply is in.
  */
 export function createSocketRelay(config: Pick<SocketRelayConfig, 'loadBalancers' | 'connectTimeoutMs' | 'readTimeoutMs'>): RuntimeRelay {
   const endpoints = new Map(config.loadBalancers.map((lb) => [lb.name, lb.endpoint]));
@@ -30,10 +32,10 @@ export function createSocketRelay(config: Pick<SocketRelayConfig, 'loadBalancers
             return { loadBalancer: req.loadBalancer, ok: false, error: new RelayError(`Unknown load balancer ${req.loadBalancer}`, { loadBalancer: req.loadBalancer }) };
           }
           try {
-            const reply = await sendBatch(endpoint, encodeBatch(req.commands), options, req.loadBalancer);
+            const reply = await sendBatch(endpoint, req.commands, options, req.loadBalancer);
             return { loadBalancer: req.loadBalancer, ok: true, reply };
           } catch (error) {
-            const wrapped = error instanceof RelayError ? error : new RelayError(`${req.loadBalancer}: ${String(error)}`, { loadBalancer: req.loadBalancer }, { cause: error });
+            const wrapped = error instanceof RelayError ? error : new RelayError(`${req.loadBalancer}: ${describeError(error)}`, { loadBalancer: req.loadBalancer }, { cause: error });
             return { loadBalancer: req.loadBalancer, ok: false, error: wrapped };
           }
         }),
@@ -42,24 +44,63 @@ export function createSocketRelay(config: Pick<SocketRelayConfig, 'loadBalancers
   };
 }
 
-/** Sends one batch to one runtime API endpoint and resolves with the whole reply. */
-export function sendBatch(endpoint: string, batch: string, options: SocketRelayOptions, loadBalancer: string): Promise<string> {
+/** Counts prompts in a stream of chunks; a prompt may straddle two chunks. */
+function promptCounter(): (chunk: Buffer) => number {
+  let carry: Buffer = Buffer.alloc(0);
+  let count = 0;
+  return (chunk) => {
+    const window = carry.length === 0 ? chunk : Buffer.concat([carry, chunk]);
+    for (let at = window.indexOf(PROMPT_BYTES); at >= 0; at = window.indexOf(PROMPT_BYTES, at + PROMPT_BYTES.length)) count++;
+    // A prompt is 3 bytes: 2 bytes kept from this window cannot hold a whole one counted already.
+    carry = window.subarray(Math.max(0, window.length - (PROMPT_BYTES.length - 1)));
+    return count;
+  };
+}
+
+/**
+ * Sends one batch to one runtime API endpoint and resolves with the whole reply, in the
+ * non-interactive form that splitReplies reads. The connection is closed by us once every
+ * command has answered; if HAProxy closes it first, what arrived is returned and the parser
+ * names what is missing.
+ */
+export function sendBatch(endpoint: string, commands: readonly string[], options: SocketRelayOptions, loadBalancer: string): Promise<string> {
   const target = parseEndpoint(endpoint);
   if (target === null) return Promise.reject(new RelayError(`${loadBalancer}: invalid runtime endpoint ${endpoint}`, { loadBalancer }));
+  let batch: string;
+  try {
+    batch = encodeInteractiveBatch(commands);
+  } catch (error) {
+    return Promise.reject(new RelayError(`${loadBalancer}: ${describeError(error)}`, { loadBalancer }, { cause: error }));
+  }
+  const expected = promptsExpected(commands);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    const countPrompts = promptCounter();
     let total = 0;
     let connected = false;
     let settled = false;
     const socket: Socket = target.kind === 'unix' ? createConnection({ path: target.path }) : createConnection({ host: target.host, port: target.port });
 
+    const stopTimers = (): void => {
+      clearTimeout(connectTimer);
+      clearTimeout(readTimer);
+    };
     const fail = (message: string, cause?: unknown): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(connectTimer);
-      clearTimeout(readTimer);
+      stopTimers();
       socket.destroy();
       reject(new RelayError(`${loadBalancer} (${endpoint}): ${message}`, { loadBalancer }, { cause, mayHaveRun: connected }));
+    };
+    const finish = (): void => {
+      if (settled) return;
+      settled = true;
+      stopTimers();
+      try {
+        resolve(plainReplyFromInteractive(Buffer.concat(chunks).toString('utf8')));
+      } catch (error) {
+        reject(new RelayError(`${loadBalancer} (${endpoint}): ${describeError(error)}`, { loadBalancer }, { cause: error, mayHaveRun: true }));
+      }
     };
 
     const connectTimer = setTimeout(() => fail(`no connection within ${options.connectTimeoutMs} ms`), options.connectTimeoutMs);
@@ -72,26 +113,26 @@ export function sendBatch(endpoint: string, batch: string, options: SocketRelayO
         () => fail(`no complete reply within ${options.readTimeoutMs} ms (received ${total} bytes)`),
         options.readTimeoutMs,
       );
-      socket.end(batch);
+      socket.write(batch);
     });
     socket.on('data', (chunk: Buffer) => {
+      if (settled) return;
       total += chunk.length;
       if (total > MAX_REPLY_BYTES) {
         fail(`reply larger than ${MAX_REPLY_BYTES} bytes`);
         return;
       }
       chunks.push(chunk);
+      if (countPrompts(chunk) >= expected) {
+        // Every command has answered: now the session may end.
+        finish();
+        socket.end();
+      }
     });
     socket.on('error', (error: NodeJS.ErrnoException) => {
       const phase = connected ? 'connection failed during the reply' : 'cannot connect';
       fail(`${phase}: ${error.code ?? error.message}`, error);
     });
-    socket.on('close', () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(connectTimer);
-      clearTimeout(readTimer);
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    });
+    socket.on('close', finish);
   });
 }

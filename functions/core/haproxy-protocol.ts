@@ -123,6 +123,49 @@ export function encodeBatch(commands: readonly string[]): string {
 }
 
 /**
+ * What HAProxy prints after every command once `prompt` has made the session interactive: the
+ * newline that ends each reply in the non-interactive mode, then `> `.
+ */
+export const PROMPT = '\n> ';
+
+/**
+ * The batch in interactive mode, for a client that holds the connection itself (the socket
+ * relay): `prompt` first, then the batch line. In the default non-interactive mode HAProxy 2.6
+ * ends the session as soon as its request buffer is empty after a command, so a client must
+ * half-close to mark the end of its input, and a half-close that arrives while HAProxy still
+ * reads a large batch ends the session early (test/bench/half-close.ts on HAProxy 2.6.12: 39 of
+ * 90 batches of 1,001 commands cut short after 623 to 959 replies, then a connection reset); a
+ * pause between two TCP segments can do the same. An interactive session stays open until the client closes it, so the client
+ * reads until one prompt per command has arrived and only then closes: nothing is cut short.
+ */
+export function encodeInteractiveBatch(commands: readonly string[]): string {
+  return `prompt\n${encodeBatch(commands)}`;
+}
+
+/** The number of prompts that end the reply to encodeInteractiveBatch(commands). */
+export function promptsExpected(commands: readonly string[]): number {
+  return commands.length + 1;
+}
+
+/**
+ * Turns the reply to encodeInteractiveBatch into the non-interactive form splitReplies reads:
+ * the reply is the prompt printed after `prompt`, then each command's output followed by a
+ * prompt, and each prompt stands where the non-interactive mode prints a newline. Text after
+ * the last prompt is a reply cut short and is kept as it is, so that splitReplies says so. HAProxy
+ * names hold no space, and every line of the outputs we read starts with a name, a digit or `#`,
+ * so a prompt never occurs inside an output.
+ */
+export function plainReplyFromInteractive(reply: string): string {
+  if (PROMPT.startsWith(reply)) return '';
+  if (!reply.startsWith(PROMPT)) {
+    throw new HaproxyError('unexpected-reply', `HAProxy did not answer "prompt" with its prompt: the reply starts with "${snippet(reply, 80)}"`, { reply: tail(reply) });
+  }
+  const parts = reply.slice(PROMPT.length).split(PROMPT);
+  const cutShort = parts.pop() ?? '';
+  return `${parts.map((part) => `${part}\n`).join('')}${cutShort}`;
+}
+
+/**
  * Weight parser errors that HAProxy 2.6 prints WITHOUT the empty line that ends every other
  * reply, so the next command's reply is glued to them (measured on 2.6.12).
  */

@@ -349,17 +349,60 @@ export interface SocketProxy {
   close(): Promise<void>;
 }
 
-/** Sends `request` to the real socket and resolves with the whole reply (HAProxy closes after it). */
+/** How the weighter's socket relay opens a batch: `prompt` makes the session interactive. */
+const INTERACTIVE_PREFIX = 'prompt\n';
+const PROMPT = '\n> ';
+
+/** The commands of a recorded request, without the `prompt` line and the final newline. */
+export function commandsOf(request: string): string[] {
+  const line = (request.startsWith(INTERACTIVE_PREFIX) ? request.slice(INTERACTIVE_PREFIX.length) : request).replace(/\n$/, '');
+  return line === '' ? [] : line.split('; ');
+}
+
+/** A batch is complete once its command line has ended (after the `prompt` line, if any). */
+function requestComplete(request: string): boolean {
+  const from = request.startsWith(INTERACTIVE_PREFIX) ? INTERACTIVE_PREFIX.length : 0;
+  return request.indexOf('\n', from) >= 0;
+}
+
+function countPrompts(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf(PROMPT); at >= 0; at = text.indexOf(PROMPT, at + PROMPT.length)) count++;
+  return count;
+}
+
+/**
+ * Sends `request` to the real socket and resolves with the whole reply: an interactive batch is
+ * complete once one prompt per command (and one for `prompt`) has arrived, and only then is the
+ * connection closed; a non-interactive one is complete when HAProxy closes after it.
+ */
 function roundTrip(path: string, request: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    const interactive = request.startsWith(INTERACTIVE_PREFIX);
+    const expected = commandsOf(request).length + 1;
+    let text = '';
+    let done = false;
     const upstream = createConnection({ path });
-    upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    upstream.once('error', reject);
-    upstream.once('close', (hadError) => {
-      if (!hadError) resolve(Buffer.concat(chunks));
+    upstream.on('data', (chunk: Buffer) => {
+      if (done) return;
+      chunks.push(chunk);
+      if (!interactive) return;
+      text += chunk.toString('utf8');
+      if (countPrompts(text) >= expected) {
+        done = true;
+        upstream.end();
+        resolve(Buffer.concat(chunks));
+      }
     });
-    upstream.end(request);
+    upstream.once('error', (error) => {
+      if (!done) reject(error);
+    });
+    upstream.once('close', (hadError) => {
+      if (!hadError && !done) resolve(Buffer.concat(chunks));
+    });
+    if (interactive) upstream.write(request);
+    else upstream.end(request);
   });
 }
 
@@ -414,8 +457,8 @@ export async function startSocketProxy(upstream: string): Promise<SocketProxy> {
     if (beforeForward !== undefined) await beforeForward(record.request, record.index);
     let forwarded = record.request;
     if (fault.kind === 'cut-request') {
-      const line = record.request.replace(/\n$/, '');
-      forwarded = `${line.split('; ').slice(0, fault.commands).join('; ')}\n`;
+      const prefix = record.request.startsWith(INTERACTIVE_PREFIX) ? INTERACTIVE_PREFIX : '';
+      forwarded = `${prefix}${commandsOf(record.request).slice(0, fault.commands).join('; ')}\n`;
     }
     record.forwarded = forwarded;
     let reply: Buffer;
@@ -464,15 +507,22 @@ export async function startSocketProxy(upstream: string): Promise<SocketProxy> {
       open.delete(client);
       record.closedAt ??= nextSequence();
     });
-    client.on('data', (chunk: Buffer) => {
-      record.request += chunk.toString('utf8');
-    });
-    client.once('end', () => {
+    // The relay keeps its side open until every reply is in: a request is served once its
+    // command line is complete (or the client half-closes, as socat does).
+    let served = false;
+    const serveOnce = (): void => {
+      if (served) return;
+      served = true;
       serve(client, record).catch((error: unknown) => {
         record.upstreamError = error instanceof Error ? error.message : String(error);
         client.destroy();
       });
+    };
+    client.on('data', (chunk: Buffer) => {
+      record.request += chunk.toString('utf8');
+      if (requestComplete(record.request)) serveOnce();
     });
+    client.once('end', serveOnce);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -505,10 +555,10 @@ export async function startSocketProxy(upstream: string): Promise<SocketProxy> {
 }
 
 /** Whether a recorded request is a write batch (as opposed to an observation or a read-back). */
-export const isWriteBatch = (request: string): boolean => /(^|; )set server /.test(request);
+export const isWriteBatch = (request: string): boolean => commandsOf(request).some((c) => c.startsWith('set server '));
 
 /** How many commands of a batch come up to and including its first `set server`. */
-export const commandsThroughFirstWrite = (request: string): number => request.split('; ').findIndex((c) => c.startsWith('set server ')) + 1;
+export const commandsThroughFirstWrite = (request: string): number => commandsOf(request).findIndex((c) => c.startsWith('set server ')) + 1;
 
 // ---------------------------------------------------------------------------------------------
 // The Lambda's metrics for a report

@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand } from '../../functions/core/haproxy-protocol.js';
 import {
   HOSTILE_NAMES,
+  commandsOf,
   rewriteSeries,
   runCli,
   runMain,
@@ -93,9 +94,10 @@ function config(overrides: { backendName?: string; lbName?: string; serverMap?: 
 /** Every batch that reached HAProxy holds only whitelisted commands on configured names. */
 function expectOnlyWhitelistedBytes(): void {
   for (const c of socketProxy.connections) {
-    expect(c.forwarded.endsWith('\n')).toBe(true);
-    expect(c.forwarded.indexOf('\n')).toBe(c.forwarded.length - 1);
-    for (const command of c.forwarded.slice(0, -1).split('; ')) {
+    // `prompt` (the interactive session), then one line of commands.
+    const commands = commandsOf(c.forwarded);
+    expect(c.forwarded).toBe(`prompt\n${commands.join('; ')}\n`);
+    for (const command of commands) {
       const parsed = parseCommand(command);
       expect(parsed.backend).toBe(BACKEND);
       if ('server' in parsed) expect(SERVERS).toContain(parsed.server);

@@ -156,10 +156,17 @@ record() { # record NAME SOCKET LINE
   echo "recorded $name ($(wc -c <"$out/$name.reply.txt") bytes)"
 }
 
+record_interactive() { # record_interactive NAME SOCKET LINE: the same line after `prompt`, as the socket relay sends it
+  local name=$1 sock=$2 line=$3
+  printf 'prompt\n%s\n' "$line" | socat -t2 stdio "UNIX-CONNECT:$sock" >"$out/$name.interactive.reply.txt"
+  echo "recorded $name in interactive mode ($(wc -c <"$out/$name.interactive.reply.txt") bytes)"
+}
+
 observe() { printf 'show stat %s 6 -1; show servers state %s' "$1" "$1"; }
 
 # Observation, as the weighter sends it: two commands per backend.
 record observe-ingest "$admin" "$(observe ingest)"
+record_interactive observe-ingest "$admin" "$(observe ingest)"
 record observe-static "$admin" "$(observe static)"
 record observe-roundrobin "$admin" "$(observe rr)"
 record observe-source-map-based "$admin" "$(observe src-map)"
@@ -168,6 +175,7 @@ record observe-empty "$admin" "$(observe empty)"
 record observe-several "$admin" "$(observe ingest); $(observe static); $(observe rr)"
 record observe-operator-socket "$operator" "$(observe ingest)"
 record observe-unknown-backend "$admin" "$(observe nobe)"
+record_interactive observe-unknown-backend "$admin" "$(observe nobe)"
 record observe-frontend-name "$admin" "$(observe fe-ingest)"
 record observe-big "$admin" "$(observe big)"
 
@@ -175,10 +183,13 @@ record observe-big "$admin" "$(observe big)"
 record get-weight "$admin" "get weight ingest/ing-b"
 record set-weight-batch "$admin" "set server rr/rr-a weight 40; set server rr/rr-b weight 256; set server rr/rr-a weight 1; get weight rr/rr-a; get weight rr/rr-b; set server src-cons/sc-a weight 33; get weight src-cons/sc-a"
 record set-weight-errors "$admin" "set server rr/nosuch weight 5; set server nobe/rr-a weight 5; set server rr/rr-a weight 257; set server static/st-a weight 50; set server src-map/sm-a weight 50; get weight rr/nosuch; get weight nobe/rr-a; set server rr/rr-a weight -5%; set server rr/rr-a weight 7"
+record_interactive set-weight-errors "$admin" "set server rr/nosuch weight 5; set server nobe/rr-a weight 5; set server rr/rr-a weight 257; set server static/st-a weight 50; set server src-map/sm-a weight 50; get weight rr/nosuch; get weight nobe/rr-a; set server rr/rr-a weight -5%; set server rr/rr-a weight 7"
 record set-weight-static-initial "$admin" "set server static/st-a weight 10; get weight static/st-a"
 record set-weight-operator-socket "$operator" "set server rr/rr-a weight 5; get weight rr/rr-a"
 record glued-errors-middle "$admin" "set server rr/rr-a weight x; get weight rr/rr-a; set server rr/rr-a weight 5x; get weight rr/rr-a"
+record_interactive glued-errors-middle "$admin" "set server rr/rr-a weight x; get weight rr/rr-a; set server rr/rr-a weight 5x; get weight rr/rr-a"
 record glued-error-end "$admin" "get weight rr/rr-a; set server rr/rr-a weight 9x"
+record_interactive glued-error-end "$admin" "get weight rr/rr-a; set server rr/rr-a weight 9x"
 
 haproxy -v | head -1 >"$out/haproxy-version.txt"
 sed "s#$work#/tmp/FIXTURE-DIR#g" "$work/haproxy.cfg" >"$out/haproxy.cfg.txt"

@@ -6,6 +6,7 @@ import {
   algorithmKind,
   classifyReplyError,
   encodeBatch,
+  encodeInteractiveBatch,
   getWeightCommand,
   isStaticAlgorithm,
   observeCommands,
@@ -13,6 +14,8 @@ import {
   parseGetWeight,
   parseObservedBackend,
   parseSetWeightReply,
+  plainReplyFromInteractive,
+  promptsExpected,
   setWeightCommand,
   splitReplies,
 } from '../../functions/core/haproxy-protocol.js';
@@ -23,6 +26,12 @@ function fixture(name: string): { commands: string[]; reply: string } {
   const dir = new URL('../fixtures/haproxy/', import.meta.url);
   const request = readFileSync(new URL(`${name}.request.txt`, dir), 'utf8');
   return { commands: request.replace(/\n$/, '').split('; '), reply: readFileSync(new URL(`${name}.reply.txt`, dir), 'utf8') };
+}
+
+/** The same request recorded after `prompt`, as the socket relay sends it. */
+function interactiveFixture(name: string): { commands: string[]; reply: string } {
+  const dir = new URL('../fixtures/haproxy/', import.meta.url);
+  return { commands: fixture(name).commands, reply: readFileSync(new URL(`${name}.interactive.reply.txt`, dir), 'utf8') };
 }
 
 function blocksOf(name: string): string[] {
@@ -166,6 +175,55 @@ describe('parseCommand', () => {
     ['show servers state ingest', { kind: 'show-servers-state', backend: 'ingest' }],
   ])('reads %s back into its parts', (command, expected) => {
     expect(parseCommand(command)).toEqual(expected);
+  });
+});
+
+describe('the interactive session of the socket relay', () => {
+  it('sends prompt on its own line, then the batch line', () => {
+    expect(encodeInteractiveBatch(['get weight a/b', 'get weight a/c'])).toBe('prompt\nget weight a/b; get weight a/c\n');
+    expect(promptsExpected(['get weight a/b', 'get weight a/c'])).toBe(3);
+  });
+
+  it('checks every command against the whitelist, as the plain batch does', () => {
+    expect(() => encodeInteractiveBatch(['get weight a/b', 'shutdown sessions server a/b'])).toThrow(UnsafeInputError);
+    expect(() => encodeInteractiveBatch([])).toThrow(UnsafeInputError);
+  });
+
+  it.each(['set-weight-errors', 'glued-errors-middle', 'glued-error-end', 'observe-unknown-backend'])(
+    'turns the interactive reply of %s into the very bytes the non-interactive mode printed',
+    (name) => {
+      const interactive = interactiveFixture(name);
+      expect(interactive.reply.split('\n> ')).toHaveLength(promptsExpected(interactive.commands) + 1);
+      expect(plainReplyFromInteractive(interactive.reply)).toBe(fixture(name).reply);
+    },
+  );
+
+  it('reads a backend observed in an interactive session like one observed in a plain one', () => {
+    const { commands, reply } = interactiveFixture('observe-ingest');
+    const [stat = '', state = ''] = splitReplies(commands, plainReplyFromInteractive(reply));
+    expect(parseObservedBackend('ingest', stat, state, { loadBalancer: 'lb-1' })).toEqual(observe('observe-ingest', 'ingest'));
+  });
+
+  it.each([
+    ['nothing at all', '', ''],
+    ['part of the first prompt', '\n>', ''],
+    ['the first prompt only', '\n> ', ''],
+    ['one complete reply and one cut short', '\n> 7 (initial 1)\n\n> 7 (ini', '7 (initial 1)\n\n7 (ini'],
+  ])('keeps a reply cut short after %s as it is, so that splitReplies names what is missing', (_what, reply, plain) => {
+    expect(plainReplyFromInteractive(reply)).toBe(plain);
+  });
+
+  it('refuses a reply that does not start with the prompt, quoting it', () => {
+    const error = haproxyError(() => plainReplyFromInteractive('Unknown command: prompt\n'));
+    expect(error.kind).toBe('unexpected-reply');
+    expect(error.message).toContain('did not answer "prompt" with its prompt: the reply starts with "Unknown command: prompt\\n"');
+  });
+
+  it('turns a glued weight error at the end of an interactive reply into the plain form', () => {
+    expect(splitReplies(['get weight rr/rr-a', 'set server rr/rr-a weight 9x'], plainReplyFromInteractive(interactiveFixture('glued-error-end').reply))).toEqual([
+      '7 (initial 1)\n',
+      'Trailing garbage in weight string\n',
+    ]);
   });
 });
 
