@@ -22,35 +22,41 @@ export interface Measurement {
  * so a hostile or malformed series name can never reach the runtime API.
  */
 export function seriesToServer(name: string, serverMap: BackendConfig['serverMap']): string | null {
-  let mapped = name;
-  if (serverMap !== undefined) {
-    const match = new RegExp(serverMap.pattern).exec(name);
-    if (match === null) return null;
-    mapped = serverMap.template.replace(/\$(\d)/g, (_, digit: string) => match[Number(digit)] ?? '');
-  }
-  return SAFE_NAME.test(mapped) ? mapped : null;
+  return serverMapper(serverMap)(name);
 }
 
-/** Turns validated series into one load per server. Pure. */
+/** seriesToServer with the pattern compiled once, for a whole reply. */
+function serverMapper(serverMap: BackendConfig['serverMap']): (name: string) => string | null {
+  if (serverMap === undefined) return (name) => (SAFE_NAME.test(name) ? name : null);
+  const pattern = new RegExp(serverMap.pattern);
+  return (name) => {
+    const match = pattern.exec(name);
+    if (match === null) return null;
+    const mapped = serverMap.template.replace(/\$(\d)/g, (_, digit: string) => match[Number(digit)] ?? '');
+    return SAFE_NAME.test(mapped) ? mapped : null;
+  };
+}
+
+/**
+ * Turns validated series into one load per server. Pure, and linear in the number of series: a
+ * reply with 150,000 series for servers HAProxy does not have costs each of them once.
+ */
 export function measure(series: readonly Series[], backend: Pick<BackendConfig, 'serverMap' | 'aggregation'>): Measurement {
-  const byServer = new Map<string, Series[]>();
+  const toServer = serverMapper(backend.serverMap);
+  const first = new Map<string, Series>();
+  const several = new Set<string>();
   const unmapped: string[] = [];
   for (const s of series) {
-    const server = seriesToServer(s.name, backend.serverMap);
-    if (server === null) {
-      unmapped.push(snippet(s.name, 100));
-      continue;
-    }
-    const list = byServer.get(server) ?? [];
-    list.push(s);
-    byServer.set(server, list);
+    const server = toServer(s.name);
+    if (server === null) unmapped.push(snippet(s.name, 100));
+    else if (first.has(server)) several.add(server);
+    else first.set(server, s);
   }
   const loads = new Map<string, number>();
   const empty: string[] = [];
   const ambiguous: string[] = [];
-  for (const [server, list] of byServer) {
-    const [only] = list;
-    if (list.length !== 1 || only === undefined) {
+  for (const [server, only] of first) {
+    if (several.has(server)) {
       ambiguous.push(server);
       continue;
     }

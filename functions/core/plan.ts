@@ -60,6 +60,9 @@ export function planBackend(input: PlanInput): BackendPlan {
   const guarded: Action[] = [];
   const eligible: { server: ObservedServer; load: number }[] = [];
   let withoutData = 0;
+  // Sets, not lists: a backend of 10,000 servers without data must not cost 10,000 x 10,000.
+  const ambiguous = new Set(measurement.ambiguous);
+  const empty = new Set(measurement.empty);
   for (const server of observed.servers) {
     const load = measurement.loads.get(server.name);
     const reason = guardReason(server);
@@ -69,9 +72,9 @@ export function planBackend(input: PlanInput): BackendPlan {
     }
     if (load === undefined) {
       withoutData++;
-      const detail = measurement.ambiguous.includes(server.name)
+      const detail = ambiguous.has(server.name)
         ? 'several Graphite series map to this server: keeps its weight'
-        : measurement.empty.includes(server.name)
+        : empty.has(server.name)
           ? 'only null points in the window: keeps its weight'
           : 'no Graphite series for this server: keeps its weight';
       guarded.push({ kind: 'skip', server: server.name, load: null, current: server.weight, reason: 'no-data', detail });
@@ -80,12 +83,14 @@ export function planBackend(input: PlanInput): BackendPlan {
     eligible.push({ server, load });
   }
 
-  const observedOnly = (): Action[] =>
-    observed.servers.map((s) => {
-      const done = guarded.find((a) => a.server === s.name);
+  const observedOnly = (): Action[] => {
+    const guardedByServer = new Map(guarded.map((a) => [a.server, a]));
+    return observed.servers.map((s) => {
+      const done = guardedByServer.get(s.name);
       if (done !== undefined) return done;
       return { kind: 'unchanged', server: s.name, load: measurement.loads.get(s.name) ?? 0, current: s.weight };
     });
+  };
 
   if (isStaticAlgorithm(observed.algorithm)) {
     return {

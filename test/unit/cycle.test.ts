@@ -143,6 +143,18 @@ describe('runCycle', () => {
     expect(report.problems[0]?.cause).toEqual({ type: 'relay', kind: null, message: 'lb1 (/x/1.sock): cannot connect: ENOENT' });
   });
 
+  it('names every series for a server no load balancer has and keeps it out of the loads and the imbalance', async () => {
+    const ghosts = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`ghost-${i}`, 1]));
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, ...ghosts, 'rr-b': 100 }), relay: fakeRelay(success), now: clock() }, { mode: 'plan' });
+    const [backend] = report.backends;
+    expect(backend?.loads).toEqual({ 'rr-a': 300, 'rr-b': 100 });
+    expect(backend?.imbalance).toBe(1.5);
+    const unmapped = backend?.graphite.ok === true ? backend.graphite.unmapped : [];
+    expect(unmapped).toHaveLength(50_000);
+    expect(unmapped[0]).toBe('ghost-0 (no load balancer has this server)');
+    expect(unmapped[49_999]).toBe('ghost-49999 (no load balancer has this server)');
+  });
+
   it('rejects an unknown backend name in the request', async () => {
     await expect(runCycle({ config, metrics: metrics({}), relay: fakeRelay(success), now: clock(), version: '0.0.0-test' }, { mode: 'plan', backends: ['nope'] })).rejects.toThrow(/"nope"/);
   });

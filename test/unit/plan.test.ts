@@ -88,6 +88,32 @@ describe('planBackend', () => {
     expect(plan.actions.every((a) => a.kind !== 'set-weight')).toBe(true);
   });
 
+  it('tells each server of a skipped backend why it keeps its weight, guards first, in HAProxy order', () => {
+    // 10,000 servers: every 10th in MAINT, then by turns with data, only null points, two series, nothing.
+    const names = Array.from({ length: 10_000 }, (_, i) => `s${i}`);
+    const kinds = ['maint', 'data', 'empty', 'ambiguous', 'missing'] as const;
+    const kindOf = (i: number): (typeof kinds)[number] => (i % 10 === 0 ? 'maint' : (kinds[1 + (i % 4)] ?? 'missing'));
+    const plan = planBackend({
+      backend: backendConfig({ quorum: 0.5 }),
+      loadBalancer: 'lb1',
+      observed: observed(names.map((n, i) => server(n, kindOf(i) === 'maint' ? { admin: 'maint', status: 'MAINT' } : {}))),
+      measurement: measurement(Object.fromEntries(names.filter((_, i) => kindOf(i) === 'data').map((n) => [n, 10])), {
+        empty: names.filter((_, i) => kindOf(i) === 'empty'),
+        ambiguous: names.filter((_, i) => kindOf(i) === 'ambiguous'),
+      }),
+    });
+    expect(plan).toMatchObject({ status: 'skipped', reason: 'no-quorum' });
+    expect(plan.actions.map((a) => a.server)).toEqual(names);
+    const expected = {
+      maint: { kind: 'skip', reason: 'maint' },
+      data: { kind: 'unchanged', load: 10 },
+      empty: { kind: 'skip', reason: 'no-data', detail: 'only null points in the window: keeps its weight' },
+      ambiguous: { kind: 'skip', reason: 'no-data', detail: 'several Graphite series map to this server: keeps its weight' },
+      missing: { kind: 'skip', reason: 'no-data', detail: 'no Graphite series for this server: keeps its weight' },
+    };
+    plan.actions.forEach((a, i) => expect(a).toMatchObject(expected[kindOf(i)]));
+  });
+
   it.each(['static-rr'])('reports a backend balanced by %s as unsupported', (algorithm) => {
     const plan = planBackend({
       backend: backendConfig(),
