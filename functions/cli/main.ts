@@ -141,7 +141,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     // Writers take a lock per runtime endpoint so two runs never interleave their batches.
     let lock;
     try {
-      lock = cycleOptions.mode === 'apply' ? await acquireRunLock(endpoints) : undefined;
+      lock = cycleOptions.mode === 'apply' ? await acquireRunLock(endpoints, { env: io.env }) : undefined;
     } catch (error) {
       io.stderr(`haproxy-weighter: nothing written: ${describeError(error)}`);
       return 1;

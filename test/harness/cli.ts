@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { main } from '../../functions/cli/main.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
-import { runCommand, type CommandResult } from './processes.js';
+import { makeTempDir, runCommand, type CommandResult } from './processes.js';
 import { checkedReport } from './report.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -35,14 +35,27 @@ export function cliArgv(args: readonly string[], nodeOptions: readonly string[] 
   return ['--import', 'tsx', ...nodeOptions, CLI_ENTRY, ...args];
 }
 
+let runtimeDir: string | undefined;
+
+/**
+ * The XDG_RUNTIME_DIR every CLI of this test process runs with (unless a test sets another): a
+ * private directory removed at exit, so that the run lock files of throw-away sockets do not pile
+ * up in the shared temporary directory, while the CLIs of one test still share their locks.
+ */
+export function cliRuntimeDir(): string {
+  runtimeDir ??= makeTempDir('hw-cli-runtime');
+  return runtimeDir;
+}
+
 /** Runs one CLI command to completion (killed after `timeoutMs`). */
 export function runCli(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CommandResult> {
-  return runCommand(process.execPath, cliArgv(args), { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, timeoutMs: options.timeoutMs ?? 60_000 });
+  return runCommand(process.execPath, cliArgv(args), { cwd: REPO_ROOT, env: { ...process.env, XDG_RUNTIME_DIR: cliRuntimeDir(), ...options.env }, timeoutMs: options.timeoutMs ?? 60_000 });
 }
 
 /**
- * Runs the CLI's `main` in-process, with stdio captured, the environment given and no signal: for
- * the cases that end before any cycle (argument and configuration rejections), where spawning
+ * Runs the CLI's `main` in-process, with stdio captured, the environment given (and the run lock
+ * in cliRuntimeDir() unless it says otherwise) and no signal: for the cases that end before any
+ * cycle (argument and configuration rejections), and for long series of cycles, where spawning
  * a process per case would only measure Node.js start-up.
  */
 export async function runMain(argv: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -51,7 +64,7 @@ export async function runMain(argv: readonly string[], env: Readonly<Record<stri
   const code = await main(argv, {
     stdout: (text) => (stdout += `${text}\n`),
     stderr: (text) => (stderr += `${text}\n`),
-    env,
+    env: { XDG_RUNTIME_DIR: cliRuntimeDir(), ...env },
     now: () => Date.now(),
     stopSignal: new Promise<string>(() => undefined),
   });
@@ -80,7 +93,7 @@ export function startCli(args: readonly string[], options: { env?: Record<string
   const wrapped = existsSync(SETPRIV);
   const child = spawn(wrapped ? SETPRIV : process.execPath, wrapped ? ['--pdeathsig', 'KILL', '--', process.execPath, ...argv] : argv, {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, XDG_RUNTIME_DIR: cliRuntimeDir(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const pid = child.pid;

@@ -15,7 +15,7 @@ import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { makeTempDir, removeTempDir } from './processes.js';
 
-export { REPO_ROOT, cliArgv, parseCycleReport, parseReports, runCli, runMain, singleReport, startCli, weightsAfter, writeConfigFile, type CliProcess } from './cli.js';
+export { REPO_ROOT, cliArgv, cliRuntimeDir, parseCycleReport, parseReports, runCli, runMain, singleReport, startCli, weightsAfter, writeConfigFile, type CliProcess } from './cli.js';
 export { checkedReport, problemsOf } from './report.js';
 
 /** Orders events across every proxy of this process, so tests can compare who came first. */

@@ -8,10 +8,11 @@
  * (d) The Lambda has its own concurrency guard (reserved concurrency 1); here the report fields
  * its metrics derive from (serversChanged, outcome, failedLoadBalancers) are asserted.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { lockPathFor } from '../../functions/adapters/run-lock.js';
+import { acquireRunLock, lockDirectory, lockPathFor } from '../../functions/adapters/run-lock.js';
 import {
+  cliRuntimeDir,
   isWriteBatch,
   parseReports,
   rewriteSeries,
@@ -177,14 +178,14 @@ describe('SIGTERM during run', () => {
     // The cycle was still waiting for Graphite: nothing of it reached HAProxy.
     expect(await weightsOf(lb)).toEqual(before);
     expect(parseReports(running.lines().join('\n')).every((r) => r.outcome === 'ok')).toBe(true);
-    // The killed run could not release its lock; the next run finds its owner gone and takes it.
-    const lock = lockPathFor(lb.adminSocket);
-    const owner = Number(readFileSync(lock, 'utf8'));
+    // The killed run could not release its lock: the kernel did, so the next run takes it at once.
+    const lockDir = await lockDirectory({ XDG_RUNTIME_DIR: cliRuntimeDir() });
+    const owner = Number(readFileSync(lockPathFor(lb.adminSocket, lockDir), 'utf8'));
     expect(owner).toBe(running.pid);
     expect(isProcessRunning(owner)).toBe(false);
+    await (await acquireRunLock([lb.adminSocket], { dir: lockDir, timeoutMs: 0 })).release();
     const next = await runCli(['apply', '--json', '--config', configFile(graphite.url, [{ name: 'lb1', endpoint: lb.adminSocket }])]);
     expect(next.code).toBe(0);
-    expect(existsSync(lock)).toBe(false);
   });
 });
 
@@ -219,7 +220,7 @@ describe('two apply runs at once against the same sockets', () => {
     cleanups.push(async () => removeTempDir(lockDir));
     const [a, b] = await Promise.all([
       runCli(['apply', '--force', '--json', '--config', config]),
-      runCli(['apply', '--force', '--json', '--config', config], sharedLock ? {} : { env: { TMPDIR: lockDir } }),
+      runCli(['apply', '--force', '--json', '--config', config], sharedLock ? {} : { env: { TMPDIR: lockDir, XDG_RUNTIME_DIR: '' } }),
     ]);
     return { fleet, proxies, a, b };
   }
