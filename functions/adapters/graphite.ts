@@ -194,8 +194,18 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /**
- * Validates a `/render?format=json` body: `[{"target": string, "datapoints": [[value|null, ts], ...]}]`.
- * Anything else is rejected whole: a reply we cannot fully trust must not move a weight.
+ * Timestamps are epoch seconds in this window: before it, or after it (epoch milliseconds land
+ * there), they are not the time of a measurement.
+ */
+export const MIN_TIMESTAMP = 946_684_800; // 2000-01-01T00:00:00Z
+export const MAX_TIMESTAMP = 4_102_444_800; // 2100-01-01T00:00:00Z
+
+const shown = (value: unknown, max: number): string => (typeof value === 'number' ? String(value) : snippet(JSON.stringify(value) ?? String(value), max));
+
+/**
+ * Validates a `/render?format=json` body: `[{"target": string, "datapoints": [[value|null, ts], ...]}]`
+ * with every timestamp epoch seconds, each later than the one before. Anything else is rejected
+ * whole: a reply we cannot fully trust must not move a weight.
  */
 export function parseRenderReply(text: string, shownUrl: string): Series[] {
   let doc: unknown;
@@ -208,7 +218,8 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
     throw new GraphiteError(`Graphite at ${shownUrl} answered JSON that is not a list of series`, { url: shownUrl, reply: text });
   }
   const out: Series[] = [];
-  for (const [i, item] of doc.entries()) {
+  for (let i = 0; i < doc.length; i++) {
+    const item: unknown = doc[i];
     if (!isRecord(item) || typeof item.target !== 'string' || !Array.isArray(item.datapoints)) {
       throw new GraphiteError(`Graphite at ${shownUrl}: series #${i} lacks a string "target" and a "datapoints" list`, {
         url: shownUrl,
@@ -216,26 +227,45 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
       });
     }
     const name = item.target;
-    const values: (number | null)[] = [];
-    for (const point of item.datapoints) {
+    const points: unknown[] = item.datapoints;
+    const series = (): string => JSON.stringify(snippet(name, 80));
+    const values: (number | null)[] = new Array<number | null>(points.length);
+    let previous = -Infinity;
+    for (let j = 0; j < points.length; j++) {
+      const point = points[j];
       if (!Array.isArray(point) || point.length !== 2) {
-        throw new GraphiteError(`Graphite at ${shownUrl}: series ${JSON.stringify(snippet(name, 80))} has a datapoint that is not [value, timestamp]`, {
+        throw new GraphiteError(`Graphite at ${shownUrl}: series ${series()} has a datapoint that is not [value, timestamp]`, {
           url: shownUrl,
           reply: JSON.stringify(point) ?? '',
         });
       }
-      const [value] = point;
+      const value: unknown = point[0];
+      const timestamp: unknown = point[1];
+      if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < MIN_TIMESTAMP || timestamp >= MAX_TIMESTAMP) {
+        const hint = typeof timestamp === 'number' && timestamp >= MIN_TIMESTAMP * 1000 && timestamp < MAX_TIMESTAMP * 1000 ? ' (epoch milliseconds?)' : '';
+        throw new GraphiteError(
+          `Graphite at ${shownUrl}: series ${series()} has timestamp ${shown(timestamp, 40)}${hint} at point #${j}; timestamps must be epoch seconds from ${MIN_TIMESTAMP} (2000) to ${MAX_TIMESTAMP} (2100)`,
+          { url: shownUrl },
+        );
+      }
+      if (timestamp <= previous) {
+        throw new GraphiteError(
+          `Graphite at ${shownUrl}: series ${series()} has timestamp ${timestamp} at point #${j}, not later than ${previous} at point #${j - 1}; timestamps must increase`,
+          { url: shownUrl },
+        );
+      }
+      previous = timestamp;
       if (value === null) {
-        values.push(null);
+        values[j] = null;
         continue;
       }
       if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_PLAUSIBLE_LOAD) {
         throw new GraphiteError(
-          `Graphite at ${shownUrl}: series ${JSON.stringify(snippet(name, 80))} has value ${typeof value === 'number' ? String(value) : snippet(JSON.stringify(value) ?? String(value), 40)}; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`,
+          `Graphite at ${shownUrl}: series ${series()} has value ${shown(value, 40)}; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`,
           { url: shownUrl },
         );
       }
-      values.push(value);
+      values[j] = value;
     }
     out.push({ name, values });
   }

@@ -259,6 +259,14 @@ export function withRawValue(body: string, target: string, token: string): strin
   return text.replaceAll(marker, token);
 }
 
+/** Puts a raw JSON token (e.g. `"1700000000"`, `null`, `{}`) in place of every timestamp of one series. */
+export function withRawTimestamp(body: string, target: string, token: string): string {
+  const marker = '"__fault_proxy_timestamp__"';
+  const text = rewriteSeries(body, (series) => series.map((s) => (s.target === target ? { ...s, datapoints: s.datapoints.map(([v]) => [v, '__fault_proxy_timestamp__']) } : s)));
+  if (!text.includes(marker)) throw new Error(`series ${target} has no datapoint in ${body.slice(0, 200)}`);
+  return text.replaceAll(marker, token);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Runtime socket faults
 // ---------------------------------------------------------------------------------------------

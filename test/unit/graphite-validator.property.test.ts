@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { propertyRuns } from '../harness/property-runs.js';
-import { MAX_PLAUSIBLE_LOAD, parseRenderReply } from '../../functions/adapters/graphite.js';
+import { MAX_PLAUSIBLE_LOAD, MAX_TIMESTAMP, MIN_TIMESTAMP, parseRenderReply } from '../../functions/adapters/graphite.js';
 import { GraphiteError } from '../../functions/core/errors.js';
 import type { Series } from '../../functions/core/types.js';
 
@@ -89,6 +89,22 @@ const nearValid = fc.array(
   { maxLength: 5 },
 );
 
+/** Datapoints with sane, strictly increasing epoch-second timestamps (steps of 1 s to 1 h). */
+const increasingPoints = <T>(values: fc.Arbitrary<T>): fc.Arbitrary<[T, number][]> =>
+  fc
+    .tuple(fc.integer({ min: MIN_TIMESTAMP, max: MIN_TIMESTAMP + 3_000_000_000 }), fc.array(fc.tuple(values, fc.integer({ min: 1, max: 3600 })), { maxLength: 8 }))
+    .map(([start, steps]) => {
+      let t = start;
+      return steps.map(([v, step]): [T, number] => [v, (t += step)]);
+    });
+
+/** A timestamp no reply may carry: not a number, not finite, outside 2000..2100, or epoch milliseconds. */
+const badTimestamp = fc.oneof(
+  fc.string({ maxLength: 12 }),
+  fc.constantFrom<unknown>(null, true, [], {}, -1, 0, MIN_TIMESTAMP - 1, MAX_TIMESTAMP, 1_700_000_000_000),
+  fc.double({ noNaN: true }).filter((t) => !(t >= MIN_TIMESTAMP && t < MAX_TIMESTAMP)),
+);
+
 describe('parseRenderReply over arbitrary input', () => {
   it('answers arbitrary strings with sound series or a GraphiteError', () => {
     fc.assert(fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 300 }), tokenText, mutatedReal), (text) => expectSound(outcome(text))), RUNS);
@@ -105,11 +121,33 @@ describe('parseRenderReply over arbitrary input', () => {
   it('accepts exactly the well-formed documents, and keeps their values in order', () => {
     const plausible = fc.oneof(fc.constant(null), fc.double({ min: 0, max: MAX_PLAUSIBLE_LOAD, noNaN: true }));
     fc.assert(
-      fc.property(fc.array(fc.record({ target: fc.string(), datapoints: fc.array(fc.tuple(plausible, fc.integer())) }), { maxLength: 5 }), (doc) => {
+      fc.property(fc.array(fc.record({ target: fc.string(), datapoints: increasingPoints(plausible) }), { maxLength: 5 }), (doc) => {
         const result = outcome(JSON.stringify(doc));
         // JSON has no -0: it comes back as 0, which is the same load.
         expect(result).toEqual(doc.map((s) => ({ name: s.target, values: s.datapoints.map(([v]) => (Object.is(v, -0) ? 0 : v)) })));
       }),
+      RUNS,
+    );
+  });
+
+  it('rejects every reply with one bad timestamp anywhere, naming it', () => {
+    const plausible = fc.oneof(fc.constant(null), fc.double({ min: 0, max: MAX_PLAUSIBLE_LOAD, noNaN: true }));
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ target: fc.string(), datapoints: increasingPoints(plausible) }), { minLength: 1, maxLength: 4 }),
+        fc.nat(),
+        fc.nat(),
+        badTimestamp,
+        (doc, seriesAt, pointAt, bad) => {
+          const series = doc[seriesAt % doc.length];
+          if (series === undefined) return;
+          const points: unknown[][] = series.datapoints;
+          points.splice(pointAt % (points.length + 1), 0, [1, bad]);
+          const result = outcome(JSON.stringify(doc));
+          expect(result).toBeInstanceOf(GraphiteError);
+          expect(result instanceof GraphiteError && result.message).toMatch(/timestamp/);
+        },
+      ),
       RUNS,
     );
   });

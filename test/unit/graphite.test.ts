@@ -30,7 +30,7 @@ describe('createGraphiteSource', () => {
     agent
       .get(ORIGIN)
       .intercept({ path: (p) => p.startsWith('/render?') && p.includes('target=aliasByNode') && p.includes('format=json') })
-      .reply(200, [{ target: 's1', datapoints: [[1, 10], [null, 20]] }]);
+      .reply(200, [{ target: 's1', datapoints: [[1, 1_700_000_000], [null, 1_700_000_010]] }]);
     const source = createGraphiteSource(graphiteConfig(), { env: {}, dispatcher: agent, sleep: noSleep });
     await expect(source.render('aliasByNode(a.*.b, 1)', '-5min')).resolves.toEqual([{ name: 's1', values: [1, null] }]);
   });
@@ -105,9 +105,9 @@ describe('parseRenderReply', () => {
     ['an object', '{"error": "x"}', /not a list of series/],
     ['a series without datapoints', '[{"target": "s1"}]', /series #0/],
     ['a datapoint that is not a pair', '[{"target": "s1", "datapoints": [[1]]}]', /not \[value, timestamp\]/],
-    ['a negative value', '[{"target": "s1", "datapoints": [[-1, 1]]}]', /value -1/],
-    ['a string value', '[{"target": "s1", "datapoints": [["NaN", 1]]}]', /value "NaN"/],
-    ['a huge value', '[{"target": "s1", "datapoints": [[1e300, 1]]}]', /value 1e\+300/],
+    ['a negative value', '[{"target": "s1", "datapoints": [[-1, 1700000000]]}]', /value -1/],
+    ['a string value', '[{"target": "s1", "datapoints": [["NaN", 1700000000]]}]', /value "NaN"/],
+    ['a huge value', '[{"target": "s1", "datapoints": [[1e300, 1700000000]]}]', /value 1e\+300/],
   ])('rejects %s with a GraphiteError that names it', (_what, body, message) => {
     expect(() => parseRenderReply(body, 'http://g/render')).toThrow(message);
     expect(() => parseRenderReply(body, 'http://g/render')).toThrow(GraphiteError);
@@ -115,6 +115,35 @@ describe('parseRenderReply', () => {
 
   it('accepts an empty list and all-null series', () => {
     expect(parseRenderReply('[]', 'u')).toEqual([]);
-    expect(parseRenderReply('[{"target":"s1","datapoints":[[null,1],[null,2]]}]', 'u')).toEqual([{ name: 's1', values: [null, null] }]);
+    expect(parseRenderReply('[{"target":"s1","datapoints":[[null,1700000000],[null,1700000010]]}]', 'u')).toEqual([{ name: 's1', values: [null, null] }]);
+  });
+
+  it.each([
+    ['a string', '"1700000000"', 'timestamp "1700000000" at point #1'],
+    ['an object', '{"t":1700000000}', 'timestamp {"t":1700000000} at point #1'],
+    ['null', 'null', 'timestamp null at point #1'],
+    ['a boolean', 'true', 'timestamp true at point #1'],
+    ['a list', '[1700000000]', 'timestamp [1700000000] at point #1'],
+    ['infinity (1e309 in JSON)', '1e309', 'timestamp Infinity at point #1'],
+    ['a negative number', '-1700000000', 'timestamp -1700000000 at point #1'],
+    ['zero', '0', 'timestamp 0 at point #1'],
+    ['epoch milliseconds', '1700000010000', 'timestamp 1700000010000 (epoch milliseconds?) at point #1'],
+    ['a time after 2100', '4102444800', 'timestamp 4102444800 at point #1'],
+  ])('rejects a timestamp that is %s, naming the series, the value and the point', (_what, token, named) => {
+    const body = `[{"target": "s1", "datapoints": [[1, 1700000000], [2, ${token}]]}]`;
+    expect(() => parseRenderReply(body, 'http://g/render')).toThrow(GraphiteError);
+    expect(() => parseRenderReply(body, 'http://g/render')).toThrow(`Graphite at http://g/render: series "s1" has ${named}; timestamps must be epoch seconds from 946684800 (2000) to 4102444800 (2100)`);
+  });
+
+  it.each([
+    ['the same', 1_700_000_000],
+    ['an earlier', 1_699_999_990],
+  ])('rejects %s timestamp as the point before, naming both', (_what, second) => {
+    const body = JSON.stringify([{ target: 's1', datapoints: [[1, 1_700_000_000], [null, second]] }]);
+    expect(() => parseRenderReply(body, 'u')).toThrow(`series "s1" has timestamp ${second} at point #1, not later than 1700000000 at point #0; timestamps must increase`);
+  });
+
+  it('checks the timestamps of null points too, so that no weight follows a reply with a bad clock', () => {
+    expect(() => parseRenderReply('[{"target":"s1","datapoints":[[5,1700000000],[null,"soon"]]}]', 'u')).toThrow(/timestamp "soon"/);
   });
 });
