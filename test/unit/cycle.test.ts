@@ -145,14 +145,14 @@ describe('runCycle', () => {
 
   it('names every series for a server no load balancer has and keeps it out of the loads and the imbalance', async () => {
     const ghosts = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`ghost-${i}`, 1]));
-    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, ...ghosts, 'rr-b': 100 }), relay: fakeRelay(success), now: clock() }, { mode: 'plan' });
+    const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, ...ghosts, 'rr-b': 100 }), relay: fakeRelay(success), now: clock(), version: '0.0.0-test' }, { mode: 'plan' });
     const [backend] = report.backends;
     expect(backend?.loads).toEqual({ 'rr-a': 300, 'rr-b': 100 });
     expect(backend?.imbalance).toBe(1.5);
-    const unmapped = backend?.graphite.ok === true ? backend.graphite.unmapped : [];
-    expect(unmapped).toHaveLength(50_000);
-    expect(unmapped[0]).toBe('ghost-0 (no load balancer has this server)');
-    expect(unmapped[49_999]).toBe('ghost-49999 (no load balancer has this server)');
+    const unknown = backend?.graphite.unknownServers ?? [];
+    expect(unknown).toHaveLength(50_000);
+    expect(unknown[0]).toBe('ghost-0');
+    expect(unknown[49_999]).toBe('ghost-49999');
   });
 
   it('rejects an unknown backend name in the request', async () => {
