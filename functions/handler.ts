@@ -12,6 +12,7 @@ import { lambdaParameters, setupOf } from './aws/parameters.js';
 import { metricsTimestamp, parseInvocation } from './aws/payload.js';
 import { checkTargetsAllowed } from './aws/target-guard.js';
 import { createStaticMemory, runCycle, type CycleReport } from './core/cycle.js';
+import { displaySafeDeep, displaySafeReplacer } from './core/display.js';
 import { WeighterError, describeError } from './core/errors.js';
 import { VERSION } from './version.js';
 
@@ -73,7 +74,8 @@ function failureLog(logger: Logger): MiddlewareObj<unknown, CycleReport, Error, 
 
 export function createHandler(options: HandlerOptions = {}) {
   const env = options.env ?? process.env;
-  const logger = options.logger ?? new Logger({ serviceName: SERVICE_NAME });
+  // Every string of every log line made visible text: no control, bidi or invisible character reaches CloudWatch raw.
+  const logger = options.logger ?? new Logger({ serviceName: SERVICE_NAME, jsonReplacerFn: displaySafeReplacer });
   const metrics = options.metrics ?? new Metrics({ serviceName: SERVICE_NAME, namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? 'HaproxyWeighter' });
   const now = options.now ?? Date.now;
 
@@ -109,7 +111,7 @@ export function createHandler(options: HandlerOptions = {}) {
         onCommand: (sent) => logger.debug('SSM command sent', { ...sent }),
       });
       logger.info('cycle started', { trigger: request.trigger, mode: request.mode, force: request.force, backends: request.backends ?? 'all', loadBalancers: relay.loadBalancers.length });
-      const report = redact(
+      const redacted = redact(
         await runCycle(
           { config: setup.config, metrics: graphite, relay, now, version: VERSION },
           {
@@ -121,6 +123,8 @@ export function createHandler(options: HandlerOptions = {}) {
         ),
         setup.secrets,
       );
+      // What the invocation returns and logs: every string made visible text.
+      const report = displaySafeDeep(redacted);
       staticMemory.remember(report.staticRefusals, now());
       // Flushed by logMetrics when the invocation ends.
       emitCycleMetrics(metrics, report);

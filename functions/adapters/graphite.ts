@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { request, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { GraphiteConfig } from '../core/config.js';
+import { displaySafe } from '../core/display.js';
 import { ConfigError, GraphiteError, snippet } from '../core/errors.js';
 import type { MetricSource, Series } from '../core/types.js';
 
@@ -184,9 +185,10 @@ function describeNetworkError(error: unknown, timeoutMs: number): string {
   if (error instanceof Error) {
     const code = 'code' in error && typeof error.code === 'string' ? ` (${error.code})` : '';
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
-    return `${error.message}${code}${cause}`;
+    // Other libraries' words: made visible text before they reach a report or a log.
+    return displaySafe(`${error.message}${code}${cause}`);
   }
-  return String(error);
+  return snippet(String(error));
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -228,7 +230,8 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
     }
     const name = item.target;
     const points: unknown[] = item.datapoints;
-    const series = (): string => JSON.stringify(snippet(name, 80));
+    // snippet already shows every character visibly; JSON.stringify on top would double its backslashes.
+    const series = (): string => `"${snippet(name, 80)}"`;
     const values: (number | null)[] = new Array<number | null>(points.length);
     let previous = -Infinity;
     for (let j = 0; j < points.length; j++) {

@@ -1,5 +1,6 @@
 import { createConnection, type Socket } from 'node:net';
 import { parseEndpoint, type SocketRelayConfig } from '../core/config.js';
+import { displaySafe } from '../core/display.js';
 import { RelayError, describeError } from '../core/errors.js';
 import { PROMPT, encodeInteractiveBatch, plainReplyFromInteractive, promptsExpected } from '../core/haproxy-protocol.js';
 import type { RelayRequest, RelayResult, RuntimeRelay } from '../core/types.js';
@@ -131,7 +132,7 @@ export function sendBatch(endpoint: string, commands: readonly string[], options
     });
     socket.on('error', (error: NodeJS.ErrnoException) => {
       const phase = connected ? 'connection failed during the reply' : 'cannot connect';
-      fail(`${phase}: ${error.code ?? error.message}`, error);
+      fail(`${phase}: ${error.code ?? displaySafe(error.message)}`, error);
     });
     socket.on('close', finish);
   });

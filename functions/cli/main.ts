@@ -5,6 +5,7 @@ import { acquireRunLock } from '../adapters/run-lock.js';
 import { createSocketRelay } from '../adapters/socket-relay.js';
 import { parseConfigText, type Config } from '../core/config.js';
 import { createStaticMemory, exitCodeFor, runCycle, type CycleReport } from '../core/cycle.js';
+import { displaySafeDeep, displaySafeLines } from '../core/display.js';
 import { ConfigError, WeighterError, describeError } from '../core/errors.js';
 import { VERSION } from '../version.js';
 import { formatReport } from './format.js';
@@ -98,11 +99,16 @@ async function loadConfig(path: string): Promise<Config> {
 }
 
 function emit(io: CliIo, report: CycleReport, json: boolean): void {
-  io.stdout(json ? JSON.stringify(report) : formatReport(report));
+  // Every string of the report made visible text first: a name or message can neither split a
+  // line of the table nor reorder what the terminal shows, in either form.
+  const shown = displaySafeDeep(report);
+  io.stdout(json ? JSON.stringify(shown) : formatReport(shown));
 }
 
 /** Runs the CLI and resolves with its exit code. Everything outside (stdio, env, clock, signals) is injected. */
-export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+export async function main(argv: readonly string[], cliIo: CliIo): Promise<number> {
+  // The last guard on both streams: whatever reaches the terminal has no control, bidi or invisible character but its line breaks.
+  const io: CliIo = { ...cliIo, stdout: (text) => cliIo.stdout(displaySafeLines(text)), stderr: (text) => cliIo.stderr(displaySafeLines(text)) };
   let parsed: Parsed | 'help';
   let config: Config;
   try {

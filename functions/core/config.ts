@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { parse as parseYaml } from 'yaml';
+import { displaySafe, hasUnsafeCharacters } from './display.js';
 import { ConfigError, snippet } from './errors.js';
 import { SAFE_NAME, SAFE_NAME_RULE, SOCKET_PATH } from './runtime-grammar.js';
 
@@ -170,8 +171,8 @@ export type Endpoint = { readonly kind: 'unix'; readonly path: string } | { read
 /** Parses a runtime API endpoint: an absolute Unix socket path, `host:port` or `[v6]:port`. */
 export function parseEndpoint(endpoint: string): Endpoint | null {
   if (endpoint.startsWith('/')) {
-    // eslint-disable-next-line no-control-regex
-    return /[\u0000-\u001f]/.test(endpoint) ? null : { kind: 'unix', path: endpoint };
+    // A path is shown in messages and reports: no control, bidi or invisible character in it.
+    return hasUnsafeCharacters(endpoint) ? null : { kind: 'unix', path: endpoint };
   }
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(endpoint);
   if (m === null) return null;
@@ -184,11 +185,12 @@ export function parseEndpoint(endpoint: string): Endpoint | null {
 /** Turns zod issues into lines that name the key path and the offending value. */
 export function formatIssues(error: z.ZodError, input: unknown): string[] {
   return error.issues.map((issue) => {
-    const path = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
+    // Keys come from the file too: shown escaped, like the values.
+    const path = issue.path.length > 0 ? displaySafe(issue.path.map(String).join('.')) : '(root)';
     const value = valueAt(input, issue.path);
     const shown = value === undefined ? 'missing' : snippet(showValue(value), 80);
     if (issue.code === 'unrecognized_keys') {
-      return `${path}: unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+      return `${path}: unknown key(s) ${issue.keys.map((k) => displaySafe(JSON.stringify(k))).join(', ')}`;
     }
     return `${path}: ${issue.message} (got ${shown})`;
   });

@@ -3,15 +3,18 @@
  * server, load balancer, URL, a snippet of the reply) so that a report or a log line can say
  * exactly what broke without a stack trace. Foreign errors are wrapped with `cause`.
  */
+import { displaySafe } from './display.js';
 
 /** Longest reply excerpt kept on an error: enough to recognise it, never a whole payload. */
 const SNIPPET_CHARS = 200;
 
-/** Shortens untrusted text for messages: one line, bounded, control characters made visible. */
+/**
+ * Shortens untrusted text for messages: one line, bounded, and every control, bidi and invisible
+ * character made visible (displaySafe), so a hostile reply can neither forge a log line nor
+ * reorder what is shown.
+ */
 export function snippet(text: string, max = SNIPPET_CHARS): string {
-  // Control characters are escaped so a hostile reply cannot forge extra log lines.
-  // eslint-disable-next-line no-control-regex
-  const visible = text.replace(/[\u0000-\u001f\u007f]/g, (c) => (c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  const visible = displaySafe(text);
   return visible.length > max ? `${visible.slice(0, max)}…` : visible;
 }
 
@@ -101,8 +104,13 @@ export class RelayError extends WeighterError {
   }
 }
 
-/** Describes any thrown value in one line, for reports. */
+/**
+ * Describes any thrown value for reports. Our own errors are built with their untrusted parts
+ * already escaped (and a ConfigError lists its issues one per line); any other error's message is
+ * someone else's text and is made one visible line.
+ */
 export function describeError(error: unknown): string {
-  if (error instanceof Error) return error.message;
+  if (error instanceof WeighterError) return error.message;
+  if (error instanceof Error) return displaySafe(error.message);
   return snippet(String(error));
 }

@@ -319,6 +319,8 @@ export type ConnectionFault =
   | { readonly kind: 'close-after-reply-bytes'; readonly bytes: number }
   /** Forwards only the first `commands` commands of the batch, then closes without a reply. */
   | { readonly kind: 'cut-request'; readonly commands: number }
+  /** Forwards the request and passes `rewrite(reply)` instead of HAProxy's reply (a compromised or fake runtime API). */
+  | { readonly kind: 'rewrite-reply'; readonly rewrite: (reply: string) => string }
   /**
    * Passes everything, but holds HAProxy's reply for `ms` first; with `untilAnotherConnection`
    * the hold ends as soon as another client is connected at the same time (a barrier that shows
@@ -493,6 +495,9 @@ export async function startSocketProxy(upstream: string): Promise<SocketProxy> {
       case 'close-after-reply-bytes':
         finish(client, record, reply.subarray(0, fault.bytes));
         return;
+      case 'rewrite-reply':
+        finish(client, record, Buffer.from(fault.rewrite(reply.toString('utf8'))));
+        return;
     }
   };
 
@@ -638,3 +643,46 @@ export const HOSTILE_NAMES: readonly string[] = [
   'a'.repeat(10_000),
   '',
 ];
+
+/**
+ * Characters no output may show raw, each with the visible escape the outputs use instead: bidi
+ * controls (display spoofing: `s1<U+202E>xam` shows as `s1max`), zero-width and other invisible
+ * characters, C0 and C1 controls (line forging, terminal escapes), separators, a lone surrogate.
+ */
+export const HOSTILE_CHARACTERS: readonly (readonly [label: string, raw: string, escaped: string])[] = [
+  ['right-to-left override U+202E', '\u202e', '\\u{202E}'],
+  ['left-to-right override U+202D', '\u202d', '\\u{202D}'],
+  ['right-to-left isolate U+2067', '\u2067', '\\u{2067}'],
+  ['pop directional isolate U+2069', '\u2069', '\\u{2069}'],
+  ['right-to-left mark U+200F', '\u200f', '\\u{200F}'],
+  ['arabic letter mark U+061C', '\u061c', '\\u{061C}'],
+  ['zero-width space U+200B', '\u200b', '\\u{200B}'],
+  ['zero-width joiner U+200D', '\u200d', '\\u{200D}'],
+  ['word joiner U+2060', '\u2060', '\\u{2060}'],
+  ['byte order mark U+FEFF', '\ufeff', '\\u{FEFF}'],
+  ['soft hyphen U+00AD', '\u00ad', '\\xad'],
+  ['Hangul filler U+3164', '\u3164', '\\u{3164}'],
+  ['tag letter U+E0041', '\u{E0041}', '\\u{E0041}'],
+  ['line separator U+2028', '\u2028', '\\u{2028}'],
+  ['paragraph separator U+2029', '\u2029', '\\u{2029}'],
+  ['escape (ANSI clear screen)', '\u001b', '\\x1b'],
+  ['C1 control sequence introducer U+009B', '\u009b', '\\x9b'],
+  ['NUL', '\u0000', '\\x00'],
+  ['DEL', '\u007f', '\\x7f'],
+  ['backspace', '\b', '\\x08'],
+  ['carriage return', '\r', '\\r'],
+  ['newline', '\n', '\\n'],
+  ['lone surrogate half U+D800', '\ud800', '\\u{D800}'],
+];
+
+/** The hostile characters `text` shows raw, by label (a newline counts unless `lines` allows line breaks). */
+export function rawHostileCharacters(text: string, options: { readonly lines?: boolean } = {}): string[] {
+  // Half of a surrogate pair is a lone surrogate only when its other half is missing.
+  const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+  const shows = (raw: string): boolean => (raw === '\ud800' ? lone.test(text) : text.includes(raw));
+  const found = HOSTILE_CHARACTERS.filter(([, raw]) => !(options.lines === true && raw === '\n') && shows(raw)).map(([label]) => label);
+  // A lone surrogate written out as UTF-8 becomes U+FFFD.
+  if (text.includes('\ufffd')) found.push('replacement character U+FFFD (a lone surrogate written raw)');
+  return found;
+}
+

@@ -7,7 +7,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { problemsOf, rewriteSeries, startGraphiteFaultProxy, type GraphiteFaultProxy } from '../harness/faults.js';
+import { HOSTILE_CHARACTERS, problemsOf, rawHostileCharacters, rewriteSeries, startGraphiteFaultProxy, withRawValue, type GraphiteFaultProxy } from '../harness/faults.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import type { BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
@@ -263,6 +263,34 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
     const sent = sentCommands(from).join('\n');
     expect(sent).toContain('set server be_ingest/ingest-1 weight');
     expect(sent).not.toMatch(/shutdown|reboot/);
+  });
+
+  it('returns and logs hostile series names escaped: no bidi, invisible or control character raw', async () => {
+    const hostile = HOSTILE_CHARACTERS.map(([, raw]) => `evil${raw}name`);
+    await proxy.setFault({
+      kind: 'rewrite',
+      rewrite: (body) =>
+        rewriteSeries(body, (series) => {
+          const [first] = series;
+          if (first === undefined) throw new Error(`the real Graphite returned no series: ${body.slice(0, 200)}`);
+          // The names are listed as unmapped; one of them also carries an impossible load, so that the
+          // next invocation's problem names it.
+          return [...series, ...hostile.map((name) => ({ ...first, target: name }))];
+        }),
+    });
+    const listed = await invoke(makeHandler());
+    expect(listed.error).toBeUndefined();
+    expect(must(listed.result).backends[0]?.graphite.unmapped).toEqual(HOSTILE_CHARACTERS.map(([, , escaped]) => `evil${escaped}name`));
+
+    await proxy.setFault({ kind: 'rewrite', rewrite: (body) => withRawValue(rewriteSeries(body, (series) => series.map((x) => (x.target === 'ingest-2' ? { ...x, target: hostile.join('') } : x))), hostile.join(''), '-5') });
+    const refused = await invoke(makeHandler());
+    expect(must(refused.result).outcome).toBe('failed');
+    expect(JSON.stringify(must(refused.result).problems)).toContain('evil\\\\u{202E}name');
+
+    for (const { result, output } of [listed, refused]) {
+      expect(output).toContain('cycle finished');
+      expect({ logs: rawHostileCharacters(output, { lines: true }), report: rawHostileCharacters(JSON.stringify(result)) }).toEqual({ logs: [], report: [] });
+    }
   });
 
   it.each([

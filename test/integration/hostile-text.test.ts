@@ -1,0 +1,186 @@
+/**
+ * Hostile text end to end, through the real CLI process, a real HAProxy behind the recording
+ * socket proxy and the real Graphite behind the fault proxy: series names, a Graphite error body,
+ * a runtime API reply (as a compromised or fake socket would send it) and configuration keys full
+ * of bidi, zero-width and control characters. No output (human report, JSON report, stderr)
+ * shows one of them raw; each is shown as its visible escape, and a newline inside a message
+ * never makes a line of its own.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  HOSTILE_CHARACTERS,
+  rawHostileCharacters,
+  rewriteSeries,
+  runCli,
+  runMain,
+  singleReport,
+  startGraphiteFaultProxy,
+  startSocketProxy,
+  writeConfigFile,
+  type GraphiteFaultProxy,
+  type SocketProxy,
+} from '../harness/faults.js';
+import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
+import { startHaproxy, type HaproxyHandle } from '../harness/haproxy.js';
+import { makeTempDir, removeTempDir } from '../harness/processes.js';
+import { sharedGraphite } from '../harness/shared-graphite.js';
+
+const BACKEND = 'be_ingest';
+const SERVERS = ['s1', 's2', 's3'];
+/** One series name per hostile character: `evil<char>name`. */
+const hostileName = (raw: string): string => `evil${raw}name`;
+
+let haproxy: HaproxyHandle;
+let socketProxy: SocketProxy;
+let graphiteProxy: GraphiteFaultProxy;
+let prefix: string;
+let dir: string;
+
+beforeAll(async () => {
+  const graphite = await sharedGraphite();
+  prefix = uniquePrefix('hostile_text');
+  const now = Math.floor(Date.now() / 1000);
+  const loads: Record<string, number> = { s1: 4000, s2: 1000, s3: 1000 };
+  await writeAndWait(
+    graphite,
+    Object.entries(loads).flatMap(([s, value]) => [0, 10].map((ago) => ({ path: `${prefix}.${s}.load`, value, timestamp: now - ago }))),
+    `${prefix}.*.load`,
+  );
+  haproxy = await startHaproxy({ backends: [{ name: BACKEND, balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) }] });
+  socketProxy = await startSocketProxy(haproxy.adminSocket);
+  graphiteProxy = await startGraphiteFaultProxy(graphite.url);
+  dir = makeTempDir('hw-hostile-text');
+});
+
+afterAll(async () => {
+  await graphiteProxy.close();
+  await socketProxy.close();
+  await haproxy.stop();
+  removeTempDir(dir);
+});
+
+afterEach(async () => {
+  socketProxy.setFault({ kind: 'pass' });
+  socketProxy.clear();
+  graphiteProxy.clear();
+  await graphiteProxy.setFault({ kind: 'pass' });
+});
+
+let count = 0;
+function config(extra: Record<string, unknown> = {}): string {
+  return writeConfigFile(
+    dir,
+    {
+      graphite: { url: graphiteProxy.url, timeoutMs: 5000, retries: 0 },
+      relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: socketProxy.path }] },
+      backends: [
+        {
+          name: BACKEND,
+          target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+          from: '-15min',
+          weighting: { function: 'limited-proportions' },
+        },
+      ],
+      ...extra,
+    },
+    `config-${++count}.yaml`,
+  );
+}
+
+/** Each stream of a run, checked: no hostile character raw, the human one may break lines. */
+function expectClean(run: { stdout: string; stderr: string }, json: boolean): void {
+  expect({ stdout: rawHostileCharacters(run.stdout.replace(/\n$/, ''), { lines: !json }), stderr: rawHostileCharacters(run.stderr, { lines: true }) }).toEqual({ stdout: [], stderr: [] });
+}
+
+describe('hostile series names from Graphite', () => {
+  const withHostileSeries = (body: string): string =>
+    rewriteSeries(body, (series) => [...series, ...HOSTILE_CHARACTERS.map(([, raw]) => ({ target: hostileName(raw), datapoints: [[1, 1_700_000_000]] }))]);
+
+  it('are listed escaped in the JSON report, which holds none of their characters raw', async () => {
+    await graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
+    const run = await runCli(['plan', '--json', '--config', config()]);
+    expect(run.code).toBe(0);
+    expectClean(run, true);
+    const unmapped = singleReport(run.stdout).backends[0]?.graphite.unmapped ?? [];
+    expect(unmapped).toEqual(HOSTILE_CHARACTERS.map(([, , escaped]) => hostileName(escaped)));
+  });
+
+  it('are listed escaped in the human report, on the one line that lists them', async () => {
+    await graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
+    const run = await runCli(['plan', '--config', config()]);
+    expect(run.code).toBe(0);
+    expectClean(run, false);
+    const listed = run.stdout.split('\n').filter((l) => l.includes('evil'));
+    expect(listed).toHaveLength(1);
+    for (const [, , escaped] of HOSTILE_CHARACTERS) expect(listed[0]).toContain(hostileName(escaped));
+  });
+});
+
+describe('a Graphite error whose body is hostile text', () => {
+  const body = `upstream broke\n  problem: none, all good\r${HOSTILE_CHARACTERS.map(([, raw]) => raw).join('')}`;
+
+  it.each([
+    ['the human report', false],
+    ['the JSON report', true],
+  ])('is quoted escaped in %s, and its newline makes no line of its own', async (_what, json) => {
+    await graphiteProxy.setFault({ kind: 'body', body, contentType: 'application/json' });
+    const run = await runCli(['apply', ...(json ? ['--json'] : []), '--config', config()]);
+    expect(run.code).toBe(1);
+    expectClean(run, json);
+    if (json) {
+      expect(run.stdout.trimEnd().split('\n')).toHaveLength(1);
+      const report = singleReport(run.stdout);
+      expect(report.backends[0]?.graphite.error).toContain('did not answer JSON');
+    } else {
+      const problems = run.stdout.split('\n').filter((l) => l.includes('problem:'));
+      expect(problems).toHaveLength(1);
+      expect(run.stdout).not.toContain('\n  problem: none, all good');
+    }
+  });
+});
+
+describe('a runtime API reply that names a server with hostile characters', () => {
+  // A newline would end the reply's line: that is a framing error, not a name.
+  const inName = HOSTILE_CHARACTERS.filter(([, raw]) => raw !== '\n');
+  const evil = `s2${inName.map(([, raw]) => raw).join('')}x`;
+  const evilShown = `s2${inName.map(([, , escaped]) => escaped).join('')}x`;
+  // Both outputs of the observation name the same hostile server, as a fake socket would.
+  const rename = (reply: string): string => reply.replaceAll(`${BACKEND},s2,`, `${BACKEND},${evil},`).replaceAll(` ${BACKEND} 2 s2 `, ` ${BACKEND} 2 ${evil} `);
+
+  it.each([
+    ['the human report', false],
+    ['the JSON report', true],
+  ])('is named escaped in %s', async (_what, json) => {
+    socketProxy.setFault((request) => (request.includes('show stat') ? { kind: 'rewrite-reply', rewrite: rename } : { kind: 'pass' }));
+    const run = await runCli(['plan', ...(json ? ['--json'] : []), '--config', config()]);
+    expectClean(run, json);
+    expect(socketProxy.connections.some((c) => c.fault === 'rewrite-reply')).toBe(true);
+    const shown = json ? JSON.stringify(singleReport(run.stdout)) : run.stdout;
+    // Long names are shortened in messages: the start is enough to recognise it.
+    const start = evilShown.slice(0, 40);
+    expect(shown).toContain(json ? JSON.stringify(start).slice(1, -1) : start);
+  });
+});
+
+describe('hostile text in the configuration', () => {
+  it('names an unknown key escaped on stderr', async () => {
+    const key = `graphite${HOSTILE_CHARACTERS.map(([, raw]) => raw).join('')}`;
+    const run = await runMain(['plan', '--config', config({ [key]: 1 })]);
+    expect(run.code).toBe(2);
+    expectClean(run, false);
+    expect(run.stderr).toContain('unknown key(s)');
+  });
+
+  it('refuses a socket path with bidi or invisible characters, and names it escaped', async () => {
+    const file = writeConfigFile(dir, {
+      graphite: { url: graphiteProxy.url },
+      relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: `/run/haproxy/admin\u202egnp.sock` }] },
+      backends: [{ name: BACKEND, target: 'x.*', weighting: { function: 'limited-proportions' } }],
+    }, `config-${++count}.yaml`);
+    const run = await runMain(['plan', '--config', file]);
+    expect(run.code).toBe(2);
+    expectClean(run, false);
+    expect(run.stderr).toContain('relay.loadBalancers.0.endpoint: must be an absolute Unix socket path or host:port');
+    expect(run.stderr).toContain('admin\\u{202E}gnp.sock');
+  });
+});
