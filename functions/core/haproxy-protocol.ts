@@ -1,5 +1,16 @@
 import { HaproxyError, UnsafeInputError, snippet, type ErrorContext } from './errors.js';
-import { MAX_WEIGHT, MIN_SET_WEIGHT, NAME_SOURCE, SAFE_NAME, SAFE_NAME_CHARS, SAFE_NAME_RULE, WEIGHT_SOURCE, commandForms } from './runtime-grammar.js';
+import {
+  BACKEND_NAME_SOURCE,
+  MAX_WEIGHT,
+  MIN_SET_WEIGHT,
+  SAFE_NAME,
+  SAFE_NAME_RULE,
+  SAFE_SERVER_NAME,
+  SERVER_NAME_SOURCE,
+  WEIGHT_SOURCE,
+  commandForms,
+  unaddressableServerName,
+} from './runtime-grammar.js';
 import type { AdminState, ObservedBackend, ObservedServer } from './types.js';
 
 export { MAX_WEIGHT, MIN_SET_WEIGHT } from './runtime-grammar.js';
@@ -21,14 +32,14 @@ export type RuntimeCommand =
   | { readonly kind: 'show-servers-state'; readonly backend: string };
 
 // The grammar's forms with capturing groups: backend, server, weight.
-const CAPTURING = commandForms(`(${NAME_SOURCE})`, `(${NAME_SOURCE})`, `(${WEIGHT_SOURCE})`);
+const CAPTURING = commandForms(`(${BACKEND_NAME_SOURCE})`, `(${SERVER_NAME_SOURCE})`, `(${WEIGHT_SOURCE})`);
 const SET_WEIGHT = new RegExp(`^${CAPTURING.setWeight}$`);
 const GET_WEIGHT = new RegExp(`^${CAPTURING.getWeight}$`);
 const SHOW_STAT = new RegExp(`^${CAPTURING.showStat}$`);
 const SHOW_SERVERS_STATE = new RegExp(`^${CAPTURING.showServersState}$`);
 
 function assertName(value: string, what: 'backend' | 'server'): void {
-  if (typeof value !== 'string' || !SAFE_NAME.test(value)) {
+  if (typeof value !== 'string' || !(what === 'backend' ? SAFE_NAME : SAFE_SERVER_NAME).test(value)) {
     throw new UnsafeInputError(`Refusing ${what} name "${snippet(String(value), 80)}": it ${SAFE_NAME_RULE}`, {
       [what]: snippet(String(value), 80),
     });
@@ -92,20 +103,24 @@ export function observeCommands(backend: string): string[] {
 /** Parses one command against the whitelist; throws UnsafeInputError for anything else. */
 export function parseCommand(command: string): RuntimeCommand {
   if (typeof command === 'string') {
+    // The forms leave name lengths to SAFE_NAME and SAFE_SERVER_NAME (see BACKEND_NAME_SOURCE).
+    const named = <T extends RuntimeCommand>(parsed: T): T | null =>
+      SAFE_NAME.test(parsed.backend) && (!('server' in parsed) || SAFE_SERVER_NAME.test(parsed.server)) ? parsed : null;
     const set = SET_WEIGHT.exec(command);
-    if (set !== null) {
-      const [, backend = '', server = '', weight = ''] = set;
-      return { kind: 'set-weight', backend, server, weight: Number(weight) };
-    }
     const get = GET_WEIGHT.exec(command);
-    if (get !== null) {
-      const [, backend = '', server = ''] = get;
-      return { kind: 'get-weight', backend, server };
-    }
     const stat = SHOW_STAT.exec(command);
-    if (stat !== null) return { kind: 'show-stat', backend: stat[1] ?? '' };
     const state = SHOW_SERVERS_STATE.exec(command);
-    if (state !== null) return { kind: 'show-servers-state', backend: state[1] ?? '' };
+    const parsed =
+      set !== null
+        ? named({ kind: 'set-weight', backend: set[1] ?? '', server: set[2] ?? '', weight: Number(set[3]) })
+        : get !== null
+          ? named({ kind: 'get-weight', backend: get[1] ?? '', server: get[2] ?? '' })
+          : stat !== null
+            ? named({ kind: 'show-stat', backend: stat[1] ?? '' })
+            : state !== null
+              ? named({ kind: 'show-servers-state', backend: state[1] ?? '' })
+              : null;
+    if (parsed !== null) return parsed;
   }
   throw new UnsafeInputError(`Refusing runtime command "${snippet(String(command), 120)}": it is not one of the commands haproxy-weighter sends`);
 }
@@ -522,8 +537,9 @@ function parseShowStat(backend: string, block: string, context: ErrorContext): {
       if (!/^[A-Za-z0-9_.()-]{1,64}$/.test(algo)) throw fail(`the backend row has algo "${snippet(algo, 80)}"`);
       algorithm = algo;
     } else if (type === TYPE_SERVER) {
+      // Any name is read; one we cannot address leaves that server alone (unaddressableServerName), not the backend.
       const name = field(row, 'svname');
-      if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (${SAFE_NAME_CHARS}, not starting with -)`);
+      if (name === '') throw fail('a server row has no name');
       if (seen.has(name)) throw fail('the server appears twice', name);
       seen.add(name);
       const status = field(row, 'status');
@@ -574,7 +590,7 @@ function parseServersState(backend: string, block: string, context: ErrorContext
   for (const row of rows) {
     if (field(row, 'be_name') !== backend) throw fail(`it holds a row of backend "${snippet(field(row, 'be_name'), 80)}"`);
     const name = field(row, 'srv_name');
-    if (!SAFE_NAME.test(name)) throw fail(`server name "${snippet(name, 80)}" is not one we can address (${SAFE_NAME_CHARS}, not starting with -)`);
+    if (name === '') throw fail('a server row has no name');
     if (servers.has(name)) throw fail('the server appears twice', name);
     const adminBits = integer(field(row, 'srv_admin_state'), 0, 0xff);
     if (adminBits === null) throw fail(`srv_admin_state "${snippet(field(row, 'srv_admin_state'), 40)}" is not an admin state`, name);
@@ -603,6 +619,11 @@ export function parseServerStates(backend: string, block: string, context: Error
   const out = new Map<string, ServerGuardState>();
   for (const [name, s] of parseServersState(backend, block, ctx)) out.set(name, { admin: adminStateFromBits(s.adminBits), weight: s.weight });
   return out;
+}
+
+function unaddressable(name: string): { unaddressable?: string } {
+  const why = unaddressableServerName(name);
+  return why === null ? {} : { unaddressable: why };
 }
 
 /**
@@ -646,6 +667,7 @@ export function parseObservedBackend(backend: string, showStatBlock: string, ser
       weight: s.weight,
       initialWeight: st.initialWeight,
       sessions: s.sessions,
+      ...unaddressable(s.name),
     };
   });
   const inStat = new Set(stat.servers.map((s) => s.name));

@@ -1,6 +1,6 @@
 import { aggregate } from './aggregate.js';
 import type { BackendConfig } from './config.js';
-import { SAFE_NAME } from './runtime-grammar.js';
+import { SAFE_SERVER_NAME } from './runtime-grammar.js';
 import { snippet } from './errors.js';
 import type { Series } from './types.js';
 
@@ -27,13 +27,13 @@ export function seriesToServer(name: string, serverMap: BackendConfig['serverMap
 
 /** seriesToServer with the pattern compiled once, for a whole reply. */
 function serverMapper(serverMap: BackendConfig['serverMap']): (name: string) => string | null {
-  if (serverMap === undefined) return (name) => (SAFE_NAME.test(name) ? name : null);
+  if (serverMap === undefined) return (name) => (SAFE_SERVER_NAME.test(name) ? name : null);
   const pattern = new RegExp(serverMap.pattern);
   return (name) => {
     const match = pattern.exec(name);
     if (match === null) return null;
     const mapped = serverMap.template.replace(/\$(\d)/g, (_, digit: string) => match[Number(digit)] ?? '');
-    return SAFE_NAME.test(mapped) ? mapped : null;
+    return SAFE_SERVER_NAME.test(mapped) ? mapped : null;
   };
 }
 

@@ -65,6 +65,11 @@ export function planBackend(input: PlanInput): BackendPlan {
   const empty = new Set(measurement.empty);
   for (const server of observed.servers) {
     const load = measurement.loads.get(server.name);
+    // A server the runtime API cannot address is left alone, and only it: not its backend.
+    if (server.unaddressable !== undefined) {
+      guarded.push({ kind: 'skip', server: server.name, load: load ?? null, current: server.weight, reason: 'unaddressable', detail: server.unaddressable });
+      continue;
+    }
     const reason = guardReason(server);
     if (reason !== null) {
       guarded.push({ kind: 'skip', server: server.name, load: load ?? null, current: server.weight, reason, detail: GUARD_DETAIL[reason] });

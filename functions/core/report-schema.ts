@@ -61,7 +61,7 @@ export const problemSchema = z
   })
   .describe('One thing that went wrong in the cycle');
 
-export const SERVER_SKIP_REASONS = ['maint', 'drain', 'weight-zero', 'no-data'] as const;
+export const SERVER_SKIP_REASONS = ['maint', 'drain', 'weight-zero', 'no-data', 'unaddressable'] as const;
 export const BACKEND_SKIP_REASONS = ['graphite-failed', 'no-quorum', 'unsupported-algorithm', 'observe-failed', 'backend-not-found', 'no-servers'] as const;
 
 export const actionReportSchema = z

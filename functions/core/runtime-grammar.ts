@@ -11,14 +11,53 @@
  */
 
 /**
- * Names that reach the runtime API: HAProxy backend and server names we accept. A leading `-`
- * is refused because `show stat -1 ...` would address every proxy.
+ * Names that reach the runtime API. HAProxy 2.6 accepts in proxy and server names letters, digits
+ * and `_ . : -`, in any position and of any length (measured with `haproxy -c` on 2.6.12: every
+ * other printable ASCII character, and any non-ASCII one, is refused). Its runtime API, though,
+ * reads each command, and prints each `show stat` line, within one buffer (tune.bufsize, 16 KB by
+ * default): measured, a 16,000-character server name still works and a 17,000-character one
+ * makes HAProxy close the session, batch and all. So we address names of up to NAME_MAX_LENGTH
+ * characters, which keeps any command and any line with two such names far inside even an 8 KB
+ * buffer, and is four times the longest DNS name. A server with a longer name is left alone.
  */
-export const NAME_SOURCE = '[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}';
-export const SAFE_NAME = new RegExp(`^${NAME_SOURCE}$`);
-/** What NAME_SOURCE allows, in words; a leading '-' is the one rule it does not spell out. */
-export const SAFE_NAME_CHARS = '1-64 characters of A-Z a-z 0-9 _ . : -';
+export const NAME_MAX_LENGTH = 1024;
+const NAME_CHARACTERS = 'A-Za-z0-9_.:-';
+const NAME_CHARACTERS_IN_WORDS = 'A-Z a-z 0-9 _ . : -';
+
+/**
+ * A backend name in a pattern. A leading `-` is refused because `show stat -1 ...` would address
+ * every proxy. The length is unbounded here and checked apart (NAME_TOO_LONG_SOURCE): a POSIX ERE
+ * engine such as bash's expands a bounded repeat into that many states, and a bound of 1,023 in
+ * the batch pattern costs bash about a second per batch.
+ */
+export const BACKEND_NAME_SOURCE = `[A-Za-z0-9_.:][${NAME_CHARACTERS}]*`;
+/** A server name in a pattern: HAProxy's characters, a leading `-` included (it always follows `backend/`). */
+export const SERVER_NAME_SOURCE = `[${NAME_CHARACTERS}]+`;
+/** A run of name characters longer than any name we address: a batch that holds one is refused. */
+export const NAME_TOO_LONG_SOURCE = `[${NAME_CHARACTERS}]{${NAME_MAX_LENGTH + 1}}`;
+
+const ONLY_NAME_CHARACTERS = new RegExp(`^[${NAME_CHARACTERS}]+$`);
+
+/** Backend names (and the names of load balancers in the configuration). */
+export const SAFE_NAME = new RegExp(`^[A-Za-z0-9_.:][${NAME_CHARACTERS}]{0,${NAME_MAX_LENGTH - 1}}$`);
+/** Server names. */
+export const SAFE_SERVER_NAME = new RegExp(`^[${NAME_CHARACTERS}]{1,${NAME_MAX_LENGTH}}$`);
+/** What SAFE_NAME allows, in words; a leading '-' is the one rule it does not spell out. */
+export const SAFE_NAME_CHARS = `1-${NAME_MAX_LENGTH} characters of ${NAME_CHARACTERS_IN_WORDS}`;
 export const SAFE_NAME_RULE = `must be ${SAFE_NAME_CHARS}`;
+
+/**
+ * Why the runtime API cannot be asked about a server HAProxy reported, or null when it can: a name
+ * longer than we address, or one with characters HAProxy names never hold (a reply that did not
+ * come from HAProxy). Such a server is left alone; the rest of its backend is not.
+ */
+export function unaddressableServerName(name: string): string | null {
+  if (SAFE_SERVER_NAME.test(name)) return null;
+  if (name.length > NAME_MAX_LENGTH && ONLY_NAME_CHARACTERS.test(name)) {
+    return `its name is ${name.length} characters long; haproxy-weighter addresses names of up to ${NAME_MAX_LENGTH} characters (the runtime API reads each command within one buffer): left alone`;
+  }
+  return `its name holds characters HAProxy names never hold (only ${NAME_CHARACTERS_IN_WORDS}): left alone`;
+}
 
 /** Lowest weight we decide: 0 stops new connections, which is the operator's tool, not ours. */
 export const MIN_SET_WEIGHT = 1;
@@ -37,7 +76,7 @@ export const SOCKET_PATH = new RegExp(SOCKET_PATH_SOURCE);
 
 /**
  * The four command forms, written once: filled with names and a weight they are commands (the
- * builders in haproxy-protocol.ts), filled with NAME_SOURCE and WEIGHT_SOURCE they are the patterns
+ * builders in haproxy-protocol.ts), filled with the name and weight sources they are the patterns
  * (plain for the SSM document, with capturing groups for the parser).
  */
 export function commandForms(
@@ -54,7 +93,7 @@ export function commandForms(
   };
 }
 
-const FORMS = commandForms(NAME_SOURCE, NAME_SOURCE, WEIGHT_SOURCE);
+const FORMS = commandForms(BACKEND_NAME_SOURCE, SERVER_NAME_SOURCE, WEIGHT_SOURCE);
 
 /** One command of the four forms. */
 export const COMMAND_SOURCE = `(${[FORMS.showStat, FORMS.showServersState, FORMS.getWeight, FORMS.setWeight].join('|')})`;
@@ -63,8 +102,9 @@ export const COMMAND_SOURCE = `(${[FORMS.showStat, FORMS.showServersState, FORMS
 export const COMMANDS_PATTERN_SOURCE = `^${COMMAND_SOURCE}(; ${COMMAND_SOURCE})*$`;
 
 const COMMAND = new RegExp(`^${COMMAND_SOURCE}$`);
+const TOO_LONG = new RegExp(NAME_TOO_LONG_SOURCE);
 
-/** True when one command is of a form the SSM document accepts. */
+/** True when one command is of a form the SSM document accepts, its names no longer than NAME_MAX_LENGTH. */
 export function isAllowedCommand(command: string): boolean {
-  return COMMAND.test(command);
+  return COMMAND.test(command) && !TOO_LONG.test(command);
 }

@@ -18,6 +18,8 @@ export interface ObservedServer {
   readonly initialWeight: number;
   /** Current sessions (`scur`). */
   readonly sessions: number;
+  /** Why the runtime API cannot address this server (see unaddressableServerName); absent when it can. */
+  readonly unaddressable?: string;
 }
 
 /** One backend as one load balancer sees it. */
@@ -39,7 +41,7 @@ export interface WeightingInput {
 }
 
 /** Why a server or a backend is left alone. Reports, tables and metrics read these codes. */
-export type ServerSkipReason = 'maint' | 'drain' | 'weight-zero' | 'no-data';
+export type ServerSkipReason = 'maint' | 'drain' | 'weight-zero' | 'no-data' | 'unaddressable';
 
 export type Action =
   | {

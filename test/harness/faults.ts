@@ -639,7 +639,7 @@ export const HOSTILE_NAMES: readonly string[] = [
   's1|nc 127.0.0.1 9',
   "s1' OR '1'='1",
   '${IFS}',
-  'x'.repeat(65),
+  'x'.repeat(1025),
   'a'.repeat(10_000),
   '',
 ];

@@ -75,8 +75,8 @@ export interface HaproxyHandle {
   stop(): Promise<void>;
 }
 
-/** Names end up in the config file and in runtime commands, so only plain characters pass. */
-const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/** Names end up in the config file and in runtime commands: HAProxy's own name characters, any length it takes. */
+const NAME = /^[A-Za-z0-9_.:-]+$/;
 const ADDRESS = /^[A-Za-z0-9_.-]+:\d{1,5}$/;
 const START_ATTEMPTS = 3;
 const SOCAT_TIMEOUT_MS = 10_000;

@@ -302,7 +302,7 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
     const { error } = await invoke(makeHandler(), { backends: [name] });
 
     expect(error).toBeInstanceOf(Error);
-    expect(messageOf(error)).toMatch(/^Invalid invocation payload[\s\S]*backends\.0: must be 1-64 characters/);
+    expect(messageOf(error)).toMatch(/^Invalid invocation payload[\s\S]*backends\.0: must be 1-1024 characters/);
     expect(sentCommands(from)).toEqual([]);
   });
 

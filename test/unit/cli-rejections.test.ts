@@ -104,7 +104,7 @@ describe('invalid configuration files: exit 2, the key path named, nothing sent'
     ['a negative read timeout', ['relay', 'readTimeoutMs'], -1, 'relay.readTimeoutMs: '],
     ['an unknown key in a load balancer', [...lb, 'socket'], '/run/x.sock', 'relay.loadBalancers.0: unknown key(s) "socket"'],
     ['the backends missing', ['backends'], undefined, 'backends: '],
-    ['a backend name with a space', [...be, 'name'], 'be ingest', 'backends.0.name: must be 1-64 characters'],
+    ['a backend name with a space', [...be, 'name'], 'be ingest', 'backends.0.name: must be 1-1024 characters'],
     ['a backend without a target', [...be, 'target'], undefined, 'backends.0.target: '],
     ['a target with a newline', [...be, 'target'], 'a\nb', 'backends.0.target: must not contain control characters'],
     ['an unknown weighting function', [...be, 'weighting'], { function: 'magic' }, 'backends.0.weighting.function: '],

@@ -69,7 +69,7 @@ describe('loadLambdaConfig', () => {
   it.each([
     ['the socket relay', { ...base, relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/run/haproxy/admin.sock' }] } }, 'relay.type: the Lambda reaches load balancers through SSM Run Command: use "ssm" (got "socket")'],
     ['another document', { ...base, relay: { ...base.relay, documentName: 'AWS-RunShellScript' } }, 'relay.documentName: this stack deploys and may only run the document "hw-prod-relay" (got "AWS-RunShellScript")'],
-    ['a hostile backend name', { ...base, backends: [{ ...base.backends[0], name: 'a;shutdown sessions' }] }, 'backends.0.name: must be 1-64 characters'],
+    ['a hostile backend name', { ...base, backends: [{ ...base.backends[0], name: 'a;shutdown sessions' }] }, 'backends.0.name: must be 1-1024 characters'],
   ])('rejects %s, naming the key', (_label, doc, message) => {
     expect(issuesOf(() => loadLambdaConfig(doc, ENV))).toContain(message);
   });

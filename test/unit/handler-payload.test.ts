@@ -26,9 +26,9 @@ describe('parseInvocation', () => {
     ['backends as a string', { backends: 'be_ingest' }, 'backends: Invalid input: expected array, received string (got "be_ingest")'],
     ['an empty backend list', { backends: [] }, 'backends: Too small: expected array to have >=1 items (got [])'],
     ['a repeated backend', { backends: ['a', 'a'] }, 'backends: must not repeat a backend (got ["a","a"])'],
-    ['a command separator in a backend', { backends: ['a;shutdown sessions'] }, 'backends.0: must be 1-64 characters of A-Z a-z 0-9 _ . : - (got "a;shutdown sessions")'],
-    ['a command substitution in a backend', { backends: ['$(reboot)'] }, 'backends.0: must be 1-64 characters of A-Z a-z 0-9 _ . : - (got "$(reboot)")'],
-    ['a newline in a backend', { backends: ['be\nshutdown'] }, 'backends.0: must be 1-64 characters of A-Z a-z 0-9 _ . : - (got "be\\nshutdown")'],
+    ['a command separator in a backend', { backends: ['a;shutdown sessions'] }, 'backends.0: must be 1-1024 characters of A-Z a-z 0-9 _ . : - (got "a;shutdown sessions")'],
+    ['a command substitution in a backend', { backends: ['$(reboot)'] }, 'backends.0: must be 1-1024 characters of A-Z a-z 0-9 _ . : - (got "$(reboot)")'],
+    ['a newline in a backend', { backends: ['be\nshutdown'] }, 'backends.0: must be 1-1024 characters of A-Z a-z 0-9 _ . : - (got "be\\nshutdown")'],
     ['an array payload', [], '(root): Invalid input: expected object, received array (got [])'],
     ['a scheduled-looking event from another source', { ...SCHEDULED, source: 'custom.app' }, '(root): unknown key(s)'],
   ])('rejects %s, naming the field', (_label, event, issue) => {

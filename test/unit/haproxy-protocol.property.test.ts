@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { propertyRuns } from '../harness/property-runs.js';
-import { SAFE_NAME } from '../../functions/core/runtime-grammar.js';
+import { SAFE_NAME, SAFE_SERVER_NAME } from '../../functions/core/runtime-grammar.js';
 import { HaproxyError, UnsafeInputError } from '../../functions/core/errors.js';
 import {
   classifyReplyError,
@@ -76,7 +76,8 @@ describe('parsers are total over arbitrary text', () => {
           if (result instanceof HaproxyError) return;
           expect(result.backend).toBe(backend);
           for (const server of result.servers) {
-            expect(server.name).toMatch(SAFE_NAME);
+            // Any name may be read; only a name we can address comes without a reason to leave it alone.
+            expect(server.unaddressable === undefined).toBe(SAFE_SERVER_NAME.test(server.name));
             expect(isWeight(server.weight)).toBe(true);
             expect(isWeight(server.initialWeight)).toBe(true);
             expect(Number.isSafeInteger(server.sessions) && server.sessions >= 0).toBe(true);
@@ -170,24 +171,26 @@ describe('splitReplies inverts how HAProxy writes a batch reply', () => {
 
 // The grammar written out again, independently of the module, for the round trips.
 /**
- * The command grammar as documented, spelled here independently of the code: names of 1-64
- * characters of A-Z a-z 0-9 _ . : - not starting with -, and weights from 0 to 256 written without
- * leading zeros (0 only ever goes out to put back an operator's weight 0).
+ * The command grammar as documented, spelled here independently of the code: names of 1-1024
+ * characters of A-Z a-z 0-9 _ . : -, a backend's not starting with -, and weights from 0 to 256
+ * written without leading zeros (0 only ever goes out to put back an operator's weight 0).
  */
-const DOC_NAME = '([A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63})';
-const SET = new RegExp(`^set server ${DOC_NAME}/${DOC_NAME} weight (\\d+)$`);
-const GET = new RegExp(`^get weight ${DOC_NAME}/${DOC_NAME}$`);
-const STAT = new RegExp(`^show stat ${DOC_NAME} 6 -1$`);
-const STATE = new RegExp(`^show servers state ${DOC_NAME}$`);
+const DOC_BACKEND = '([A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,1023})';
+const DOC_SERVER = '([A-Za-z0-9_.:-]{1,1024})';
+const SET = new RegExp(`^set server ${DOC_BACKEND}/${DOC_SERVER} weight (\\d+)$`);
+const GET = new RegExp(`^get weight ${DOC_BACKEND}/${DOC_SERVER}$`);
+const STAT = new RegExp(`^show stat ${DOC_BACKEND} 6 -1$`);
+const STATE = new RegExp(`^show servers state ${DOC_BACKEND}$`);
 const isDocumentedWeight = (text: string): boolean => /^(0|[1-9][0-9]{0,2})$/.test(text) && Number(text) <= 256;
 
 const name = fc.stringMatching(SAFE_NAME);
+const serverName = fc.stringMatching(SAFE_SERVER_NAME);
 const weight = fc.integer({ min: 1, max: 256 });
 
 describe('commands built from valid input always reach the wire intact', () => {
   it('a set-weight command is accepted by encodeBatch and parses back to its backend, server and weight', () => {
     fc.assert(
-      fc.property(name, name, weight, (backend, server, w) => {
+      fc.property(name, serverName, weight, (backend, server, w) => {
         const command = setWeightCommand(backend, server, w);
         const line = encodeBatch([command]);
         expect(line.endsWith('\n')).toBe(true);
@@ -201,7 +204,7 @@ describe('commands built from valid input always reach the wire intact', () => {
 
   it('a batch of get-weight and observe commands splits back into the same commands', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(name, name), { minLength: 1, maxLength: 5 }), (pairs) => {
+      fc.property(fc.array(fc.tuple(name, serverName), { minLength: 1, maxLength: 5 }), (pairs) => {
         const commands = pairs.flatMap(([backend, server]) => [getWeightCommand(backend, server), ...observeCommands(backend)]);
         const line = encodeBatch(commands);
         const parts = line.slice(0, -1).split('; ');
@@ -218,9 +221,9 @@ describe('commands built from valid input always reach the wire intact', () => {
 
   it('encodeBatch accepts exactly the grammar: every command in it, nothing outside it', () => {
     const validCommand = fc.oneof(
-      fc.tuple(name, name, weight).map(([b, s, w]) => setWeightCommand(b, s, w)),
-      fc.tuple(name, name, fc.integer({ min: 0, max: 256 })).map(([b, s, w]) => restoreWeightCommand(b, s, w)),
-      fc.tuple(name, name).map(([b, s]) => getWeightCommand(b, s)),
+      fc.tuple(name, serverName, weight).map(([b, s, w]) => setWeightCommand(b, s, w)),
+      fc.tuple(name, serverName, fc.integer({ min: 0, max: 256 })).map(([b, s, w]) => restoreWeightCommand(b, s, w)),
+      fc.tuple(name, serverName).map(([b, s]) => getWeightCommand(b, s)),
       name.map((b) => observeCommands(b)[0] ?? ''),
     );
     fc.assert(

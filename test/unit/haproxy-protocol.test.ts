@@ -66,7 +66,7 @@ const HOSTILE_NAMES: readonly (readonly [string, string])[] = [
   ['a space', 'a b'],
   ['a newline', 'a\nshow stat'],
   ['an empty string', ''],
-  ['65 characters', 'x'.repeat(65)],
+  ['1025 characters', 'x'.repeat(1025)],
   ['unicode letters', 'bäckend'],
   ['a slash', 'be/srv'],
   ['a NUL byte', 'a\u0000b'],
@@ -548,6 +548,38 @@ describe('parseObservedBackend reads columns by name and refuses what it cannot 
     const result = observeEdited((stat, state) => [stat.replace('ingest,ing-b,', 'ingest,BACKEND,'), state.replace('4 ingest 2 ing-b ', '4 ingest 2 BACKEND ')]);
     expect(result.servers.map((s) => s.name)).toContain('BACKEND');
     expect(result.algorithm).toBe('leastconn');
+  });
+});
+
+describe('parseObservedBackend and server names HAProxy accepts but we do not address', () => {
+  /** The recorded observation with ing-b renamed in both outputs, as HAProxy would print a server of that name. */
+  const renamed = (name: string): ObservedBackend =>
+    observeEdited((stat, state) => [setStatColumn(stat, 'ing-b', 'svname', name), setStateColumn(state, 'ing-b', 'srv_name', name)]);
+
+  it.each([
+    ['72 characters', 's'.repeat(72)],
+    ['1024 characters, the longest we address', 's'.repeat(1024)],
+    ['a leading -', '-canary'],
+  ])('reads a server named with %s like any other', (_what, name) => {
+    const b = renamed(name);
+    expect(b.servers.find((s) => s.name === name)).toMatchObject({ name, weight: 80 });
+    expect(b.servers.find((s) => s.name === name)?.unaddressable).toBeUndefined();
+  });
+
+  it.each([
+    ['1025 characters', 's'.repeat(1025), 'its name is 1025 characters long; haproxy-weighter addresses names of up to 1024 characters'],
+    ['16,000 characters', 's'.repeat(16_000), 'its name is 16000 characters long'],
+    ['a character HAProxy names never hold', 'ing-\u00fc', 'its name holds characters HAProxy names never hold (only A-Z a-z 0-9 _ . : -)'],
+  ])('keeps a server named with %s, marked as one we leave alone, and reads the others', (_what, name, why) => {
+    const b = renamed(name);
+    expect(b.servers).toHaveLength(observe('observe-ingest', 'ingest').servers.length);
+    expect(b.servers.find((s) => s.name === name)?.unaddressable).toContain(why);
+    expect(b.servers.filter((s) => s.unaddressable !== undefined)).toHaveLength(1);
+  });
+
+  it('refuses a server row without a name', () => {
+    const error = haproxyError(() => observeEdited((stat, state) => [setStatColumn(stat, 'ing-b', 'svname', ''), state]));
+    expect(error.message).toContain('a server row has no name');
   });
 });
 

@@ -9,7 +9,8 @@ describe('seriesToServer', () => {
     ['a;shutdown sessions', undefined, null],
     ['$(reboot)', undefined, null],
     ['s1\nset server x/y weight 1', undefined, null],
-    ['x'.repeat(65), undefined, null],
+    ['x'.repeat(1025), undefined, null],
+    ['-canary', undefined, '-canary'],
   ])('maps %j with %j to %j', (name, map, expected) => {
     expect(seriesToServer(name, map)).toBe(expected);
   });

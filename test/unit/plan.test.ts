@@ -114,6 +114,21 @@ describe('planBackend', () => {
     plan.actions.forEach((a, i) => expect(a).toMatchObject(expected[kindOf(i)]));
   });
 
+  it('leaves a server the runtime API cannot address alone, with the reason, and plans the others', () => {
+    const why = 'its name is 2000 characters long; haproxy-weighter addresses names of up to 1024 characters';
+    const long = 'l'.repeat(2000);
+    const plan = planBackend({
+      backend: backendConfig({ quorum: 1 }),
+      loadBalancer: 'lb1',
+      observed: observed([server('s1'), server(long, { unaddressable: why }), server('s2')]),
+      measurement: measurement({ s1: 5000, [long]: 10, s2: 1000 }),
+    });
+    // Not a candidate: quorum 1 still holds with the other two servers.
+    expect(plan.status).toBe('planned');
+    expect(actionOf(plan.actions, long)).toEqual({ kind: 'skip', server: long, load: 10, current: 100, reason: 'unaddressable', detail: why });
+    expect(plan.actions.map((a) => a.kind)).toEqual(['set-weight', 'skip', 'set-weight']);
+  });
+
   it.each(['static-rr'])('reports a backend balanced by %s as unsupported', (algorithm) => {
     const plan = planBackend({
       backend: backendConfig(),

@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { COMMANDS_PATTERN_SOURCE, MAX_WEIGHT, MIN_SET_WEIGHT, SAFE_NAME, SOCKET_PATH, WEIGHT_SOURCE, isAllowedCommand } from '../../functions/core/runtime-grammar.js';
+import {
+  COMMANDS_PATTERN_SOURCE,
+  MAX_WEIGHT,
+  MIN_SET_WEIGHT,
+  NAME_MAX_LENGTH,
+  SAFE_NAME,
+  SAFE_SERVER_NAME,
+  SOCKET_PATH,
+  WEIGHT_SOURCE,
+  isAllowedCommand,
+  unaddressableServerName,
+} from '../../functions/core/runtime-grammar.js';
 import { parseCommand, restoreWeightCommand, setWeightCommand } from '../../functions/core/haproxy-protocol.js';
 
 const WEIGHT = new RegExp(`^${WEIGHT_SOURCE}$`);
@@ -32,6 +43,33 @@ describe('the runtime grammar', () => {
   it('refuses a name with a leading "-", which would address every proxy', () => {
     expect(SAFE_NAME.test('-1')).toBe(false);
     expect(isAllowedCommand('show stat -1 6 -1')).toBe(false);
+  });
+
+  it.each([
+    ['a 72-character server name', 's'.repeat(72), true, true],
+    ['a 1024-character name', 'n'.repeat(NAME_MAX_LENGTH), true, true],
+    ['a 1025-character name', 'n'.repeat(NAME_MAX_LENGTH + 1), false, false],
+    ['a name with a leading -', '-canary', false, true],
+    ['a name of digits only', '42', true, true],
+    ['a name with a character HAProxy refuses in names', 's/1', false, false],
+  ])('judges %s as a backend name: %s, as a server name: %s', (_what, name, backend, server) => {
+    expect(SAFE_NAME.test(name)).toBe(backend);
+    expect(SAFE_SERVER_NAME.test(name)).toBe(server);
+    expect(isAllowedCommand(`get weight be/${name}`)).toBe(server);
+    expect(isAllowedCommand(`show servers state ${name}`)).toBe(backend);
+  });
+
+  it.each([
+    ['s1', null],
+    ['-canary', null],
+    ['s'.repeat(NAME_MAX_LENGTH), null],
+    ['s'.repeat(NAME_MAX_LENGTH + 1), `its name is ${NAME_MAX_LENGTH + 1} characters long; haproxy-weighter addresses names of up to ${NAME_MAX_LENGTH} characters`],
+    ['s\u202e1', 'its name holds characters HAProxy names never hold (only A-Z a-z 0-9 _ . : -)'],
+    ['s 1', 'its name holds characters HAProxy names never hold'],
+  ])('says why the runtime API cannot address a server named %j: %j', (name, why) => {
+    const found = unaddressableServerName(name);
+    if (why === null) expect(found).toBeNull();
+    else expect(found).toContain(why);
   });
 
   it.each([

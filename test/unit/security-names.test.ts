@@ -49,7 +49,7 @@ describe('hostile names in the configuration are refused, naming the key', () =>
   it.each(labelled)('refuses the backend name %s', (_label, name) => {
     const error = configError({ ...VALID, backends: [{ ...VALID.backends[0], name }] });
     expect(error.issues).toHaveLength(1);
-    expect(error.issues[0]).toMatch(/^backends\.0\.name: must be 1-64 characters of A-Z a-z 0-9 _ \. : - \(got /);
+    expect(error.issues[0]).toMatch(/^backends\.0\.name: must be 1-1024 characters of A-Z a-z 0-9 _ \. : - \(got /);
     for (const issue of error.issues) expectOneLine(issue);
   });
 

@@ -4,7 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { COMMANDS_PATTERN_SOURCE, NAME_SOURCE, SAFE_NAME, SOCKET_PATH_SOURCE, WEIGHT_SOURCE, isAllowedCommand } from '../../functions/core/runtime-grammar.js';
+import { DEFAULT_MAX_COMMAND_CHARS } from '../../functions/adapters/ssm-relay.js';
+import {
+  BACKEND_NAME_SOURCE,
+  COMMANDS_PATTERN_SOURCE,
+  NAME_MAX_LENGTH,
+  NAME_TOO_LONG_SOURCE,
+  SAFE_NAME,
+  SAFE_SERVER_NAME,
+  SERVER_NAME_SOURCE,
+  SOCKET_PATH_SOURCE,
+  WEIGHT_SOURCE,
+  isAllowedCommand,
+} from '../../functions/core/runtime-grammar.js';
 import { loadCommandDocument } from '../ssm-endpoint/ssm-endpoint.js';
 import { readFileSync } from 'node:fs';
 
@@ -53,8 +65,16 @@ const HOSTILE_COMMANDS: readonly (readonly [string, string])[] = [
   ['show stat of everything', 'show stat -1 6 -1'],
   ['an empty batch', ''],
   ['a dangling separator', 'get weight be/s1; '],
-  ['a name longer than 64 characters', `get weight be/${'s'.repeat(65)}`],
   ['a double space', 'get weight  be/s1'],
+  ['a backend name that starts with -', 'show servers state -be'],
+  ['a name with a character HAProxy names never hold', 'get weight be/s\u00e9'],
+];
+
+/** Of the right form, with a name longer than NAME_MAX_LENGTH: refused by the script and the relay, whose length check the pattern leaves to them. */
+const TOO_LONG_COMMANDS: readonly (readonly [string, string])[] = [
+  ['a server name of 1025 characters', `get weight be/${'s'.repeat(NAME_MAX_LENGTH + 1)}`],
+  ['a backend name of 1025 characters', `show stat ${'b'.repeat(NAME_MAX_LENGTH + 1)} 6 -1`],
+  ['a long name after a short command', `get weight be/s1; set server be/${'s'.repeat(5000)} weight 3`],
 ];
 
 const ACCEPTED_COMMANDS: readonly string[] = [
@@ -67,6 +87,10 @@ const ACCEPTED_COMMANDS: readonly string[] = [
   'set server be_ingest/ingest-1 weight 0',
   'show stat be_a 6 -1; show servers state be_a; show stat be_b 6 -1; show servers state be_b',
   'set server b/s1 weight 37; set server b/s2 weight 199; get weight b/s2',
+  // HAProxy's own names: any of its characters, a server's first one included, up to NAME_MAX_LENGTH.
+  `get weight be_ingest/${'s'.repeat(72)}`,
+  'set server be_ingest/-canary weight 9',
+  `set server ${'b'.repeat(NAME_MAX_LENGTH)}/${'s'.repeat(NAME_MAX_LENGTH)} weight 256`,
 ];
 
 describe('the SSM Command document', () => {
@@ -85,7 +109,9 @@ describe('the SSM Command document', () => {
   });
 
   it("checks the parameters again in its script with the core's own name, weight and socket path patterns", () => {
-    expect(script).toContain(`name='${NAME_SOURCE}'`);
+    expect(script).toContain(`backend='${BACKEND_NAME_SOURCE}'`);
+    expect(script).toContain(`server='${SERVER_NAME_SOURCE}'`);
+    expect(script).toContain(`too_long='${NAME_TOO_LONG_SOURCE}'`);
     expect(script).toContain(`weight='${WEIGHT_SOURCE}'`);
     expect(script).toContain(`socket_re='${SOCKET_PATH_SOURCE}'`);
   });
@@ -116,6 +142,18 @@ describe('the SSM Command document', () => {
 
   it.each(ACCEPTED_COMMANDS)('accepts %j', (value) => {
     expect(commandsPattern.test(value)).toBe(true);
+    expect(value.split('; ').every(isAllowedCommand)).toBe(true);
+  });
+
+  it.each(TOO_LONG_COMMANDS)('leaves %s to the length check of the script and the relay', (_label, value) => {
+    expect(commandsPattern.test(value)).toBe(true);
+    expect(value.split('; ').every(isAllowedCommand)).toBe(false);
+  });
+
+  it('stays within the 64 KB quota of a document and its parameters with the largest batch the relay sends', () => {
+    const documentBytes = Buffer.byteLength(readFileSync(DOCUMENT, 'utf8'));
+    const socketPathBytes = 201;
+    expect(documentBytes + DEFAULT_MAX_COMMAND_CHARS + socketPathBytes).toBeLessThan(64 * 1024);
   });
 
   it.each([
@@ -130,11 +168,13 @@ describe('the SSM Command document', () => {
     expect(socketPattern.test(value)).toBe(allowed);
   });
 
-  it('admits every name the configuration admits', () => {
-    for (const name of ['a', 'be_ingest', 'ingest-1.eu-west-1:9000', 'X'.repeat(64)]) {
+  it('admits every name the configuration and the observation admit', () => {
+    for (const name of ['a', 'be_ingest', 'ingest-1.eu-west-1:9000', 'X'.repeat(NAME_MAX_LENGTH)]) {
       expect(SAFE_NAME.test(name)).toBe(true);
       expect(isAllowedCommand(`get weight ${name}/${name}`)).toBe(true);
     }
+    expect(SAFE_SERVER_NAME.test('-canary')).toBe(true);
+    expect(isAllowedCommand('get weight be/-canary')).toBe(true);
   });
 });
 
@@ -154,6 +194,19 @@ describe('the document’s script, run with bash as the agent runs it', () => {
     expect(r.status).toBe(65);
     expect(r.stderr).toContain('rejected the Commands parameter');
     expect(r.stdout).toBe('');
+  });
+
+  it.each(TOO_LONG_COMMANDS)('refuses %s', (_label, value) => {
+    const r = run({ SSM_Commands: value, SSM_SocketPath: join(dir, 'admin.sock') });
+    expect(r.status).toBe(65);
+    expect(r.stderr).toContain('rejected the Commands parameter');
+  });
+
+  it('takes names of 1024 characters and a server name that starts with -, as HAProxy does', () => {
+    const socket = join(dir, 'missing.sock');
+    // Past the checks, the missing socket is the first thing it finds.
+    const r = run({ SSM_Commands: `set server ${'b'.repeat(NAME_MAX_LENGTH)}/${'s'.repeat(NAME_MAX_LENGTH)} weight 256; get weight be/-canary`, SSM_SocketPath: socket });
+    expect(r.status).toBe(66);
   });
 
   it('refuses a socket path with unsafe characters', () => {
