@@ -202,6 +202,9 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export const MIN_TIMESTAMP = 946_684_800; // 2000-01-01T00:00:00Z
 export const MAX_TIMESTAMP = 4_102_444_800; // 2100-01-01T00:00:00Z
 
+// snippet already shows every character visibly; JSON.stringify on top would double its backslashes.
+const seriesLabel = (name: string): string => `"${snippet(name, 80)}"`;
+
 const shown = (value: unknown, max: number): string => (typeof value === 'number' ? String(value) : snippet(JSON.stringify(value) ?? String(value), max));
 
 /**
@@ -230,14 +233,12 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
     }
     const name = item.target;
     const points: unknown[] = item.datapoints;
-    // snippet already shows every character visibly; JSON.stringify on top would double its backslashes.
-    const series = (): string => `"${snippet(name, 80)}"`;
     const values: (number | null)[] = new Array<number | null>(points.length);
     let previous = -Infinity;
     for (let j = 0; j < points.length; j++) {
       const point = points[j];
       if (!Array.isArray(point) || point.length !== 2) {
-        throw new GraphiteError(`Graphite at ${shownUrl}: series ${series()} has a datapoint that is not [value, timestamp]`, {
+        throw new GraphiteError(`Graphite at ${shownUrl}: series ${seriesLabel(name)} has a datapoint that is not [value, timestamp]`, {
           url: shownUrl,
           reply: JSON.stringify(point) ?? '',
         });
@@ -247,13 +248,13 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
       if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < MIN_TIMESTAMP || timestamp >= MAX_TIMESTAMP) {
         const hint = typeof timestamp === 'number' && timestamp >= MIN_TIMESTAMP * 1000 && timestamp < MAX_TIMESTAMP * 1000 ? ' (epoch milliseconds?)' : '';
         throw new GraphiteError(
-          `Graphite at ${shownUrl}: series ${series()} has timestamp ${shown(timestamp, 40)}${hint} at point #${j}; timestamps must be epoch seconds from ${MIN_TIMESTAMP} (2000) to ${MAX_TIMESTAMP} (2100)`,
+          `Graphite at ${shownUrl}: series ${seriesLabel(name)} has timestamp ${shown(timestamp, 40)}${hint} at point #${j}; timestamps must be epoch seconds from ${MIN_TIMESTAMP} (2000) to ${MAX_TIMESTAMP} (2100)`,
           { url: shownUrl },
         );
       }
       if (timestamp <= previous) {
         throw new GraphiteError(
-          `Graphite at ${shownUrl}: series ${series()} has timestamp ${timestamp} at point #${j}, not later than ${previous} at point #${j - 1}; timestamps must increase`,
+          `Graphite at ${shownUrl}: series ${seriesLabel(name)} has timestamp ${timestamp} at point #${j}, not later than ${previous} at point #${j - 1}; timestamps must increase`,
           { url: shownUrl },
         );
       }
@@ -264,7 +265,7 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
       }
       if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_PLAUSIBLE_LOAD) {
         throw new GraphiteError(
-          `Graphite at ${shownUrl}: series ${series()} has value ${shown(value, 40)}; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`,
+          `Graphite at ${shownUrl}: series ${seriesLabel(name)} has value ${shown(value, 40)}; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`,
           { url: shownUrl },
         );
       }

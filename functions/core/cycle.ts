@@ -210,14 +210,19 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       observedAny = true;
       for (const s of obs.backend.servers) known.add(s.name);
     }
-    const measured = m?.ok === true ? [...m.measurement.loads] : [];
-    const strangers = new Set(observedAny ? measured.filter(([server]) => !known.has(server)).map(([server]) => server) : []);
-    const loads = Object.fromEntries(measured.filter(([server]) => !strangers.has(server)));
+    // One pass: a reply may hold 150,000 series for servers no load balancer has.
+    const measured: [string, number][] = [];
+    const strangers: string[] = [];
+    for (const entry of m?.ok === true ? m.measurement.loads : []) {
+      if (!observedAny || known.has(entry[0])) measured.push(entry);
+      else strangers.push(entry[0]);
+    }
+    const loads = Object.fromEntries(measured);
     return {
       backend: b.name,
       graphite:
         m?.ok === true
-          ? { ok: true, error: null, unmapped: [...m.measurement.unmapped], unknownServers: [...strangers] }
+          ? { ok: true, error: null, unmapped: [...m.measurement.unmapped], unknownServers: strangers }
           : { ok: false, error: describeError(m === undefined ? 'no reply' : m.error), unmapped: [], unknownServers: [] },
       loads,
       imbalance: imbalanceOf(Object.values(loads)),

@@ -43,25 +43,22 @@ function serverMapper(serverMap: BackendConfig['serverMap']): (name: string) => 
  */
 export function measure(series: readonly Series[], backend: Pick<BackendConfig, 'serverMap' | 'aggregation'>): Measurement {
   const toServer = serverMapper(backend.serverMap);
-  const first = new Map<string, Series>();
+  // One map from server to its aggregate (null: only null points), in order of first appearance.
+  const aggregated = new Map<string, number | null>();
   const several = new Set<string>();
   const unmapped: string[] = [];
   for (const s of series) {
     const server = toServer(s.name);
     if (server === null) unmapped.push(snippet(s.name, 100));
-    else if (first.has(server)) several.add(server);
-    else first.set(server, s);
+    else if (aggregated.has(server)) several.add(server);
+    else aggregated.set(server, aggregate(s.values, backend.aggregation));
   }
   const loads = new Map<string, number>();
   const empty: string[] = [];
   const ambiguous: string[] = [];
-  for (const [server, only] of first) {
-    if (several.has(server)) {
-      ambiguous.push(server);
-      continue;
-    }
-    const value = aggregate(only.values, backend.aggregation);
-    if (value === null) empty.push(server);
+  for (const [server, value] of aggregated) {
+    if (several.has(server)) ambiguous.push(server);
+    else if (value === null) empty.push(server);
     else loads.set(server, value);
   }
   return { loads, empty, ambiguous, unmapped };
