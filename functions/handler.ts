@@ -11,6 +11,7 @@ import { readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lam
 import { lambdaParameters, setupOf } from './aws/parameters.js';
 import { metricsTimestamp, parseInvocation } from './aws/payload.js';
 import { checkTargetsAllowed } from './aws/target-guard.js';
+import { createControlMemory } from './core/control-memory.js';
 import { createStaticMemory, runCycle, type CycleReport } from './core/cycle.js';
 import { displaySafeDeep, displaySafeReplacer } from './core/display.js';
 import { WeighterError, describeError } from './core/errors.js';
@@ -90,6 +91,8 @@ export function createHandler(options: HandlerOptions = {}) {
 
   // Lives as long as the warm container: a backend refusing every weight is not retried each minute.
   const staticMemory = createStaticMemory();
+  // ...and the control loop remembers what it saw: reloads, new servers, what HAProxy placed since Graphite measured.
+  const controlMemory = createControlMemory();
   let runCommandApi: SsmApi | undefined;
   const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(createSsmClient(options.aws)));
 
@@ -118,6 +121,7 @@ export function createHandler(options: HandlerOptions = {}) {
             mode: request.mode,
             force: request.force,
             knownStatic: staticMemory.current(now()),
+            memory: controlMemory,
             ...(request.backends === undefined ? {} : { backends: request.backends }),
           },
         ),

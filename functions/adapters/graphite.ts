@@ -234,6 +234,7 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
     const name = item.target;
     const points: unknown[] = item.datapoints;
     const values: (number | null)[] = new Array<number | null>(points.length);
+    const timestamps: number[] = new Array<number>(points.length);
     let previous = -Infinity;
     for (let j = 0; j < points.length; j++) {
       const point = points[j];
@@ -259,6 +260,7 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
         );
       }
       previous = timestamp;
+      timestamps[j] = timestamp;
       if (value === null) {
         values[j] = null;
         continue;
@@ -271,7 +273,7 @@ export function parseRenderReply(text: string, shownUrl: string): Series[] {
       }
       values[j] = value;
     }
-    out.push({ name, values });
+    out.push({ name, values, timestamps });
   }
   return out;
 }

@@ -9,14 +9,30 @@ function formatLoad(load: number | null): string {
   return load.toFixed(load >= 100 ? 0 : 2);
 }
 
+/** The rule that decided a weight, in a few words. */
+const RULE: Readonly<Record<NonNullable<ActionReport['rule']>, string>> = {
+  balanced: 'balanced',
+  deadband: 'deadband',
+  'follow-sessions': 'follows sessions',
+  deficit: 'deficit',
+  function: 'function',
+  'no-sessions': 'few sessions',
+  bound: 'bound',
+  sinkhole: 'SINKHOLE',
+  'new-server': 'new server',
+  'keep-share': 'keeps share',
+  guard: 'guard',
+};
+
 function describeAction(action: ActionReport, applyFailed: ReadonlyMap<string, string>): { next: string; what: string } {
+  const detail = action.kind !== 'skip' && action.detail !== null ? `: ${action.detail}` : '';
   switch (action.kind) {
     case 'set-weight': {
       const failure = applyFailed.get(action.server);
-      return { next: String(action.weight ?? action.current), what: failure === undefined ? 'set-weight' : `FAILED: ${failure}` };
+      return { next: String(action.weight ?? action.current), what: failure === undefined ? `set-weight${detail}` : `FAILED: ${failure}` };
     }
     case 'unchanged':
-      return { next: String(action.current), what: 'unchanged' };
+      return { next: String(action.current), what: `unchanged${detail}` };
     case 'skip':
       return { next: String(action.current), what: `skip (${action.reason ?? 'unknown'}): ${action.detail ?? ''}` };
   }
@@ -135,11 +151,23 @@ export function formatReport(report: CycleReport): string {
           ? `  on ${names.join(', ')} (${plan.algorithm ?? 'unknown'})${apply.status === 'applied' ? `: ${apply.changed} weight(s) written${each}` : ''}`
           : `  on ${names.join(', ')}: SKIPPED (${plan.reason ?? 'unknown'})${why}`;
       out.push(head);
+      if (plan.reload !== null) out.push(`    reload: ${plan.reload}`);
       if (plan.actions.length > 0) {
-        const rows: string[][] = [['    server', 'load', 'weight', 'new', 'action']];
+        const rows: string[][] = [['    server', 'load', 'load now', 'sessions', 'weight', 'target', 'new', 'rule', 'action']];
         for (const a of plan.actions) {
           const { next, what } = describeAction(a, failed);
-          rows.push([`    ${a.server}`, formatLoad(a.load), String(a.current), plan.status === 'planned' ? next : '-', plan.status === 'planned' ? what : 'kept (backend skipped)']);
+          const planned = plan.status === 'planned';
+          rows.push([
+            `    ${a.server}`,
+            formatLoad(a.load),
+            formatLoad(a.loadNow),
+            a.sessions === null ? '-' : String(a.sessions),
+            String(a.current),
+            a.target === null ? '-' : a.target.toFixed(1),
+            planned ? next : '-',
+            a.rule === null ? '-' : RULE[a.rule],
+            planned ? what : 'kept (backend skipped)',
+          ]);
         }
         out.push(table(rows));
       }

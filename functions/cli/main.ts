@@ -4,6 +4,7 @@ import { createGraphiteSource } from '../adapters/graphite.js';
 import { acquireRunLock } from '../adapters/run-lock.js';
 import { createSocketRelay } from '../adapters/socket-relay.js';
 import { parseConfigText, type Config } from '../core/config.js';
+import { createControlMemory } from '../core/control-memory.js';
 import { createStaticMemory, exitCodeFor, runCycle, type CycleReport } from '../core/cycle.js';
 import { displaySafeDeep, displaySafeLines } from '../core/display.js';
 import { ConfigError, WeighterError, describeError } from '../core/errors.js';
@@ -143,6 +144,8 @@ export async function main(argv: readonly string[], cliIo: CliIo): Promise<numbe
 
   const endpoints = config.relay.loadBalancers.map((lb) => lb.endpoint);
   const staticMemory = createStaticMemory();
+  // What the control loop remembers between the cycles of `run` (a one-shot apply starts empty).
+  const controlMemory = createControlMemory();
   const once = async (): Promise<number> => {
     // Writers take a lock per runtime endpoint so two runs never interleave their batches.
     let lock;
@@ -153,7 +156,7 @@ export async function main(argv: readonly string[], cliIo: CliIo): Promise<numbe
       return 1;
     }
     try {
-      const report = await runCycle(deps, { ...cycleOptions, knownStatic: staticMemory.current(io.now()) });
+      const report = await runCycle(deps, { ...cycleOptions, knownStatic: staticMemory.current(io.now()), memory: controlMemory });
       staticMemory.remember(report.staticRefusals, io.now());
       emit(io, report, cli.json);
       return exitCodeFor(report);

@@ -68,6 +68,12 @@ const feedback = z.strictObject({
   gain: z.number().gt(0).max(1).default(0.25),
   /** Servers within this fraction of the mean load keep their weight, against needless changes. */
   deadband: z.number().min(0).max(0.5).default(0.02),
+  /**
+   * Mean sessions per server below which the live counts are too few to trust (a new backend, the
+   * new process after a reload): the difference is spread evenly, so the weights follow the loads
+   * gently instead of integrating on noise.
+   */
+  minSessions: z.number().min(0).max(100_000).default(10),
 });
 
 export const weightingSchema = z.discriminatedUnion('function', [limitedProportions, normalisedExponential, feedback]);
@@ -88,15 +94,34 @@ const backend = z.strictObject({
     .max(2048)
     // eslint-disable-next-line no-control-regex
     .refine((t) => !/[\u0000-\u001f\u007f]/.test(t), 'must not contain control characters'),
-  from: timeSpec.default('-5min'),
+  /**
+   * Render window. With the leading edge a wide window costs nothing (the newest point is used)
+   * and survives a Graphite several minutes late (a 5-minute resolution plus a minute of delay
+   * needs 11 minutes); a server whose newest point is older is reported, see the report.
+   */
+  from: timeSpec.default('-15min'),
   until: timeSpec.optional(),
   serverMap: serverMap.optional(),
   aggregation: z.enum(['leading-edge', 'average']).default('leading-edge'),
-  weighting: weightingSchema,
+  /** The default policy (feedback at its defaults) reads the backend's algorithm: leastconn or roundrobin. */
+  weighting: weightingSchema.default({ function: 'feedback', gain: 0.25, deadband: 0.02, minSessions: 10 }),
   /** Share of the backend's eligible servers that must have data, else the backend is skipped. */
   quorum: z.number().gt(0).max(1).default(0.5),
   /** Largest change of one server's weight in one cycle (absolute weight units). */
   maxChangePerCycle: z.number().int().min(1).max(255).optional(),
+  /**
+   * Every weighed server's weight stays within these multiples of the mean weight of the weighed
+   * servers (gRPC's weighted round robin clamps at 0.01..10x): no server starves or floods because
+   * of one cycle's measurement.
+   */
+  bounds: z
+    .strictObject({ min: z.number().gt(0).max(1).default(0.25), max: z.number().min(1).max(256).default(10) })
+    .default({ min: 0.25, max: 10 }),
+  /**
+   * Share of new connections a server new to the backend gets until its metrics arrive, relative
+   * to the mean weight of the weighed servers (1 = an average server's share).
+   */
+  newServerShare: z.number().gt(0).max(10).default(1),
 });
 
 const loadBalancer = z.strictObject({

@@ -3,7 +3,8 @@ import { ConfigError, HaproxyError, describeError } from './errors.js';
 import { act, emptyActResult } from './act.js';
 import { observeBackends, type Observation } from './observe.js';
 import { measure, type Measurement } from './measure.js';
-import { imbalanceOf, planBackend } from './plan.js';
+import { updateMemory, type BackendMemory, type ControlMemory } from './control-memory.js';
+import { decideBackend, imbalanceOf, inService } from './plan.js';
 import {
   REPORT_SCHEMA_VERSION,
   causeOf,
@@ -20,7 +21,7 @@ import {
   type PlanReport,
   type Problem,
 } from './report.js';
-import type { Action, BackendPlan, MetricSource, RuntimeRelay } from './types.js';
+import type { Action, BackendPlan, MetricSource, ObservedServer, RuntimeRelay } from './types.js';
 
 export { exitCodeFor, staticKey } from './report.js';
 export type { ApplyReport, BackendReport, CycleOutcome, CycleReport, LoadBalancerPlanReport, LoadBalancerReport, Problem, ProblemCode, ServerFailure } from './report.js';
@@ -48,6 +49,14 @@ export interface CycleOptions {
    * unsupported instead of being retried every cycle. The caller decides how long it remembers.
    */
   readonly knownStatic?: readonly string[];
+  /**
+   * What the control loop remembers of each backend on each load balancer between cycles (kept by
+   * `run` and a warm Lambda, like the static memory): it tells a reload, a new server, and what
+   * HAProxy placed since Graphite measured. Updated in place. Without it (a one-shot `apply`) the
+   * policy decides from this cycle alone: it cannot tell a reload or a new server, and uses the
+   * loads as measured.
+   */
+  readonly memory?: ControlMemory;
 }
 
 /** How long a long-running caller remembers a static refusal before trying that backend again. */
@@ -108,22 +117,34 @@ function skippedPlan(backend: string, loadBalancer: string, reason: Extract<Back
   return { status: 'skipped', backend, loadBalancer, reason, message, algorithm, actions: [] };
 }
 
-function actionReport(a: Action): ActionReport {
+function actionReport(a: Action, plan: BackendPlan): ActionReport {
+  const e = plan.status === 'planned' ? plan.explanations.get(a.server) : undefined;
+  const why = e === undefined ? { sessions: null, loadNow: null, target: null, rule: null } : { sessions: e.sessions, loadNow: e.loadNow, target: e.target, rule: e.rule };
   switch (a.kind) {
     case 'set-weight':
-      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: a.weight, reason: null, detail: null };
+      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: a.weight, reason: null, detail: e?.detail ?? null, ...why };
     case 'unchanged':
-      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: null, reason: null, detail: null };
+      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: null, reason: null, detail: e?.detail ?? null, ...why };
     case 'skip':
-      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: null, reason: a.reason, detail: a.detail };
+      return { kind: a.kind, server: a.server, load: a.load, current: a.current, weight: null, reason: a.reason, detail: a.detail, ...why };
   }
 }
 
 function planReport(plan: BackendPlan): PlanReport {
-  const actions = plan.actions.map(actionReport);
+  const actions = plan.actions.map((a) => actionReport(a, plan));
   return plan.status === 'planned'
-    ? { status: 'planned', reason: null, message: null, algorithm: plan.algorithm, imbalance: plan.imbalance, actions }
-    : { status: 'skipped', reason: plan.reason, message: plan.message, algorithm: plan.algorithm, imbalance: null, actions };
+    ? { status: 'planned', reason: null, message: null, algorithm: plan.algorithm, imbalance: plan.imbalance, reload: plan.reload, actions }
+    : { status: 'skipped', reason: plan.reason, message: plan.message, algorithm: plan.algorithm, imbalance: null, reload: null, actions };
+}
+
+/**
+ * The backend's imbalance over the servers in service on every load balancer that observed them:
+ * a server in MAINT, DRAIN, DOWN or at weight 0 anywhere holds less load on purpose.
+ */
+function imbalanceInService(loads: Readonly<Record<string, number>>, observed: readonly (readonly ObservedServer[])[]): number | null {
+  const out = new Set<string>();
+  for (const servers of observed) for (const s of servers) if (!inService(s)) out.add(s.name);
+  return imbalanceOf(Object.entries(loads).flatMap(([server, load]) => (out.has(server) ? [] : [load])));
 }
 
 const NOT_RUN: ApplyReport = { status: 'not-run', changed: 0, failed: [], error: null, readBack: false };
@@ -137,6 +158,7 @@ const NOT_NEEDED: ApplyReport = { status: 'not-needed', changed: 0, failed: [], 
  */
 export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<CycleReport> {
   const started = deps.now();
+  const nowSeconds = started / 1000;
   const backends = selectBackends(deps.config, options.backends);
   const problems: Problem[] = [];
 
@@ -152,6 +174,16 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
     if (m?.ok !== true) {
       const error = m === undefined ? new Error('no reply') : m.error;
       problems.push(problem(graphiteProblemCode(error), { backend: b.name }, 'no weight changed because Graphite failed', causeOf(error)));
+    } else if (m.measurement.mappedSeries > 0 && m.measurement.loads.size === 0 && m.measurement.ambiguous.length === 0) {
+      problems.push(
+        problem(
+          'window-empty',
+          { backend: b.name },
+          `the render window (from: ${b.from}) holds no point in any of the ${m.measurement.mappedSeries} series: it is shorter than the metrics' delay; widen it (the default, -15min, survives a Graphite several minutes late)`,
+          null,
+          'warning',
+        ),
+      );
     }
   }
 
@@ -164,6 +196,12 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       const lbObs = observations.get(lb);
       const obs = lbObs instanceof Map ? lbObs.get(b.name) : undefined;
       const place = { loadBalancer: lb, backend: b.name };
+      // Every observation goes into the memory, whether or not Graphite answered: its history stays whole.
+      let memory: BackendMemory | undefined;
+      if (options.memory !== undefined && obs?.ok === true) {
+        memory = updateMemory(options.memory.get(b.name, lb), obs.backend, nowSeconds, m?.ok === true ? m.measurement.loads.keys() : []);
+        options.memory.set(b.name, lb, memory);
+      }
       if (lbObs === undefined || lbObs instanceof Error) {
         perLb.set(lb, skippedPlan(b.name, lb, 'observe-failed', `cannot read ${lb}: ${describeError(lbObs ?? new Error('no reply'))}`));
       } else if (obs === undefined || !obs.ok) {
@@ -178,8 +216,21 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       } else if (m === undefined || !m.ok) {
         perLb.set(lb, skippedPlan(b.name, lb, 'graphite-failed', `no weight changed because Graphite failed: ${describeError(m?.ok === false ? m.error : 'no reply')}`, obs.backend.algorithm));
       } else {
-        const plan = planBackend({ backend: b, loadBalancer: lb, observed: obs.backend, measurement: m.measurement, force: options.force === true });
+        const decision = decideBackend({
+          backend: b,
+          loadBalancer: lb,
+          observed: obs.backend,
+          measurement: m.measurement,
+          force: options.force === true,
+          now: nowSeconds,
+          ...(memory === undefined ? {} : { memory }),
+        });
+        const plan = decision.plan;
         if (plan.status === 'skipped' && plan.reason !== 'graphite-failed') problems.push(problem(plan.reason, place, plan.message));
+        if (decision.reload !== null) problems.push(problem('reload-detected', place, `a new HAProxy process took over (${decision.reload}): its sessions are not yet the connections that carry the load, so the deficits are scaled by the old process's connections`, null, 'warning'));
+        for (const [server, e] of decision.explanations) {
+          if (e.rule === 'sinkhole') problems.push(problem('sinkhole', { ...place, server }, `holds ${e.sessions} session(s) but reports a load of ${e.load ?? 0}: it may accept data and ingest none; new connections go elsewhere (weight at the lower bound) until it reports load again`, null, 'warning'));
+        }
         perLb.set(lb, plan);
       }
     }
@@ -218,6 +269,11 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       else strangers.push(entry[0]);
     }
     const loads = Object.fromEntries(measured);
+    const observedServers = deps.relay.loadBalancers.flatMap((lb) => {
+      const lbObs = observations.get(lb);
+      const obs = lbObs instanceof Map ? lbObs.get(b.name) : undefined;
+      return obs?.ok === true ? [obs.backend.servers] : [];
+    });
     return {
       backend: b.name,
       graphite:
@@ -225,7 +281,7 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
           ? { ok: true, error: null, unmapped: [...m.measurement.unmapped], unknownServers: strangers }
           : { ok: false, error: describeError(m === undefined ? 'no reply' : m.error), unmapped: [], unknownServers: [] },
       loads,
-      imbalance: imbalanceOf(Object.values(loads)),
+      imbalance: imbalanceInService(loads, observedServers),
       loadBalancers,
     };
   });

@@ -4,6 +4,12 @@ import { SAFE_SERVER_NAME } from './runtime-grammar.js';
 import { snippet } from './errors.js';
 import type { Series } from './types.js';
 
+/** The time a load covers: a point dated T covers [T, T + step). */
+export interface MeasuredSpan {
+  readonly start: number;
+  readonly end: number;
+}
+
 /** What Graphite told us about one backend, per HAProxy server name. */
 export interface Measurement {
   /** Aggregated load per server that had at least one non-null point. */
@@ -14,6 +20,15 @@ export interface Measurement {
   readonly ambiguous: readonly string[];
   /** Series whose names do not map to a valid server name (shown in the report, never sent). */
   readonly unmapped: readonly string[];
+  /**
+   * The time each server's load covers, in epoch seconds: [start, end) of the bucket(s) it was
+   * aggregated from. Absent for servers whose series carried no timestamps.
+   */
+  readonly spans: ReadonlyMap<string, MeasuredSpan>;
+  /** End (epoch seconds) of the newest bucket with a point in any mapped series; null when none has one or no timestamps came. */
+  readonly newestPoint: number | null;
+  /** Series that mapped to a server, whatever their points: 0 with points nowhere means an empty window, not missing metrics. */
+  readonly mappedSeries: number;
 }
 
 /**
@@ -45,21 +60,77 @@ export function measure(series: readonly Series[], backend: Pick<BackendConfig, 
   const toServer = serverMapper(backend.serverMap);
   // One map from server to its aggregate (null: only null points), in order of first appearance.
   const aggregated = new Map<string, number | null>();
+  const spanOf = new Map<string, MeasuredSpan | null>();
   const several = new Set<string>();
   const unmapped: string[] = [];
+  let newestPoint: number | null = null;
+  let mappedSeries = 0;
   for (const s of series) {
     const server = toServer(s.name);
-    if (server === null) unmapped.push(snippet(s.name, 100));
-    else if (aggregated.has(server)) several.add(server);
-    else aggregated.set(server, aggregate(s.values, backend.aggregation));
+    if (server === null) {
+      unmapped.push(snippet(s.name, 100));
+      continue;
+    }
+    mappedSeries++;
+    const newest = newestPointEnd(s);
+    if (newest !== null) newestPoint = Math.max(newestPoint ?? newest, newest);
+    if (aggregated.has(server)) several.add(server);
+    else {
+      aggregated.set(server, aggregate(s.values, backend.aggregation));
+      spanOf.set(server, measuredSpan(s, backend.aggregation));
+    }
   }
   const loads = new Map<string, number>();
+  const spans = new Map<string, MeasuredSpan>();
   const empty: string[] = [];
   const ambiguous: string[] = [];
   for (const [server, value] of aggregated) {
     if (several.has(server)) ambiguous.push(server);
     else if (value === null) empty.push(server);
-    else loads.set(server, value);
+    else {
+      loads.set(server, value);
+      const span = spanOf.get(server);
+      if (span !== undefined && span !== null) spans.set(server, span);
+    }
   }
-  return { loads, empty, ambiguous, unmapped };
+  return { loads, empty, ambiguous, unmapped, spans, newestPoint, mappedSeries };
+}
+
+/** Seconds between points of a dated series (Graphite's step), or null when it cannot tell. */
+function stepOf(series: Series): number | null {
+  const t = series.timestamps;
+  if (t === undefined || t.length !== series.values.length || t.length < 2) return null;
+  const step = (t[1] ?? NaN) - (t[0] ?? NaN);
+  return Number.isFinite(step) && step > 0 ? step : null;
+}
+
+/**
+ * The time the aggregated load covers: the newest point's bucket for the leading edge, from the
+ * oldest to the newest point's bucket for the average. Null without timestamps.
+ */
+function measuredSpan(series: Series, method: BackendConfig['aggregation']): MeasuredSpan | null {
+  const t = series.timestamps;
+  if (t === undefined || t.length !== series.values.length) return null;
+  const step = stepOf(series) ?? 0;
+  let first: number | null = null;
+  let last: number | null = null;
+  series.values.forEach((v, i) => {
+    const ts = t[i];
+    if (v === null || ts === undefined) return;
+    first ??= ts;
+    last = ts;
+  });
+  if (first === null || last === null) return null;
+  return { start: method === 'leading-edge' ? last : first, end: last + step };
+}
+
+function newestPointEnd(series: Series): number | null {
+  const t = series.timestamps;
+  if (t === undefined || t.length !== series.values.length) return null;
+  const step = stepOf(series) ?? 0;
+  for (let i = series.values.length - 1; i >= 0; i--) {
+    const ts = t[i];
+    if (series.values[i] !== null && ts !== undefined) return ts + step;
+  }
+  return null;
 }

@@ -8,7 +8,7 @@ import * as z from 'zod';
  *
  * `schemaVersion` changes whenever a field is added, removed or changes meaning.
  */
-export const REPORT_SCHEMA_VERSION = 1;
+export const REPORT_SCHEMA_VERSION = 2;
 
 /** Identifies the schema document; not fetched from anywhere. */
 export const REPORT_SCHEMA_ID = `urn:haproxy-weighter:report:v${REPORT_SCHEMA_VERSION}`;
@@ -34,6 +34,11 @@ export const PROBLEM_CODES = [
   'guard-unchecked',
   'operator-conflict-restored',
   'operator-conflict-restore-failed',
+  // What the control loop saw (warnings): a new HAProxy process, a server that ingests nothing, a
+  // render window that holds no point at all.
+  'reload-detected',
+  'sinkhole',
+  'window-empty',
 ] as const;
 
 export const problemCodeSchema = z.enum(PROBLEM_CODES).describe('What went wrong; the list grows with new schema versions');
@@ -62,6 +67,9 @@ export const problemSchema = z
   .describe('One thing that went wrong in the cycle');
 
 export const SERVER_SKIP_REASONS = ['maint', 'drain', 'weight-zero', 'no-data', 'unaddressable'] as const;
+
+/** The rule that decided a server's weight (functions/core/plan.ts explains each). */
+export const WEIGHT_RULES = ['balanced', 'deadband', 'follow-sessions', 'deficit', 'function', 'no-sessions', 'bound', 'sinkhole', 'new-server', 'keep-share', 'guard'] as const;
 export const BACKEND_SKIP_REASONS = ['graphite-failed', 'no-quorum', 'unsupported-algorithm', 'observe-failed', 'backend-not-found', 'no-servers'] as const;
 
 export const actionReportSchema = z
@@ -72,7 +80,16 @@ export const actionReportSchema = z
     current: z.number().int().describe('The weight HAProxy held when observed'),
     weight: z.number().int().nullable().describe('The weight to write (set-weight); null otherwise'),
     reason: z.enum(SERVER_SKIP_REASONS).nullable().describe('Why the server is left alone (skip); null otherwise'),
-    detail: z.string().nullable().describe('The reason in words (skip); null otherwise'),
+    detail: z.string().nullable().describe('The reason in words: why it is skipped, or why it is weighed by share or flagged; null otherwise'),
+    sessions: z.number().int().nullable().describe("The server's current sessions on this load balancer (scur); null when the backend is skipped"),
+    loadNow: z.number().nullable().describe('The load estimated for now from what HAProxy placed and received since Graphite measured it; null when not estimated (the measured load stands)'),
+    target: z.number().nullable().describe('The unrounded weight the rule asked for, before the 1..256 clamp and maxChangePerCycle; null when the backend is skipped'),
+    rule: z
+      .enum(WEIGHT_RULES)
+      .nullable()
+      .describe(
+        'What decided the weight: deficit, deadband, follow-sessions or balanced (the feedback policy), no-sessions (too few sessions to trust: the weights follow the loads gently), function (a seed function), bound (clamped relative to the mean weight), sinkhole, new-server, keep-share (no data or out of service), guard (MAINT, DRAIN, weight 0); null when the backend is skipped',
+      ),
   })
   .describe('The decision for one server');
 
@@ -82,7 +99,8 @@ export const planReportSchema = z
     reason: z.enum(BACKEND_SKIP_REASONS).nullable().describe('Why the backend is left alone on this load balancer (skipped); null when planned'),
     message: z.string().nullable().describe('The reason in words (skipped); null when planned'),
     algorithm: z.string().nullable().describe('The balance algorithm HAProxy reports; null when the backend could not be observed'),
-    imbalance: z.number().nullable().describe('max/mean of the loads of the servers with data; null when it cannot be computed or the backend is skipped'),
+    imbalance: z.number().nullable().describe('max/mean of the loads of the servers in service with data; null when it cannot be computed or the backend is skipped'),
+    reload: z.string().nullable().describe('Why the weighter thinks a new HAProxy process took over since the previous cycle (run and a warm Lambda remember; a one-shot apply cannot tell); null otherwise'),
     actions: z.array(actionReportSchema).describe('One decision per observed server (skipped: the servers as observed, all kept)'),
   })
   .describe('The decision for one backend on one load balancer');
@@ -118,7 +136,7 @@ export const backendReportSchema = z
       unknownServers: z.array(z.string()).describe('Servers with a series that no load balancer has'),
     }),
     loads: z.record(z.string(), z.number()).describe('Aggregated load per server, as measured this cycle'),
-    imbalance: z.number().nullable().describe('max/mean of the measured loads; null when it cannot be computed'),
+    imbalance: z.number().nullable().describe('max/mean of the measured loads of the servers in service (not MAINT, DRAIN, DOWN, NOLB or weight 0) on every load balancer that observed them; null when it cannot be computed'),
     loadBalancers: z.array(
       z.strictObject({
         loadBalancer: z.string(),
@@ -158,6 +176,7 @@ export type ProblemCode = z.infer<typeof problemCodeSchema>;
 export type ProblemCause = z.infer<typeof problemCauseSchema>;
 export type Problem = z.infer<typeof problemSchema>;
 export type ActionReport = z.infer<typeof actionReportSchema>;
+export type WeightRule = (typeof WEIGHT_RULES)[number];
 export type PlanReport = z.infer<typeof planReportSchema>;
 export type ServerFailure = z.infer<typeof serverFailureSchema>;
 export type ApplyReport = z.infer<typeof applyReportSchema>;

@@ -20,6 +20,12 @@ export interface ObservedServer {
   readonly sessions: number;
   /** Why the runtime API cannot address this server (see unaddressableServerName); absent when it can. */
   readonly unaddressable?: string;
+  /**
+   * Sessions this process has sent to the server since it started (`stot`); absent when the reply
+   * does not carry the column. It only grows, so a fall means a new process (a reload) or
+   * `clear counters`, and its rise between two cycles counts the connections placed meanwhile.
+   */
+  readonly totalSessions?: number;
 }
 
 /** One backend as one load balancer sees it. */
@@ -47,14 +53,15 @@ export type Action =
   | {
       readonly kind: 'set-weight';
       readonly server: string;
-      readonly load: number;
+      /** null for a server weighed by its share, without data of its own. */
+      readonly load: number | null;
       readonly current: number;
       readonly weight: number;
     }
   | {
       readonly kind: 'unchanged';
       readonly server: string;
-      readonly load: number;
+      readonly load: number | null;
       readonly current: number;
     }
   | {
@@ -74,6 +81,22 @@ export type BackendSkipReason =
   | 'backend-not-found'
   | 'no-servers';
 
+/** Why a server got the weight it got (plan.ts says what each rule means). */
+export type WeightRule = 'balanced' | 'deadband' | 'follow-sessions' | 'deficit' | 'function' | 'no-sessions' | 'bound' | 'sinkhole' | 'new-server' | 'keep-share' | 'guard';
+
+export interface WeightExplanation {
+  readonly rule: WeightRule;
+  /** The load as measured; null without data. */
+  readonly load: number | null;
+  /** The load estimated for now from what HAProxy placed since it was measured; null when not estimated. */
+  readonly loadNow: number | null;
+  readonly sessions: number;
+  /** The unrounded weight the rule asked for, before the 1..256 clamp and maxChangePerCycle. */
+  readonly target: number;
+  /** Why a server is weighed by share or flagged, in words. */
+  readonly detail?: string;
+}
+
 /** The decision for one backend on one load balancer. */
 export type BackendPlan =
   | {
@@ -81,9 +104,13 @@ export type BackendPlan =
       readonly backend: string;
       readonly loadBalancer: string;
       readonly algorithm: string;
-      /** max/mean of the loads of the servers with data; null when it cannot be computed. */
+      /** max/mean of the loads of the servers in service with data; null when it cannot be computed. */
       readonly imbalance: number | null;
       readonly actions: readonly Action[];
+      /** Per server: what decided its weight. */
+      readonly explanations: ReadonlyMap<string, WeightExplanation>;
+      /** Why the memory thinks a new HAProxy process took over since the previous cycle; null otherwise. */
+      readonly reload: string | null;
     }
   | {
       readonly status: 'skipped';
@@ -123,6 +150,11 @@ export interface RuntimeRelay {
 export interface Series {
   readonly name: string;
   readonly values: readonly (number | null)[];
+  /**
+   * Epoch seconds of each point (Graphite's bucket start), parallel to `values`; absent when the
+   * source gives none. Used to tell how old a load is, never to decide whether a point counts.
+   */
+  readonly timestamps?: readonly number[];
 }
 
 /** Reads load series for a backend. */

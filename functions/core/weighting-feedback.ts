@@ -79,10 +79,76 @@ import type { WeightingInput } from './types.js';
 
 /** Below this largest weight the scale is renewed to 256, to keep resolution (see trade-offs). */
 export const FEEDBACK_RESCALE_BELOW = 128;
+/** Cycles per connection lifetime assumed for roundrobin when the arrivals are unknown, and the most we ever assume. */
+const LIFETIME_CYCLES = { unknown: 1, max: 100 } as const;
+/**
+ * Under roundrobin the deadband is this many times wider. A weight there is a share of new
+ * connections, so any weight that answers the loads moves with their noise every cycle; a wider
+ * band keeps the servers near the mean still (the convergence lab: 12 weight reversals per server
+ * and hour instead of 24, for 83% of the gap instead of 87%).
+ */
+export const ROUNDROBIN_BAND = 5;
 
 export type FeedbackParams = Readonly<Omit<Extract<WeightingConfig, { function: 'feedback' }>, 'function'>>;
 
-export function feedbackWeights(inputs: readonly WeightingInput[], params: FeedbackParams): number[] {
+/** Why a server got the weight it got, for the report. */
+export type FeedbackRule =
+  /** Every load within the deadband: nothing to do, the weight is kept. */
+  | 'balanced'
+  /** This server's load is within the deadband and its weight matches its connection count: kept. */
+  | 'deadband'
+  /** Within the deadband, but its weight no longer matched its count: the weight follows the count. */
+  | 'follow-sessions'
+  /** Outside the deadband: target count = count − gain · count scale · (relative load − 1). */
+  | 'deficit';
+
+/** What the policy knows beyond the servers themselves. */
+export interface FeedbackContext {
+  /** The backend's balance algorithm as `show stat` names it (`leastconn`, `roundrobin`, ...). */
+  readonly algorithm: string;
+  /**
+   * Connections per server that carry the measured load. Defaults to this load balancer's own
+   * mean; more after a reload (the old process still holds most of them). Never below
+   * `minSessions`: below that the counts are too few to trust and the difference is spread evenly.
+   */
+  readonly countScale?: number;
+  /**
+   * How many cycles a connection lives (connections held / connections placed per cycle), when
+   * known. Roundrobin needs it: there a weight is a share of new connections, so filling a given
+   * part of a deficit per cycle takes a tilt of the shares this many times larger.
+   */
+  readonly cyclesPerLifetime?: number;
+}
+
+export interface FeedbackDecision {
+  readonly weights: number[];
+  /** Unrounded weights at the scale of the result (before the 1..256 clamp). */
+  readonly raw: number[];
+  readonly rules: FeedbackRule[];
+  /** The count scale used, and whether the counts were too few to trust (padded to it). */
+  readonly countScale: number;
+  readonly fewSessions: boolean;
+}
+
+export function feedbackWeights(inputs: readonly WeightingInput[], params: FeedbackParams, context: FeedbackContext = { algorithm: 'leastconn' }): number[] {
+  return feedbackDecision(inputs, params, context).weights;
+}
+
+/**
+ * The policy with its reasons. Formula (see the file comment for why), with loads x_i, weights
+ * w_i, sessions n_i, gain g, deadband d, count floor m (`minSessions`) and count scale C:
+ *
+ *     r_i = x_i / mean(x)
+ *     C   = max(mean(n), m, context.countScale)
+ *     c_i = n_i + (C − mean(n))                 counts, padded evenly up to the scale
+ *     k   = Σc / Σw                             connections per unit of weight
+ *     γ   = g for leastconn; g · ℓ for roundrobin (ℓ = cycles per lifetime, 1 when unknown)
+ *     if every |r_i − 1| <= d: w_i unchanged
+ *     D_i = max(0, c_i − γ · C · (r_i − 1))     if |r_i − 1| > d
+ *     D_i = k · w_i  if |r_i − 1| <= d and |k · w_i − c_i| <= d · C, else c_i
+ *     raw_i = D_i / k; rescaled to 256 when the largest is above 256 or below 128; rounded, 1..256
+ */
+export function feedbackDecision(inputs: readonly WeightingInput[], params: FeedbackParams, context: FeedbackContext): FeedbackDecision {
   checkParams(params);
   inputs.forEach((input, i) => {
     if (!Number.isInteger(input.weight) || input.weight < MIN_WEIGHT || input.weight > MAX_WEIGHT) {
@@ -92,37 +158,72 @@ export function feedbackWeights(inputs: readonly WeightingInput[], params: Feedb
       throw new UnsafeInputError(`sessions #${i} is ${String(input.sessions)}: the feedback policy needs a connection count >= 0`);
     }
   });
-  if (inputs.length === 0) return [];
   const current = inputs.map((i) => i.weight);
-  const relative = relativeLoads(inputs.map((i) => i.load));
-  const { gain, deadband } = params;
-  // No load anywhere, or every load within the band: no signal worth a write.
-  if (relative === null || relative.every((r) => Math.abs(r - 1) <= deadband)) return current;
-
+  const n = inputs.length;
   // Integer sums: exact, so the order of the servers cannot change them.
   const sessions = inputs.reduce((acc, i) => acc + i.sessions, 0);
-  const counts = sessions > 0 ? inputs.map((i) => i.sessions) : current;
-  const totalCount = sessions > 0 ? sessions : current.reduce((a, b) => a + b, 0);
-  const totalWeight = current.reduce((a, b) => a + b, 0);
-  const meanCount = totalCount / inputs.length;
-  const perWeight = totalCount / totalWeight;
+  const ownMean = n === 0 ? 0 : sessions / n;
+  // Too few sessions and nothing known of where the load-carrying connections are: spread the
+  // difference evenly, as connections that never leave, so that the weights follow the loads gently
+  // instead of integrating on noise. After a reload they are known to be the old process's, and they
+  // leave: this process takes every new connection, so its targets must replace what leaves the old
+  // one each cycle, and fill the deficits at the old process's scale.
+  const reloaded = context.countScale !== undefined;
+  const lifetime = Math.min(LIFETIME_CYCLES.max, Math.max(1, context.cyclesPerLifetime ?? LIFETIME_CYCLES.unknown));
+  const countScale = Math.max(ownMean, reloaded ? (context.countScale ?? 0) : params.minSessions);
+  const others = countScale - ownMean;
+  const pad = reloaded ? others / lifetime : others;
+  const fewSessions = !reloaded && others > 0;
+  const unchanged = (rule: FeedbackRule): FeedbackDecision => ({ weights: current, raw: [...current], rules: current.map(() => rule), countScale, fewSessions });
+  if (n === 0) return unchanged('balanced');
+  const relative = relativeLoads(inputs.map((i) => i.load));
+  const { gain, deadband } = params;
+  const roundrobin = context.algorithm === 'roundrobin';
+  const band = roundrobin ? deadband * ROUNDROBIN_BAND : deadband;
+  // No load anywhere, or every load within the band: no signal worth a write.
+  if (relative === null || relative.every((r) => Math.abs(r - 1) <= band)) return unchanged('balanced');
 
+  // Counts in units of the count scale: the weights do not depend on the unit, and tiny floors
+  // (minSessions near 0) cannot underflow.
+  const unit = countScale > 0 ? countScale : 1;
+  const counts = inputs.map((i) => i.sessions / unit + pad / unit);
+  const totalCount = counts.reduce((a, b) => a + b, 0);
+  const totalWeight = current.reduce((a, b) => a + b, 0);
+  // Count units per unit of weight; with no connection at all, as if each server held the scale.
+  const perWeight = (totalCount > 0 ? totalCount : (countScale / unit) * n) / totalWeight;
+  const scaleUnits = countScale / unit;
+  const reach = roundrobin ? gain * lifetime : gain;
+
+  const rules: FeedbackRule[] = [];
   const raw = inputs.map((input, i) => {
     const r = relative[i] ?? 1;
     const count = counts[i] ?? 0;
-    if (Math.abs(r - 1) > deadband) return Math.max(0, count - gain * meanCount * (r - 1)) / perWeight;
-    return Math.abs(perWeight * input.weight - count) <= deadband * meanCount ? input.weight : count / perWeight;
+    if (Math.abs(r - 1) > band) {
+      rules.push('deficit');
+      return Math.max(0, count - reach * scaleUnits * (r - 1)) / perWeight;
+    }
+    // Under roundrobin a weight is a share of new connections, not a count: within the band it stays.
+    // After a reload the weights in force were not set for these counts: a server in the band gets its replacement.
+    if (!reloaded && (roundrobin || Math.abs(perWeight * input.weight - count) <= deadband * scaleUnits)) {
+      rules.push('deadband');
+      return input.weight;
+    }
+    rules.push('follow-sessions');
+    return count / perWeight;
   });
-  const largest = Math.max(...raw);
-  if (!(largest > 0)) return current;
+  let largest = 0;
+  for (const w of raw) largest = Math.max(largest, w);
+  if (!(largest > 0)) return unchanged('balanced');
   const scale = largest > MAX_WEIGHT || largest < FEEDBACK_RESCALE_BELOW ? MAX_WEIGHT / largest : 1;
-  return raw.map((w) => Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(w * scale))));
+  const scaled = raw.map((w) => w * scale);
+  return { weights: scaled.map((w) => Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(w)))), raw: scaled, rules, countScale, fewSessions };
 }
 
 function checkParams(params: FeedbackParams): void {
   const issues: string[] = [];
-  const { gain, deadband } = params;
+  const { gain, deadband, minSessions } = params;
   if (!(Number.isFinite(gain) && gain > 0 && gain <= 1)) issues.push(`gain: must be in (0, 1] (got ${String(gain)})`);
   if (!(Number.isFinite(deadband) && deadband >= 0 && deadband <= 0.5)) issues.push(`deadband: must be in [0, 0.5] (got ${String(deadband)})`);
+  if (!(Number.isFinite(minSessions) && minSessions >= 0)) issues.push(`minSessions: must be a number >= 0 (got ${String(minSessions)})`);
   if (issues.length > 0) throw new ConfigError('Invalid weighting parameters', issues);
 }

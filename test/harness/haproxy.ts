@@ -71,6 +71,12 @@ export interface HaproxyHandle {
    * configuration first (e.g. a server removed by a deploy).
    */
   reload(options?: { readonly backends?: readonly BackendSpec[] }): Promise<void>;
+  /**
+   * A soft reload, as an operator does it: `haproxy -sf <pid>` starts a new process that takes the
+   * sockets and every new connection; the old one stops listening and keeps its connections until
+   * they end. Resolves once the admin socket answers from the new process (its `show info` pid).
+   */
+  softReload(): Promise<void>;
   /** Kills HAProxy, waits for its exit and removes the temp directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -172,6 +178,21 @@ export function parseShowStat(reply: string): Record<string, string>[] {
   });
 }
 
+/** Resolves once the Unix socket answers `show info` from the process with this pid. */
+async function answersAsPid(path: string, pid: number): Promise<true | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect({ path });
+    let reply = '';
+    socket.setTimeout(1_000, () => socket.destroy());
+    socket.on('data', (chunk: Buffer) => {
+      reply += chunk.toString('utf8');
+    });
+    socket.once('error', () => resolve(undefined));
+    socket.once('close', () => resolve(new RegExp(`^Pid: ${pid}$`, 'm').test(reply) ? true : undefined));
+    socket.end('show info\n');
+  });
+}
+
 /** Resolves once the Unix socket accepts a connection and answers a command. */
 async function socketAnswers(path: string): Promise<true | undefined> {
   return new Promise((resolve) => {
@@ -205,6 +226,8 @@ export async function startHaproxy(options: HaproxyOptions): Promise<HaproxyHand
   let backends = options.backends;
   let ports: HaproxyPorts = { tcpRuntime: undefined, frontends: {} };
   let service: ServiceProcess | undefined;
+  /** Processes a soft reload left holding their connections. */
+  const retired: ServiceProcess[] = [];
   let stopped = false;
 
   const pickPorts = async (): Promise<HaproxyPorts> => {
@@ -315,10 +338,26 @@ export async function startHaproxy(options: HaproxyOptions): Promise<HaproxyHand
       service = undefined;
       service = await launch();
     },
+    softReload: async () => {
+      const old = current();
+      const next = spawnService('haproxy', HAPROXY_BIN, ['-db', '-f', configPath, '-sf', String(old.pid)], { cwd: dir });
+      try {
+        await waitFor(`HAProxy admin socket answering from the new process ${next.pid}`, () => answersAsPid(adminSocket, next.pid), {
+          timeoutMs: 15_000,
+          intervalMs: 25,
+          abortIf: () => (next.hasExited() ? `the new haproxy exited during a soft reload:\n${next.output()}` : undefined),
+        });
+      } catch (error) {
+        await next.stop();
+        throw error;
+      }
+      retired.push(old);
+      service = next;
+    },
     stop: async () => {
       if (stopped) return;
       stopped = true;
-      await service?.stop();
+      await Promise.all([service?.stop(), ...retired.map((p) => p.stop())]);
       service = undefined;
       removeTempDir(dir);
     },

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPORT_SCHEMA_VERSION } from '../../functions/core/report-schema.js';
 import { CLI_BUNDLE_ENV, REPO_ROOT, singleReport, writeConfigFile } from '../harness/cli.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import { startHaproxy, type HaproxyHandle } from '../harness/haproxy.js';
@@ -74,7 +75,7 @@ describe('the bundled CLI', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const report = singleReport(result.stdout);
-    expect(report).toMatchObject({ schemaVersion: 1, version: PACKAGE_VERSION, mode: 'plan', outcome: 'ok' });
+    expect(report).toMatchObject({ schemaVersion: REPORT_SCHEMA_VERSION, version: PACKAGE_VERSION, mode: 'plan', outcome: 'ok' });
     expect(report.backends[0]?.loadBalancers[0]?.plan.actions.map((a) => a.kind)).toEqual(['set-weight', 'set-weight']);
   });
 });

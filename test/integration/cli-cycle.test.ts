@@ -90,7 +90,7 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     }
   });
 
-  it('leaves MAINT, DRAIN and weight-0 servers untouched and keeps the weight of a server without metrics', async () => {
+  it('leaves MAINT, DRAIN and weight-0 servers untouched and keeps the share of a server without metrics', async () => {
     const prefix = uniquePrefix('guards');
     const lb = await startHaproxy({
       backends: [
@@ -112,11 +112,16 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     expect((await lb.getWeight('be_ingest', 'maint')).current).toBe(50);
     expect((await lb.getWeight('be_ingest', 'drain')).current).toBe(60);
     expect((await lb.getWeight('be_ingest', 'zero')).current).toBe(0);
-    expect((await lb.getWeight('be_ingest', 'nodata')).current).toBe(70);
-    expect((await lb.getWeight('be_ingest', 'busy')).current).toBeLessThan((await lb.getWeight('be_ingest', 'idle')).current);
+    // The weighed servers went from 100 each to new weights; nodata's share of the weight of the
+    // servers in play (70 of 370 before) is the same after.
+    const weighed = await Promise.all(['busy', 'idle', 'idle2'].map(async (s) => (await lb.getWeight('be_ingest', s)).current));
+    const nodata = (await lb.getWeight('be_ingest', 'nodata')).current;
+    expect(nodata / (nodata + weighed.reduce((a, b) => a + b, 0))).toBeCloseTo(70 / 370, 2);
+    expect(weighed[0]).toBeLessThan(weighed[1] ?? 0);
     const plan = reportOf(run).backends[0]?.loadBalancers[0]?.plan;
     const reasons = Object.fromEntries((plan?.actions ?? []).filter((a) => a.kind === 'skip').map((a) => [a.server, a.kind === 'skip' ? a.reason : '']));
-    expect(reasons).toEqual({ maint: 'maint', drain: 'drain', zero: 'weight-zero', nodata: 'no-data' });
+    expect(reasons).toEqual({ maint: 'maint', drain: 'drain', zero: 'weight-zero' });
+    expect(plan?.actions.find((a) => a.server === 'nodata')).toMatchObject({ rule: 'keep-share', load: null });
   });
 
   it('writes nothing with plan, and shows what it would do in a table', async () => {
@@ -126,7 +131,8 @@ describe('haproxy-weighter apply against real HAProxy and Graphite', () => {
     await feed(prefix, { s1: 3000, s2: 1000 });
     const run = await runCli(['plan', '--config', writeConfig(configFor(prefix, lbsOf([lb]), [{ name: 'be_ingest' }]))]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/s1\s+3000\s+100\s+\d+\s+set-weight/);
+    // server, load, load now, sessions, weight, target, new, rule, action
+    expect(run.stdout).toMatch(/s1\s+3000\s+-\s+0\s+100\s+[\d.]+\s+\d+\s+function\s+set-weight/);
     expect(run.stdout).toContain('plan only, nothing written');
     expect((await lb.getWeight('be_ingest', 's1')).current).toBe(100);
     expect((await lb.getWeight('be_ingest', 's2')).current).toBe(100);

@@ -12,7 +12,7 @@ import { alignedClockStart, createLabClock, type LabClock } from './clock.js';
 import { asSimResult, runFigures, type RunFigures } from './figures.js';
 import { createGenerator, type Generator, type GeneratorStats } from './generator.js';
 import { startGraphiteProxy, type GraphiteProxy } from './graphite-proxy.js';
-import { durationOf, scenarioFor, simSetupFor, type RealLabSettings } from './settings.js';
+import { durationOf, poolSize, scenarioFor, simSetupFor, type RealLabSettings } from './settings.js';
 import { startSinks, type Sinks } from './sinks.js';
 import { loadExampleSettings, startWeighter, weighterConfig, type ExampleSettings, type Weighter, type WeighterCycle } from './weighter.js';
 
@@ -69,7 +69,11 @@ export interface ExperimentResult {
   readonly example: ExampleSettings;
   readonly servers: readonly string[];
   readonly traffic: Traffic;
+  /** What happened to both stacks during the run (soft reload, server added), in order. */
+  readonly events: readonly string[];
   readonly labEpoch: number;
+  /** Wall-clock milliseconds of lab second 0. */
+  readonly clockStartMs: number;
   readonly alone: StackRun;
   readonly weighted: StackRun;
   /** Weights of the weighted stack as HAProxy reports them, before the run and at its end. */
@@ -136,7 +140,10 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
   const example = loadExampleSettings(options.examplePath);
   const duration = durationOf(settings);
   const buckets = Math.floor(duration / settings.bucketSeconds);
-  const servers = Array.from({ length: settings.servers }, (_, i) => serverName(i));
+  // Every server the run will have; the one added during the run is not in the HAProxy configuration.
+  const servers = Array.from({ length: poolSize(settings) }, (_, i) => serverName(i));
+  const configured = servers.slice(0, settings.servers);
+  const addedAt = settings.addServer?.at ?? Infinity;
   const prefixes = options.prefixes ?? { alone: 'lab_alone', weighted: 'lab' };
   // The traffic does not depend on the metrics pipeline: any delay gives the same schedule.
   const setup = simSetupFor(settings, example, 0);
@@ -163,7 +170,8 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
       graphite = options.graphite;
     }
     checkAbort();
-    const sinkOptions = { names: servers, clock, bucketSeconds: settings.bucketSeconds, linesPerPoint: settings.linesPerPoint };
+    const silentUntil = servers.map((_, i) => (i < settings.servers || settings.addServer === null ? -Infinity : settings.addServer.at + settings.addServer.metricsAfterSeconds));
+    const sinkOptions = { names: servers, clock, bucketSeconds: settings.bucketSeconds, linesPerPoint: settings.linesPerPoint, silentUntil };
     const sinksAlone = await startSinks({ ...sinkOptions, carbon: { ...graphite, prefix: prefixes.alone } });
     stoppers.push(() => sinksAlone.stop());
     const sinksWeighted = await startSinks({ ...sinkOptions, carbon: { ...graphite, prefix: prefixes.weighted } });
@@ -173,7 +181,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
       name: BACKEND,
       balance: 'leastconn' as const,
       frontend: true,
-      servers: servers.map((name, i) => ({ name, weight: 100, address: `127.0.0.1:${sinks.ports[i] ?? 0}` })),
+      servers: configured.map((name, i) => ({ name, weight: 100, address: `127.0.0.1:${sinks.ports[i] ?? 0}` })),
     });
     progress('starting two HAProxy 2.6 (leastconn), one per stack...');
     const [haAlone, haWeighted] = await Promise.all([startHaproxy({ backends: [backendOf(sinksAlone)] }), startHaproxy({ backends: [backendOf(sinksWeighted)] })]);
@@ -226,6 +234,8 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
 
     const setupSeconds = (Date.now() - wallStart) / 1000;
     const cpuBefore = process.cpuUsage();
+    // A soft reload starts new processes: every HAProxy process of the run is counted.
+    const haPids = new Set([haAlone.pid, haWeighted.pid]);
     const haCpuBefore = cpuSecondsOf(haAlone.pid) + cpuSecondsOf(haWeighted.pid);
     const runStart = Date.now();
     loopDelay.enable();
@@ -244,8 +254,9 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
         if (signal.aborted) return;
         const last = Math.floor(next / settings.bucketSeconds);
         const window = Math.max(1, Math.round(60 / settings.bucketSeconds));
-        const a = imbalance(meanLoads(sinksAlone, last - window, last, servers.length));
-        const w = imbalance(meanLoads(sinksWeighted, last - window, last, servers.length));
+        const inPool = next >= addedAt ? servers.length : settings.servers;
+        const a = imbalance(meanLoads(sinksAlone, last - window, last, servers.length).slice(0, inPool));
+        const w = imbalance(meanLoads(sinksWeighted, last - window, last, servers.length).slice(0, inPool));
         const cycle = weighter.cycles().at(-1);
         const weights = servers.map((s) => String(cycle?.weights[s] ?? '?').padStart(3)).join(' ');
         progress(`  lab minute ${(next / 60).toFixed(0).padStart(3)}: imbalance (last lab minute) leastconn alone ${a.toFixed(2)} | with weighter ${w.toFixed(2)} | weights ${weights}`);
@@ -253,7 +264,52 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
       }
     })();
 
-    await generator.run(duration, signal);
+    // The run's events, on both stacks at the same lab second.
+    const events: string[] = [];
+    const atLabSecond = async (t: number): Promise<void> => {
+      const wait = clock.wallMsAt(t) - Date.now();
+      if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => undefined);
+    };
+    const happenings = (async () => {
+      const plan: [number, () => Promise<void>][] = [];
+      if (settings.reloadAt !== null) {
+        plan.push([
+          settings.reloadAt,
+          async () => {
+            await Promise.all([haAlone.softReload(), haWeighted.softReload()]);
+            haPids.add(haAlone.pid).add(haWeighted.pid);
+            events.push(`soft reload (haproxy -sf) of both stacks at lab second ${clock.now().toFixed(0)}`);
+            progress(`  ${events.at(-1) ?? ''}`);
+          },
+        ]);
+      }
+      const added = servers[settings.servers];
+      if (settings.addServer !== null && added !== undefined) {
+        plan.push([
+          settings.addServer.at,
+          async () => {
+            for (const [ha, sinks] of [
+              [haAlone, sinksAlone],
+              [haWeighted, sinksWeighted],
+            ] as const) {
+              const reply = await ha.runtime(`add server ${BACKEND}/${added} 127.0.0.1:${sinks.ports[settings.servers] ?? 0}`);
+              if (!reply.includes('New server registered')) throw new Error(`add server ${added} failed: ${reply.trim()}`);
+              const enabled = await ha.runtime(`enable server ${BACKEND}/${added}`);
+              if (enabled.trim() !== '') throw new Error(`enable server ${added} failed: ${enabled.trim()}`);
+            }
+            events.push(`server ${added} added to both stacks (add server, weight 1) at lab second ${clock.now().toFixed(0)}; its metrics reach Graphite from lab second ${addedAt + (settings.addServer?.metricsAfterSeconds ?? 0)}`);
+            progress(`  ${events.at(-1) ?? ''}`);
+          },
+        ]);
+      }
+      for (const [t, act] of plan.sort((a, b) => a[0] - b[0])) {
+        await atLabSecond(t);
+        if (signal.aborted) return;
+        await act();
+      }
+    })();
+
+    await Promise.all([generator.run(duration, signal), happenings]);
     checkAbort();
     // The last bucket is reported shortly after the clock passes its end.
     await sleep(Math.max(0, clock.wallMsAt(duration) + 300 - Date.now()));
@@ -261,7 +317,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
     const runSeconds = (Date.now() - runStart) / 1000;
     loopDelay.disable();
     const cpu = process.cpuUsage(cpuBefore);
-    const haCpu = cpuSecondsOf(haAlone.pid) + cpuSecondsOf(haWeighted.pid) - haCpuBefore;
+    const haCpu = [...haPids].reduce((sum, pid) => sum + cpuSecondsOf(pid), 0) - haCpuBefore;
     const weightsAfter = await weightsOf(haWeighted);
     const sessionsAfter = { alone: await sessionsOf(haAlone, servers), weighted: await sessionsOf(haWeighted, servers) };
     generator.stop();
@@ -270,7 +326,9 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
     const cycles = weighter.cycles().filter((c) => c.startedMs >= clockStart);
     const genStats = generator.stats();
 
-    const loadsOf = (sinks: Sinks): number[][] => Array.from({ length: buckets }, (_, b) => sinks.loads(b));
+    // A server not yet in the pool has no load at all (not 0): the imbalance leaves it out.
+    const loadsOf = (sinks: Sinks): number[][] =>
+      Array.from({ length: buckets }, (_, b) => sinks.loads(b).map((v, i) => (i >= settings.servers && b * settings.bucketSeconds < addedAt ? NaN : v)));
     const aloneLoads = loadsOf(sinksAlone);
     const weightedLoads = loadsOf(sinksWeighted);
     const from = settings.warmupSeconds;
@@ -294,7 +352,9 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
       example,
       servers,
       traffic,
+      events,
       labEpoch: clock.labEpoch,
+      clockStartMs: clockStart,
       alone,
       weighted,
       weightsBefore,

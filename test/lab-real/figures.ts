@@ -53,5 +53,5 @@ export function asSimResult(servers: readonly string[], loads: readonly (readonl
     sampleTimes[k] = (k + 1) * bucketSeconds;
     for (let s = 0; s < n; s++) flat[k * n + s] = row[s] ?? NaN;
   });
-  return { servers, sampleTimes, loads: flat, cycles, shock: null, writes: 0, skippedPlans: 0 };
+  return { servers, sampleTimes, loads: flat, cycles, shock: null, writes: 0, skippedPlans: 0, sinkholeShare: null, reloadsSeen: 0 };
 }

@@ -131,6 +131,7 @@ export function renderMarkdown(result: ExperimentResult, prediction: RealLabPred
       `times. Real latencies are not compressed, so they weigh ${s.speedup}x more than in production: a bucket reached carbon ${result.reportDelaySeconds.toFixed(1)} lab s after ` +
       `its end on average. The lab clock is started so that the weighter's cycles run just before each lab minute (on average ${result.cycleOffsets.mean.toFixed(1)} lab s, ` +
       `from ${result.cycleOffsets.min.toFixed(1)} to ${result.cycleOffsets.max.toFixed(1)}), so they see the same buckets as the simulated weighter, which runs on the minute.`,
+    ...(result.events.length === 0 ? [] : [`- **Events**, on both stacks at the same lab second: ${result.events.join('; ')}.`]),
     `- One line sent stands for ${Math.round(1 / s.linesPerPoint)} points (${(g.linesWritten / 1e6).toFixed(1)} M lines in all, ${g.linesDropped} dropped, ${g.socketErrors} socket errors).`,
     '',
     '## Figures',
@@ -162,6 +163,7 @@ export function renderMarkdown(result: ExperimentResult, prediction: RealLabPred
     `- connections per server at the end: leastconn alone ${result.sessionsAfter.alone.join(' / ')}; with the weighter ${result.sessionsAfter.weighted.join(' / ')}`,
     `- ${result.cycles.length} weighter cycles, ${result.cycles.filter((c) => c.serversChanged > 0).length} of them changed weights; plans: ` +
       `${Object.entries(countBy(result.cycles.map((c) => c.plan))).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+    ...eventLines(result).map((l) => `- ${l}`),
     '',
     '## Checks',
     '',
@@ -172,6 +174,35 @@ export function renderMarkdown(result: ExperimentResult, prediction: RealLabPred
     '',
   ];
   return lines.join('\n');
+}
+
+/** How the weighter met the run's events: the reload it named, the share it gave the added server. */
+export function eventLines(result: ExperimentResult): string[] {
+  const s = result.settings;
+  const lines: string[] = [];
+  const labTime = (ms: number): number => ((ms - result.clockStartMs) / 1000) * s.speedup;
+  if (s.reloadAt !== null) {
+    const named = result.cycles.filter((c) => c.reload !== null);
+    lines.push(
+      named.length === 0
+        ? `Soft reload at lab second ${s.reloadAt}: the weighter did NOT name it in any report.`
+        : `Soft reload at lab second ${s.reloadAt}: the weighter named it in ${named.length} report(s), the first at lab second ${labTime(named[0]?.startedMs ?? NaN).toFixed(0)} ("${named[0]?.reload ?? ''}").`,
+    );
+  }
+  const added = result.servers[s.servers];
+  if (s.addServer !== null && added !== undefined) {
+    const after = result.cycles.find((c) => c.weights[added] !== undefined);
+    if (after === undefined) lines.push(`Server ${added} added at lab second ${s.addServer.at}: no report of the weighter shows it.`);
+    else {
+      const others = result.servers.slice(0, s.servers).map((name) => after.weights[name] ?? NaN);
+      const mean = others.reduce((a, b) => a + b, 0) / others.length;
+      const w = after.weights[added] ?? NaN;
+      lines.push(
+        `Server ${added} added at lab second ${s.addServer.at} at HAProxy's weight 1, without metrics for ${s.addServer.metricsAfterSeconds} lab s: the weighter's next cycle gave it weight ${w} (rule ${after.rules[added] ?? 'unknown'}) against a mean of ${Number.isFinite(mean) ? mean.toFixed(0) : '—'} for the others.`,
+      );
+    }
+  }
+  return lines;
 }
 
 function countBy(values: readonly string[]): Record<string, number> {

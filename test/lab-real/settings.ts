@@ -1,5 +1,5 @@
 import { predictionScenario } from '../lab/predict.js';
-import { setupWithOverrides, type LabSetup, type Scenario } from '../lab/setup.js';
+import { setupWithOverrides, type LabSetup, type Scenario, type ScenarioEvent } from '../lab/setup.js';
 import type { Policy, WeightingSpec } from '../lab/simulator.js';
 import { windowSecondsOf, type ExampleSettings } from './weighter.js';
 
@@ -26,6 +26,16 @@ export interface RealLabSettings {
   /** Before the measured window: the weighter already runs, the figures do not count yet. */
   readonly warmupSeconds: number;
   readonly measureSeconds: number;
+  /**
+   * Lab second of a soft reload of both stacks' HAProxy (`haproxy -sf`): the old process keeps its
+   * connections, the new one takes every new connection. Null: none.
+   */
+  readonly reloadAt: number | null;
+  /**
+   * A server added to both stacks at run time (`add server` + `enable server`, weight 1), its
+   * metrics reaching Graphite `metricsAfterSeconds` later. Null: none.
+   */
+  readonly addServer: { readonly at: number; readonly metricsAfterSeconds: number } | null;
 }
 
 export const FULL_LAB: RealLabSettings = {
@@ -39,10 +49,19 @@ export const FULL_LAB: RealLabSettings = {
   bucketSeconds: 10,
   warmupSeconds: 600,
   measureSeconds: 3000,
+  // 2 lab seconds before the cycle the weighter runs about 8 lab seconds before each lab minute:
+  // the new process then holds a couple of sessions, the worst case for a policy that trusts them.
+  reloadAt: 1490,
+  addServer: { at: 2400, metricsAfterSeconds: 300 },
 };
 
-/** The README's quick demo: the same lab, 50 s of wall clock. */
-export const QUICK_LAB: RealLabSettings = { ...FULL_LAB, warmupSeconds: 200, measureSeconds: 800 };
+/** The README's quick demo: the same lab, 50 s of wall clock, without the events. */
+export const QUICK_LAB: RealLabSettings = { ...FULL_LAB, warmupSeconds: 200, measureSeconds: 800, reloadAt: null, addServer: null };
+
+/** Servers in the pool at the end: the configured ones, and the one added during the run. */
+export function poolSize(settings: RealLabSettings): number {
+  return settings.servers + (settings.addServer === null ? 0 : 1);
+}
 
 export function durationOf(settings: RealLabSettings): number {
   return settings.warmupSeconds + settings.measureSeconds;
@@ -55,7 +74,7 @@ export function durationOf(settings: RealLabSettings): number {
 export function simSetupFor(settings: RealLabSettings, example: ExampleSettings, delaySeconds: number): LabSetup {
   return setupWithOverrides(
     {
-      servers: settings.servers,
+      servers: poolSize(settings),
       loadBalancers: 1,
       arrivalsPerSecond: (settings.servers * settings.connectionsPerServer) / settings.meanLifetimeSeconds,
       rate: settings.rate,
@@ -74,9 +93,13 @@ export function simSetupFor(settings: RealLabSettings, example: ExampleSettings,
   );
 }
 
-/** The steady scenario the simulator's `predict` uses, over the real lab's window. */
+/** The scenario the simulator predicts the real lab with: its window, its reload and its added server. */
 export function scenarioFor(settings: RealLabSettings, setup: LabSetup): Scenario {
-  return predictionScenario(setup, { warmupSeconds: settings.warmupSeconds, measureSeconds: settings.measureSeconds });
+  const steady = predictionScenario(setup, { warmupSeconds: settings.warmupSeconds, measureSeconds: settings.measureSeconds });
+  const events: ScenarioEvent[] = [];
+  if (settings.reloadAt !== null) events.push({ at: settings.reloadAt, kind: 'reload' });
+  if (settings.addServer !== null) events.push({ at: settings.addServer.at, kind: 'add-server', server: settings.servers, metricsAfterSeconds: settings.addServer.metricsAfterSeconds });
+  return { ...steady, initialServers: Array.from({ length: settings.servers }, (_, i) => i), events };
 }
 
 /** The weighting of the example config in the simulator's terms. */

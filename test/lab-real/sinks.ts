@@ -22,6 +22,11 @@ export interface SinkOptions {
   readonly carbon?: { readonly url: string; readonly carbonPort: number; readonly prefix: string };
   /** Wall-clock milliseconds after a bucket ends before it is reported (late lines still count). */
   readonly reportLagMs?: number;
+  /**
+   * Per sink, the lab second before which it reports nothing (a server whose metrics have not
+   * reached Graphite yet: no series at all). Absent: every sink reports from the start.
+   */
+  readonly silentUntil?: readonly number[];
 }
 
 export interface Sinks {
@@ -132,11 +137,12 @@ export async function startSinks(options: SinkOptions): Promise<Sinks> {
     const carbon = options.carbon;
     if (carbon === undefined) return;
     const values = loads(bucket);
-    const points: GraphitePoint[] = names.map((name, s) => ({
-      path: `${carbon.prefix}.${name}.points_received`,
-      value: Math.round((values[s] ?? 0) * 1000) / 1000,
-      timestamp: clock.epochAt(bucket * bucketSeconds),
-    }));
+    const points: GraphitePoint[] = names.flatMap((name, s) =>
+      bucket * bucketSeconds < (options.silentUntil?.[s] ?? -Infinity)
+        ? []
+        : [{ path: `${carbon.prefix}.${name}.points_received`, value: Math.round((values[s] ?? 0) * 1000) / 1000, timestamp: clock.epochAt(bucket * bucketSeconds) }],
+    );
+    if (points.length === 0) return;
     try {
       await connectGraphite({ url: carbon.url, carbonPort: carbon.carbonPort }).write(points);
       reported++;

@@ -65,6 +65,10 @@ export interface WeighterCycle {
   readonly weights: Readonly<Record<string, number>>;
   /** The imbalance the weighter itself measured from Graphite. */
   readonly imbalance: number | null;
+  /** The reload the weighter's report named, or null. */
+  readonly reload: string | null;
+  /** The rule that decided each server's weight. */
+  readonly rules: Readonly<Record<string, string>>;
 }
 
 /** Pure: one line of `run --json` output as a cycle summary, or null for a line that is not a report. */
@@ -80,7 +84,11 @@ export function parseCycleLine(line: string, backendName: string): WeighterCycle
   const backend = parsed.data.backends.find((b) => b.backend === backendName);
   const plan = backend?.loadBalancers[0]?.plan;
   const weights: Record<string, number> = {};
-  for (const action of plan?.actions ?? []) weights[action.server] = action.kind === 'set-weight' && action.weight !== null ? action.weight : action.current;
+  const rules: Record<string, string> = {};
+  for (const action of plan?.actions ?? []) {
+    weights[action.server] = action.kind === 'set-weight' && action.weight !== null ? action.weight : action.current;
+    if (action.rule !== null) rules[action.server] = action.rule;
+  }
   return {
     startedMs: Date.parse(parsed.data.startedAt),
     outcome: parsed.data.outcome,
@@ -88,6 +96,8 @@ export function parseCycleLine(line: string, backendName: string): WeighterCycle
     plan: plan === undefined ? 'none' : (plan.reason ?? plan.status),
     weights,
     imbalance: backend?.imbalance ?? null,
+    reload: plan?.reload ?? null,
+    rules,
   };
 }
 

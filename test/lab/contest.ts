@@ -6,9 +6,9 @@ import { generateTraffic, type Traffic } from './traffic.js';
 import { runJobs } from './worker-pool.js';
 
 /**
- * The fair contest: each contender's factors are chosen by a grid search on training seeds (steady
- * and shock scenarios, the two the issue's targets are about), then every contender runs at its
- * chosen factors on evaluation seeds it was never tuned on, over every scenario.
+ * The fair contest: each contender's factors are chosen by a grid search on training seeds over
+ * the training scenarios (by default steady and shock), then every contender runs at its chosen
+ * factors on evaluation seeds it was never tuned on, over every scenario.
  *
  * The work is a list of independent, deterministic jobs (plain data in, plain data out), so it can
  * run on worker threads without changing any figure.
@@ -20,6 +20,8 @@ export type MeanFigures = Figures;
 export interface RankedSetting {
   readonly policy: Policy;
   readonly score: number;
+  /** Gap closed on each training scenario, in training-scenario order. */
+  readonly gaps: readonly (number | null)[];
   readonly steadyP95: number;
   readonly shockMinutes: number | null;
   readonly oscillation: number;
@@ -37,15 +39,19 @@ export interface ContenderResult {
   readonly perSeed: ReadonlyMap<string, readonly Figures[]>;
 }
 
+/** Mean figures per training scenario, by scenario name. */
+export type ScenarioFigures = ReadonlyMap<string, MeanFigures>;
+
 export interface Baselines {
-  readonly leastconn: { readonly steady: MeanFigures; readonly shock: MeanFigures };
-  readonly clairvoyant: { readonly steady: MeanFigures; readonly shock: MeanFigures };
+  readonly leastconn: ScenarioFigures;
+  readonly clairvoyant: ScenarioFigures;
 }
 
 export interface ContestResult {
   readonly results: readonly ContenderResult[];
   /** leastconn alone and the bound on the training seeds, which training scores are relative to. */
   readonly training: Baselines;
+  readonly trainingScenarios: readonly string[];
   readonly trainingSeeds: readonly number[];
   readonly evaluationSeeds: readonly number[];
   readonly simulations: number;
@@ -57,6 +63,8 @@ export interface ContestOptions {
   readonly contenders: readonly Contender[];
   readonly trainingSeeds: readonly number[];
   readonly evaluationSeeds: readonly number[];
+  /** Names of the scenarios the grid search scores on (default: steady and shock). */
+  readonly trainingScenarios?: readonly string[];
   /** Worker threads to spread the simulations over (1 = in this thread). */
   readonly workers?: number;
   /** Called after each contender's grid search, for progress output. */
@@ -84,6 +92,7 @@ function mean(values: readonly number[]): number {
 
 export function meanFigures(list: readonly Figures[]): MeanFigures {
   const shocks = list.map((f) => f.shockMinutes).filter((v): v is number => v !== null);
+  const sinkholes = list.map((f) => f.sinkholeShare).filter((v): v is number => v !== null);
   return {
     p50: mean(list.map((f) => f.p50)),
     p95: mean(list.map((f) => f.p95)),
@@ -92,6 +101,7 @@ export function meanFigures(list: readonly Figures[]): MeanFigures {
     shockMinutes: shocks.length === 0 ? null : mean(shocks),
     oscillation: mean(list.map((f) => f.oscillation)),
     writesPerServerHour: mean(list.map((f) => f.writesPerServerHour)),
+    sinkholeShare: sinkholes.length === 0 ? null : mean(sinkholes),
   };
 }
 
@@ -124,16 +134,20 @@ export function executeJob(job: Job): JobResult {
   }
 }
 
+/** The figure a scenario's gap closed is measured on. */
+export function figureOf(scenario: Pick<Scenario, 'figure'>, f: Figures): number | null {
+  return scenario.figure === 'shock' ? f.shockMinutes : f.p95;
+}
+
 /**
- * Training score: the mean of the steady p95 gap closed and the shock gap closed, against
- * leastconn and the clairvoyant bound on the same training seeds. Settings within 0.01 of the best
- * score count as equal and the one whose weights change direction least wins: the seed's functions
- * get the benefit of the doubt on oscillation too.
+ * Training score: the mean over the training scenarios of the gap closed (p95 imbalance, or the
+ * shock minutes for a shock scenario), against leastconn alone and the clairvoyant bound on the
+ * same training seeds. Settings within 0.01 of the best score count as equal and the one whose
+ * weights change direction least wins: the seed's functions get the benefit of the doubt on
+ * oscillation too.
  */
-export function score(steady: MeanFigures, shock: MeanFigures, leastconn: { steady: MeanFigures; shock: MeanFigures }, clairvoyant: { steady: MeanFigures; shock: MeanFigures }): number {
-  const a = gapClosed(leastconn.steady.p95, clairvoyant.steady.p95, steady.p95) ?? 0;
-  const b = gapClosed(leastconn.shock.shockMinutes ?? 0, clairvoyant.shock.shockMinutes ?? 0, shock.shockMinutes ?? 0) ?? 0;
-  return (a + b) / 2;
+export function score(gaps: readonly (number | null)[]): number {
+  return gaps.length === 0 ? 0 : gaps.reduce<number>((a, g) => a + (g ?? 0), 0) / gaps.length;
 }
 
 export const SCORE_TIE = 0.01;
@@ -143,9 +157,12 @@ export const RANKING_SIZE = 5;
 export async function runContest(options: ContestOptions): Promise<ContestResult> {
   const { setup, scenarios, trainingSeeds, evaluationSeeds } = options;
   const workers = options.workers ?? 1;
-  const steady = scenarios.find((s) => s.name === 'steady');
-  const shock = scenarios.find((s) => s.name === 'shock');
-  if (steady === undefined || shock === undefined) throw new Error('the contest needs the steady and shock scenarios');
+  const trainingNames = options.trainingScenarios ?? ['steady', 'shock'];
+  const training = trainingNames.map((name) => {
+    const scenario = scenarios.find((s) => s.name === name);
+    if (scenario === undefined) throw new Error(`the contest trains on the ${name} scenario, which is not among the scenarios`);
+    return scenario;
+  });
   const baselineOf = (id: string): Policy => {
     const policy = options.contenders.find((c) => c.id === id)?.grid[0];
     if (policy === undefined) throw new Error(`the contest needs the ${id} contender`);
@@ -155,17 +172,22 @@ export async function runContest(options: ContestOptions): Promise<ContestResult
   // Training: the two baselines, then every setting of every grid.
   const trainingPolicies = [baselineOf('leastconn'), baselineOf('clairvoyant'), ...options.contenders.flatMap((c) => (c.grid.length > 1 ? c.grid : []))];
   const trained = await runJobs<Job>(
-    trainingPolicies.map((policy) => ({ kind: 'train', setup, scenarios: [steady, shock], policy, seeds: trainingSeeds })),
+    trainingPolicies.map((policy) => ({ kind: 'train', setup, scenarios: training, policy, seeds: trainingSeeds })),
     workers,
     executeJob,
   );
-  const pair = (i: number): { steady: MeanFigures; shock: MeanFigures } => {
-    const [st, sh] = trained[i] ?? [];
-    if (st === undefined || sh === undefined) throw new Error(`training job ${i} returned no figures`);
-    return { steady: st, shock: sh };
+  const byScenario = (i: number): Map<string, MeanFigures> => {
+    const list = trained[i] ?? [];
+    if (list.length !== training.length) throw new Error(`training job ${i} returned ${list.length} figures for ${training.length} scenarios`);
+    return new Map(training.map((s, k) => [s.name, list[k] as MeanFigures]));
   };
-  const leastconn = pair(0);
-  const clairvoyant = pair(1);
+  const leastconn = byScenario(0);
+  const clairvoyant = byScenario(1);
+  const gapsOf = (mine: ReadonlyMap<string, MeanFigures>): (number | null)[] =>
+    training.map((s) => {
+      const [a, c, v] = [leastconn.get(s.name), clairvoyant.get(s.name), mine.get(s.name)].map((f) => (f === undefined ? null : figureOf(s, f)));
+      return a === null || a === undefined || c === null || c === undefined || v === null || v === undefined ? null : gapClosed(a, c, v);
+    });
 
   let offset = 2;
   const tuned = options.contenders.map((contender) => {
@@ -175,8 +197,10 @@ export async function runContest(options: ContestOptions): Promise<ContestResult
     let ranking: RankedSetting[] = [];
     if (contender.grid.length > 1) {
       const scored = contender.grid.map((policy, i): RankedSetting => {
-        const { steady: st, shock: sh } = pair(offset + i);
-        return { policy, score: score(st, sh, leastconn, clairvoyant), steadyP95: st.p95, shockMinutes: sh.shockMinutes, oscillation: st.oscillation };
+        const mine = byScenario(offset + i);
+        const gaps = gapsOf(mine);
+        const st = mine.get('steady') ?? mine.get(training[0]?.name ?? '');
+        return { policy, score: score(gaps), gaps, steadyP95: st?.p95 ?? NaN, shockMinutes: mine.get('shock')?.shockMinutes ?? null, oscillation: st?.oscillation ?? NaN };
       });
       offset += contender.grid.length;
       ranking = [...scored].sort((a, b) => b.score - a.score).slice(0, RANKING_SIZE);
@@ -206,6 +230,6 @@ export async function runContest(options: ContestOptions): Promise<ContestResult
       t.perSeed.set(scenario.name, list);
     });
   });
-  const simulations = trainingPolicies.length * 2 * trainingSeeds.length + jobs.length * policies.length;
-  return { results: tuned, training: { leastconn, clairvoyant }, trainingSeeds, evaluationSeeds, simulations };
+  const simulations = trainingPolicies.length * training.length * trainingSeeds.length + jobs.length * policies.length;
+  return { results: tuned, training: { leastconn, clairvoyant }, trainingScenarios: trainingNames, trainingSeeds, evaluationSeeds, simulations };
 }

@@ -22,6 +22,8 @@ export interface Balancer {
   weight(server: number): number;
   /** Connections this load balancer holds on the server (HAProxy's `scur`). */
   sessions(server: number): number;
+  /** Connections this process has placed on the server since it started (HAProxy's `stot`). */
+  totalSessions(server: number): number;
 }
 
 /**
@@ -47,9 +49,11 @@ export class LeastconnBalancer implements Balancer {
   private readonly up: boolean[];
   private readonly keys: number[];
   private readonly queuedAt: number[];
+  private readonly total: number[];
   private sequence = 0;
 
   constructor(serverCount: number, initialWeight: number) {
+    this.total = new Array<number>(serverCount).fill(0);
     this.active = new Array<number>(serverCount).fill(0);
     this.weights = new Array<number>(serverCount).fill(initialWeight);
     this.up = new Array<boolean>(serverCount).fill(false);
@@ -90,6 +94,7 @@ export class LeastconnBalancer implements Balancer {
 
   connected(server: number): void {
     this.active[server] = (this.active[server] ?? 0) + 1;
+    this.total[server] = (this.total[server] ?? 0) + 1;
     this.requeue(server, false);
   }
 
@@ -116,6 +121,10 @@ export class LeastconnBalancer implements Balancer {
   sessions(server: number): number {
     return this.active[server] ?? 0;
   }
+
+  totalSessions(server: number): number {
+    return this.total[server] ?? 0;
+  }
 }
 
 /**
@@ -131,8 +140,10 @@ export class RoundrobinBalancer implements Balancer {
   private readonly weights: number[];
   private readonly up: boolean[];
   private readonly credit: number[];
+  private readonly total: number[];
 
   constructor(serverCount: number, initialWeight: number) {
+    this.total = new Array<number>(serverCount).fill(0);
     this.active = new Array<number>(serverCount).fill(0);
     this.weights = new Array<number>(serverCount).fill(initialWeight);
     this.up = new Array<boolean>(serverCount).fill(false);
@@ -155,6 +166,7 @@ export class RoundrobinBalancer implements Balancer {
 
   connected(server: number): void {
     this.active[server] = (this.active[server] ?? 0) + 1;
+    this.total[server] = (this.total[server] ?? 0) + 1;
   }
 
   disconnected(server: number): void {
@@ -177,6 +189,10 @@ export class RoundrobinBalancer implements Balancer {
 
   sessions(server: number): number {
     return this.active[server] ?? 0;
+  }
+
+  totalSessions(server: number): number {
+    return this.total[server] ?? 0;
   }
 }
 

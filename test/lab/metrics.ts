@@ -15,6 +15,8 @@ export interface Figures {
   readonly oscillation: number;
   /** Weight writes per server per hour. */
   readonly writesPerServerHour: number;
+  /** Share of the connections placed in the measured window that went to a sinkhole; null without one. */
+  readonly sinkholeShare: number | null;
 }
 
 export const SHOCK_THRESHOLD = 1.2;
@@ -126,5 +128,6 @@ export function figures(result: SimResult, from: number, to: number): Figures {
     shockMinutes: shockMinutes(result),
     oscillation: osc.flips,
     writesPerServerHour: osc.writes,
+    sinkholeShare: result.sinkholeShare,
   };
 }

@@ -76,3 +76,13 @@ export function normal(u: Uniform): number {
   const r = Math.sqrt(-2 * Math.log(1 - u()));
   return r * Math.cos(2 * Math.PI * u());
 }
+
+/**
+ * Lognormal with the given mean and shape sigma (the standard deviation of the log), capped at
+ * `max`: exp(mu + sigma · z) with mu = ln(mean) - sigma² / 2. Heavy-tailed like the bounded Pareto
+ * but with a different shape: most connections near the median, a few far above it.
+ */
+export function lognormal(u: Uniform, mean: number, sigma: number, max: number): number {
+  const mu = Math.log(mean) - (sigma * sigma) / 2;
+  return Math.min(max, Math.exp(mu + sigma * normal(u)));
+}

@@ -1,16 +1,17 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { runContest } from './contest.js';
-import { figures } from './metrics.js';
-import { contenders } from './policies.js';
-import { describeSetup, panelOf, renderMarkdown, summarise } from './report.js';
-import { allScenarios, DEFAULT_SETUP, setupWithOverrides, shockScenario, type LabSetup } from './setup.js';
+import { executeJob, figureOf, gapClosed, meanFigures, runContest, type Job, type MeanFigures } from './contest.js';
+import { figures, type Figures } from './metrics.js';
+import { contenders, DEFAULT_POLICY, TRAINING_SCENARIOS } from './policies.js';
+import { describeSetup, num, panelOf, pct, renderMarkdown, summariseScenario, type SideTable } from './report.js';
+import { allScenarios, DEFAULT_SETUP, fleetScenarios, setupWithOverrides, shockScenario, steadyScenario, type LabSetup, type Scenario } from './setup.js';
 import { predict } from './predict.js';
-import { simulate, type WeightingSpec } from './simulator.js';
+import { simulate, type Policy, type WeightingSpec } from './simulator.js';
 import { renderChart } from './svg-chart.js';
+import { runJobs } from './worker-pool.js';
 
 /**
  * `npm run lab`: the whole simulated contest (grid search on training seeds, evaluation on other
@@ -23,15 +24,13 @@ import { renderChart } from './svg-chart.js';
  *   --out <dir>          where to write the results (default: test/lab/results for the full
  *                        default run, a new temporary directory for --quick or --setup runs)
  *   --quick              fewer seeds, for a smoke run
- *   --workers <n>        worker threads (default: 2, or 1 on a single core); the results do not
- *                        depend on it
+ *   --workers <n>        worker threads (default 1: the machines this runs on are shared); the
+ *                        results do not depend on it
  *   --predict <json>     no contest: predict steady traffic under leastconn alone, leastconn with
  *                        this weighting (e.g. '{"function":"feedback","gain":0.25,"deadband":0.02}')
  *                        and the clairvoyant bound, for the setup; prints JSON. With
  *                        --warmup <s> (default 300), --measure <s> (default 600), --seeds <n> (default 8).
  */
-
-const OURS = 'leastconn + feedback (ours)';
 
 function loadSetup(path: string | undefined): LabSetup {
   if (path === undefined) return DEFAULT_SETUP;
@@ -80,6 +79,102 @@ function runPrediction(setup: LabSetup, weightingText: string, warmupSeconds: nu
   );
 }
 
+const ALONE: Policy = { kind: 'haproxy', name: 'leastconn alone' };
+const BOUND: Policy = { kind: 'clairvoyant', name: 'clairvoyant bound' };
+
+/** Gap closed per policy over the seeds (by the mean figures), each job one (scenario, seed). */
+async function gaps(scenario: Scenario, policies: readonly Policy[], seeds: readonly number[], workers: number, setup: LabSetup): Promise<{ gap: (number | null)[]; oscillation: number[] }> {
+  const jobs: Job[] = seeds.map((seed) => ({ kind: 'evaluate', setup, scenario, seed, policies: [ALONE, BOUND, ...policies] }));
+  const results = await runJobs<Job>(jobs, workers, executeJob);
+  const mean = (i: number): MeanFigures => meanFigures(results.map((r) => r[i]).filter((f): f is Figures => f !== undefined));
+  const [a, c] = [figureOf(scenario, mean(0)), figureOf(scenario, mean(1))];
+  return {
+    gap: policies.map((_, i) => {
+      const v = figureOf(scenario, mean(i + 2));
+      return a === null || c === null || v === null ? null : gapClosed(a, c, v);
+    }),
+    oscillation: policies.map((_, i) => mean(i + 2).oscillation),
+  };
+}
+
+/** Item 8 of issue 11: several load balancers, each planned from its own sessions or all from their sum. */
+async function planningTable(setup: LabSetup, seeds: readonly number[], workers: number): Promise<SideTable> {
+  const rows: string[][] = [];
+  for (const lbs of [3, 10, 30]) {
+    const multi: LabSetup = { ...setup, loadBalancers: lbs };
+    for (const base of [steadyScenario(multi), shockScenario(multi)]) {
+      const scenario: Scenario = { ...base, name: `${base.name}-${lbs}lb`, setup: multi };
+      const policies: Policy[] = [
+        { ...DEFAULT_POLICY, name: 'per load balancer', planning: 'per-lb' },
+        { ...DEFAULT_POLICY, name: 'fleet-wide', planning: 'fleet' },
+      ];
+      const r = await gaps(scenario, policies, seeds, workers, multi);
+      rows.push([`${base.title}, ${lbs} load balancers`, pct(r.gap[0]), pct(r.gap[1]), num(r.oscillation[0], 1), num(r.oscillation[1], 1)]);
+    }
+  }
+  return {
+    title: 'Several load balancers: per-load-balancer or fleet-wide plans',
+    command: 'npm run lab',
+    intro: `The default policy with every load balancer planned from its own sessions (what ships), against one plan from the sessions and counters summed over all load balancers, the same weights written to each (identical batches: one SSM command for the fleet). Evaluation seeds ${seeds[0] ?? ''}..${seeds.at(-1) ?? ''}; arrivals spread evenly over the load balancers.`,
+    header: ['scenario', 'gap closed, per load balancer', 'gap closed, fleet-wide', 'weight reversals /server/h, per load balancer', 'fleet-wide'],
+    rows,
+    outro:
+      'Chosen: per load balancer. It balanced as well or better at every fleet size: each HAProxy fills its own deficits from its own counts, which identical weights cannot do when the load balancers hold different mixes. Fleet-wide plans reverse weights less and would make the SSM writes cheaper (one command instead of one per load balancer); they are not worth the balance.',
+  };
+}
+
+/** Why short lifetimes are hard: the default policy by weighter interval and metric freshness. */
+async function intervalTable(setup: LabSetup, seeds: readonly number[], workers: number): Promise<SideTable> {
+  const short = fleetScenarios(setup).find((s) => s.name === 'short-lifetimes');
+  if (short?.setup === undefined) throw new Error('no short-lifetimes scenario');
+  const rows: string[][] = [];
+  for (const [interval, resolution, delay] of [
+    [60, 10, 10],
+    [60, 1, 0],
+    [30, 10, 10],
+    [15, 10, 10],
+    [15, 1, 0],
+  ] as const) {
+    const variant: LabSetup = { ...short.setup, weighterIntervalSeconds: interval, metrics: { ...short.setup.metrics, resolutionSeconds: resolution, delaySeconds: delay } };
+    const r = await gaps({ ...short, setup: variant }, [DEFAULT_POLICY], seeds, workers, variant);
+    rows.push([`every ${interval} s`, `${resolution} s resolution, ${delay} s delay`, pct(r.gap[0])]);
+  }
+  return {
+    title: 'Short lifetimes: what the weighter interval allows',
+    command: 'npm run lab',
+    intro: `The default policy on the short-lifetimes scenario (3-minute connections) with other weighter intervals and metric pipelines, seeds ${seeds[0] ?? ''}..${seeds.at(-1) ?? ''}. The first row is the scenario above, on these seeds.`,
+    header: ['weighter', 'Graphite', 'gap closed'],
+    rows,
+  };
+}
+
+/** Why slow metrics are hard: the default policy with and without memory, by Graphite resolution and delay. */
+async function pipelineTable(setup: LabSetup, seeds: readonly number[], workers: number): Promise<SideTable> {
+  const slow = fleetScenarios(setup).find((s) => s.name === 'slow-metrics');
+  if (slow === undefined) throw new Error('no slow-metrics scenario');
+  const rows: string[][] = [];
+  for (const [resolution, delay] of [
+    [300, 60],
+    [300, 0],
+    [60, 60],
+    [60, 10],
+    [10, 10],
+  ] as const) {
+    const variant: LabSetup = { ...setup, metrics: { ...setup.metrics, resolutionSeconds: resolution, delaySeconds: delay } };
+    const r = await gaps({ ...slow, setup: variant }, [DEFAULT_POLICY, { ...DEFAULT_POLICY, name: 'no memory', oneShot: true }], seeds, workers, variant);
+    rows.push([`${resolution} s resolution, ${delay} s delay`, pct(r.gap[0]), pct(r.gap[1])]);
+  }
+  return {
+    title: 'Slow metrics: what the metrics allow',
+    command: 'npm run lab',
+    intro: `The default policy on the slow-metrics scenario's traffic with other Graphite pipelines, with its memory (as \`run\` and a warm Lambda keep it: the load estimated now from the connections HAProxy placed since the measured span) and without (a one-shot apply), seeds ${seeds[0] ?? ''}..${seeds.at(-1) ?? ''}. The first row is the scenario above, on these seeds.`,
+    header: ['Graphite', 'gap closed', 'gap closed without memory'],
+    rows,
+    outro:
+      'HAProxy 2.6 tells nothing live about a long-lived TCP connection\'s traffic: a server\'s `bin` counter grows only when a connection ends (measured on 2.6.12 in this repository\'s development; see docs/design.md). What it does tell, how many connections each server took since (`stot`), gives the load estimate its expected value, not the rate of the heavy clients among them.',
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -90,7 +185,7 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '300' },
       measure: { type: 'string', default: '600' },
       seeds: { type: 'string', default: '8' },
-      workers: { type: 'string', default: String(Math.min(2, availableParallelism())) },
+      workers: { type: 'string', default: '1' },
     },
   });
   const workers = Number(values.workers);
@@ -106,9 +201,11 @@ async function main(): Promise<void> {
   const committed = !values.quick && values.setup === undefined;
   const outDir = resolve(values.out ?? (committed ? join(here, 'results') : mkdtempSync(join(tmpdir(), 'lab-'))));
   const setup = loadSetup(values.setup);
-  const scenarios = allScenarios(setup);
-  const trainingSeeds = values.quick ? [1, 2] : [1, 2, 3, 4, 5, 6];
+  const scenarios = [...allScenarios(setup), ...fleetScenarios(setup)];
+  const trainingSeeds = values.quick ? [1] : [1, 2, 3, 4, 5, 6];
   const evaluationSeeds = values.quick ? [101, 102] : Array.from({ length: 20 }, (_, i) => 101 + i);
+  const sideSeeds = evaluationSeeds.slice(0, values.quick ? 2 : 8);
+  const command = `npm run lab${values.quick ? ' -- --quick' : ''}${values.setup === undefined ? '' : ` -- --setup ${values.setup}`}`;
 
   console.log(`Convergence lab: ${describeSetup(setup)}`);
   const contest = await runContest({
@@ -118,21 +215,25 @@ async function main(): Promise<void> {
     contenders: contenders(),
     trainingSeeds,
     evaluationSeeds,
+    trainingScenarios: TRAINING_SCENARIOS,
     onProgress: (m) => console.log(`  grid search · ${m}`),
   });
-  const markdown = renderMarkdown(contest, setup, scenarios, OURS);
+  console.log('  side experiments: several load balancers, weighter intervals...');
+  const sides = [await planningTable(setup, sideSeeds, workers), await intervalTable(setup, sideSeeds, workers), await pipelineTable(setup, sideSeeds, workers)];
+  const markdown = renderMarkdown(contest, setup, scenarios, sides, command);
 
-  // The chart: the shock scenario on the first evaluation seed, every contender at its factors.
+  // The chart: the shock scenario on the first evaluation seed, four contenders at their factors.
   const shock = shockScenario(setup);
   const chartSeed = evaluationSeeds[0] ?? 101;
-  const summary = summarise(contest);
-  const panels = contest.results.map((r, i) => {
-    const result = simulate(setup, shock, r.chosen, chartSeed);
-    const f = figures(result, shock.measureFrom, shock.measureTo);
-    const gap = summary[i]?.steadyGap;
-    const subtitle = `this run: p95 ${f.p95.toFixed(2)}, ${f.shockMinutes?.toFixed(0) ?? '—'} min > 1.2x · all seeds: steady gap closed ${gap === null || gap === undefined ? '—' : `${Math.round(gap * 100)}%`}`;
-    return panelOf(r.contender.label, subtitle, result, shock.measureFrom - 1800, shock.measureTo, 60, shock.measureFrom);
-  });
+  const panels = contest.results
+    .filter((r) => ['leastconn', 'limited-proportions', 'default', 'clairvoyant'].includes(r.contender.id))
+    .map((r) => {
+      const result = simulate(setup, shock, r.chosen, chartSeed);
+      const f = figures(result, shock.measureFrom, shock.measureTo);
+      const gap = r.contender.id === 'leastconn' || r.contender.id === 'clairvoyant' ? null : summariseScenario(contest, r.contender.id, steadyScenario(setup)).gap;
+      const subtitle = `this run: p95 ${f.p95.toFixed(2)}, ${f.shockMinutes?.toFixed(0) ?? '—'} min > 1.2x${gap === null ? '' : ` · all seeds: steady gap closed ${pct(gap)}`}`;
+      return panelOf(r.contender.label, subtitle, result, shock.measureFrom - 1800, shock.measureTo, 60, shock.measureFrom);
+    });
   const svg = renderChart({
     title: 'Load per server around a shock, by policy (simulated)',
     caption: `${setup.servers} servers, heavy-tailed long-lived connections; two ${setup.rate.max} points/s clients connect at minute 0 (seed ${chartSeed})`,
@@ -148,7 +249,7 @@ async function main(): Promise<void> {
   writeFileSync(join(outDir, 'convergence.svg'), svg);
   console.log('');
   console.log(markdown);
-  console.log(`Wrote ${join(outDir, 'contest.md')} and ${join(outDir, 'convergence.svg')} (${contest.simulations} simulations in ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  console.log(`Wrote ${join(outDir, 'contest.md')} and ${join(outDir, 'convergence.svg')} (${contest.simulations} contest simulations in ${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
 await main();

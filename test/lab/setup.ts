@@ -26,6 +26,11 @@ export interface RateDistribution {
   readonly min: number;
   readonly max: number;
   readonly alpha: number;
+  /**
+   * When set, rates are lognormal instead, with this shape (standard deviation of the log), the
+   * same mean as the bounded Pareto above and capped at `max`.
+   */
+  readonly lognormalSigma?: number;
 }
 
 export interface LabSetup {
@@ -42,6 +47,15 @@ export interface LabSetup {
   readonly initialWeight: number;
   readonly weighterIntervalSeconds: number;
   readonly metrics: MetricsPipeline;
+  /** The backend's balance algorithm (leastconn when absent). */
+  readonly algorithm?: 'leastconn' | 'roundrobin';
+  /**
+   * Capacity of each server relative to a full one (1 when absent). Graphite then reports
+   * utilisation, load / capacity, and the imbalance is measured on it.
+   */
+  readonly capacities?: readonly number[];
+  /** Each client opens this many connections at once (same load balancer, same lifetime). */
+  readonly burst?: { readonly size: number };
 }
 
 export interface ShockClient {
@@ -51,9 +65,18 @@ export interface ShockClient {
 
 export type ScenarioEvent =
   | { readonly at: number; readonly kind: 'shock'; readonly clients: readonly ShockClient[] }
-  | { readonly at: number; readonly kind: 'add-server'; readonly server: number }
+  /** The server joins the pool; its metrics reach Graphite only `metricsAfterSeconds` later (0 when absent). */
+  | { readonly at: number; readonly kind: 'add-server'; readonly server: number; readonly metricsAfterSeconds?: number }
   | { readonly at: number; readonly kind: 'server-down'; readonly server: number }
-  | { readonly at: number; readonly kind: 'server-up'; readonly server: number };
+  | { readonly at: number; readonly kind: 'server-up'; readonly server: number }
+  /**
+   * A soft reload (`haproxy -sf`) of one load balancer (every one when absent): a new process with
+   * the configured weights and no connection takes every new connection; the old one keeps its
+   * connections until they end.
+   */
+  | { readonly at: number; readonly kind: 'reload'; readonly loadBalancer?: number }
+  /** From then on the server accepts connections but ingests nothing: it reports a load of 0. */
+  | { readonly at: number; readonly kind: 'sinkhole'; readonly server: number };
 
 export interface Ramp {
   /** The arrival rate swings between (1 - amplitude) and (1 + amplitude) times the base. */
@@ -64,6 +87,13 @@ export interface Ramp {
 export interface Scenario {
   readonly name: string;
   readonly title: string;
+  /** The setup this scenario runs on, when it is not the contest's (e.g. slow metrics, 40 servers). */
+  readonly setup?: LabSetup;
+  /**
+   * The figure its gap closed is measured on: p95 imbalance, or the minutes the shocked servers
+   * spend above 1.2x the mean (p95 when absent).
+   */
+  readonly figure?: 'p95' | 'shock';
   /** Indices of the servers in service at time 0. */
   readonly initialServers: readonly number[];
   readonly durationSeconds: number;
@@ -73,6 +103,13 @@ export interface Scenario {
   readonly ramp?: Ramp;
   readonly events: readonly ScenarioEvent[];
 }
+
+/**
+ * The render window the product ships (`from: -15min`, the schema default): wide enough for
+ * Graphite delays of several minutes at a 5-minute resolution. With the leading edge a wide window
+ * costs nothing: the newest point is used.
+ */
+export const SHIPPED_WINDOW_SECONDS = 900;
 
 /**
  * The default setup: 10 ingestion servers at about 10,000 points/s each. Rates follow a bounded
@@ -92,7 +129,7 @@ export const DEFAULT_SETUP: LabSetup = {
   meanLifetimeSeconds: 1800,
   initialWeight: 256,
   weighterIntervalSeconds: 60,
-  metrics: { resolutionSeconds: 10, delaySeconds: 10, windowSeconds: 60, aggregation: 'leading-edge', noise: 0 },
+  metrics: { resolutionSeconds: 10, delaySeconds: 10, windowSeconds: SHIPPED_WINDOW_SECONDS, aggregation: 'leading-edge', noise: 0 },
 };
 
 const positive = z.number().gt(0).finite();
@@ -105,7 +142,8 @@ const setupOverrides = z.strictObject({
   meanLifetimeSeconds: positive.optional(),
   initialWeight: z.number().int().min(1).max(256).optional(),
   weighterIntervalSeconds: positive.optional(),
-  rate: z.strictObject({ min: positive, max: positive, alpha: positive }).partial().optional(),
+  rate: z.strictObject({ min: positive, max: positive, alpha: positive, lognormalSigma: positive }).partial().optional(),
+  algorithm: z.enum(['leastconn', 'roundrobin']).optional(),
   metrics: z
     .strictObject({
       resolutionSeconds: positive,
@@ -156,6 +194,7 @@ export function shockScenario(setup: LabSetup): Scenario {
   return {
     name: 'shock',
     title: `shock: two ${setup.rate.max} points/s clients`,
+    figure: 'shock',
     initialServers: range(setup.servers),
     durationSeconds: 2 * HOUR,
     measureFrom: HOUR,
@@ -213,6 +252,79 @@ export function dailyRampScenario(setup: LabSetup): Scenario {
 
 export function allScenarios(setup: LabSetup): Scenario[] {
   return [steadyScenario(setup), shockScenario(setup), serverAddedScenario(setup), serverLeavesScenario(setup), dailyRampScenario(setup)];
+}
+
+/** The setup with a new mean lifetime, arrivals scaled so that each server carries the same load. */
+export function withLifetime(setup: LabSetup, meanLifetimeSeconds: number): LabSetup {
+  return { ...setup, meanLifetimeSeconds, arrivalsPerSecond: (setup.arrivalsPerSecond * setup.meanLifetimeSeconds) / meanLifetimeSeconds };
+}
+
+/** A steady scenario on another setup. */
+function steadyOn(setup: LabSetup, name: string, title: string, settle = HOUR, measured = 4 * HOUR): Scenario {
+  return { name, title, setup, initialServers: range(setup.servers), durationSeconds: settle + measured, measureFrom: settle, measureTo: settle + measured, events: [] };
+}
+
+/**
+ * Issue 11's scenarios: the everyday events of a long-lived-connection fleet and the traffic
+ * shapes the first contest lacked. Each runs on its own setup derived from `setup`.
+ */
+export function fleetScenarios(setup: LabSetup): Scenario[] {
+  const long = withLifetime(setup, 2 * HOUR);
+  const shockClient = { rate: setup.rate.max, lifetimeSeconds: 2 * HOUR };
+  const slow: LabSetup = { ...setup, metrics: { ...setup.metrics, resolutionSeconds: 300, delaySeconds: 60 } };
+  const capacities = range(setup.servers).map((i) => (i < 3 ? 0.5 : 1));
+  return [
+    steadyOn(slow, 'slow-metrics', 'slow metrics: 300 s resolution, 60 s delay'),
+    steadyOn(withLifetime(setup, 180), 'short-lifetimes', 'short lifetimes: 3 min mean'),
+    steadyOn(long, 'long-lifetimes', 'long lifetimes: 2 h mean', 2 * HOUR, 4 * HOUR),
+    {
+      name: 'long-lifetimes-shock',
+      title: 'long lifetimes (2 h): shock',
+      figure: 'shock',
+      setup: long,
+      initialServers: range(setup.servers),
+      durationSeconds: 3 * HOUR,
+      measureFrom: 2 * HOUR,
+      measureTo: 3 * HOUR,
+      events: [{ at: 2 * HOUR, kind: 'shock', clients: [shockClient, shockClient] }],
+    },
+    steadyOn({ ...setup, burst: { size: 30 } }, 'bursts', 'bursts: each client opens 30 connections at once'),
+    steadyOn({ ...setup, servers: 40, arrivalsPerSecond: 12_000 / setup.meanLifetimeSeconds }, 'forty-servers', '40 servers, 12,000 connections'),
+    steadyOn({ ...setup, rate: { ...setup.rate, lognormalSigma: 1.5 } }, 'lognormal', 'lognormal rates (σ = 1.5, same mean)'),
+    steadyOn({ ...setup, capacities }, 'unequal-capacity', 'unequal capacity: 3 of 10 at half, load as utilisation'),
+    steadyOn({ ...setup, algorithm: 'roundrobin' }, 'roundrobin', 'roundrobin backend'),
+    {
+      name: 'soft-reload',
+      // Cycles run on whole multiples of the interval, so one runs at the hour: the worst moment.
+      title: 'soft reload 1 s before a cycle',
+      setup,
+      initialServers: range(setup.servers),
+      durationSeconds: 3 * HOUR,
+      measureFrom: HOUR,
+      measureTo: 3 * HOUR,
+      events: [{ at: HOUR - 1, kind: 'reload' }],
+    },
+    {
+      name: 'added-without-metrics',
+      title: 'a server added, its metrics 15 min late',
+      setup,
+      initialServers: range(setup.servers - 1),
+      durationSeconds: 3 * HOUR,
+      measureFrom: HOUR,
+      measureTo: 3 * HOUR,
+      events: [{ at: HOUR, kind: 'add-server', server: setup.servers - 1, metricsAfterSeconds: 900 }],
+    },
+    {
+      name: 'sinkhole',
+      title: 'a sinkhole: one server ingests nothing',
+      setup,
+      initialServers: range(setup.servers),
+      durationSeconds: 3 * HOUR,
+      measureFrom: HOUR,
+      measureTo: 3 * HOUR,
+      events: [{ at: HOUR, kind: 'sinkhole', server: 0 }],
+    },
+  ];
 }
 
 /** Arrival rate at time t (a ramp's trough is at t = 0). */

@@ -1,7 +1,8 @@
 import { parseConfig, type BackendConfig } from '../../functions/core/config.js';
+import { updateMemory, type BackendMemory } from '../../functions/core/control-memory.js';
 import { measure } from '../../functions/core/measure.js';
-import { planBackend } from '../../functions/core/plan.js';
-import type { ObservedBackend, Series } from '../../functions/core/types.js';
+import { decideBackend, type WeightExplanation } from '../../functions/core/plan.js';
+import type { ObservedBackend, ObservedServer, Series } from '../../functions/core/types.js';
 import { createBalancer, type Balancer } from './haproxy-model.js';
 import { normal, uniform } from './random.js';
 import { serverName, type Aggregation, type LabSetup, type MetricsPipeline, type Scenario } from './setup.js';
@@ -24,12 +25,22 @@ export type Policy =
   | {
       readonly kind: 'haproxy';
       readonly name: string;
-      readonly algorithm: 'leastconn' | 'roundrobin';
+      /** Absent: the backend's own algorithm (the setup's). */
+      readonly algorithm?: 'leastconn' | 'roundrobin';
       /** Absent: HAProxy alone, no weighter. */
       readonly weighting?: WeightingSpec;
       readonly maxChangePerCycle?: number;
       /** Overrides the setup's aggregation for this policy's weighter. */
       readonly aggregation?: Aggregation;
+      /** Backend settings beyond the weighting (bounds, newServerShare), as in the YAML file. */
+      readonly backend?: Readonly<Record<string, unknown>>;
+      /**
+       * per-lb (default): each load balancer planned from its own sessions; fleet: one plan from the
+       * sessions summed over every load balancer, the same weights written everywhere.
+       */
+      readonly planning?: 'per-lb' | 'fleet';
+      /** Keep no memory between cycles, as a one-shot `apply` would (default: remember, as `run`). */
+      readonly oneShot?: boolean;
     };
 
 export interface WeightCycle {
@@ -51,6 +62,10 @@ export interface SimResult {
   readonly writes: number;
   /** Cycles whose plan was skipped (no quorum, unsupported algorithm, ...). */
   readonly skippedPlans: number;
+  /** Share of all connections placed during the measured window that went to a sinkhole server (null without one). */
+  readonly sinkholeShare: number | null;
+  /** Reloads the weighter's report named. */
+  readonly reloadsSeen: number;
 }
 
 const BACKEND = 'ingest';
@@ -73,6 +88,7 @@ export function backendConfigFor(setup: LabSetup, policy: Policy): BackendConfig
           aggregation: policy.aggregation ?? setup.metrics.aggregation,
           weighting: policy.weighting,
           ...(policy.maxChangePerCycle === undefined ? {} : { maxChangePerCycle: policy.maxChangePerCycle }),
+          ...policy.backend,
         },
       ],
       intervalSeconds: Math.max(1, Math.round(setup.weighterIntervalSeconds)),
@@ -151,28 +167,49 @@ class EventHeap {
 export interface SimulateOptions {
   /** Traffic drawn beforehand, to share between policies (drawn from the seed otherwise). */
   readonly traffic?: Traffic;
+  /**
+   * Called after each plan with the weighter's explanations (what it measured and estimated) and
+   * the true utilisation of every server at that instant: to check the weighter's view, never
+   * used by the figures.
+   */
+  readonly onDecision?: (time: number, explanations: ReadonlyMap<string, WeightExplanation>, truth: readonly number[]) => void;
 }
 
-/** Runs one scenario under one policy. */
-export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, seed: number, options: SimulateOptions = {}): SimResult {
+/** Runs one scenario under one policy (on the scenario's own setup when it has one). */
+export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Policy, seed: number, options: SimulateOptions = {}): SimResult {
+  const setup = scenario.setup ?? defaultSetup;
   validateSetup(setup);
   validateScenario(setup, scenario);
   const traffic = options.traffic ?? generateTraffic(setup, scenario, seed);
   const n = setup.servers;
   const names = Array.from({ length: n }, (_, i) => serverName(i));
   const backend = backendConfigFor(setup, policy);
-  const algorithm = policy.kind === 'haproxy' ? policy.algorithm : 'leastconn';
-  const balancers: Balancer[] = Array.from({ length: setup.loadBalancers }, () => createBalancer(algorithm, n, setup.initialWeight));
+  const algorithm = policy.kind === 'haproxy' ? (policy.algorithm ?? setup.algorithm ?? 'leastconn') : 'leastconn';
+  const capacity = Float64Array.from(names, (_, i) => setup.capacities?.[i] ?? 1);
   const noise = uniform(seed, `${scenario.name}/metric-noise`);
   const res = setup.metrics.resolutionSeconds;
 
   const inPool = new Array<boolean>(n).fill(false);
   const up = new Array<boolean>(n).fill(false);
+  /** Servers whose metrics have not reached Graphite yet (until that time). */
+  const silentUntil = new Float64Array(n);
+  const sinkhole = new Array<boolean>(n).fill(false);
   const load = new Float64Array(n);
   const integral = new Float64Array(n);
   const integratedTo = new Float64Array(n);
   /** Reported points per server, one per bucket; null when the server reported nothing. */
   const reported: (number | null)[][] = Array.from({ length: n }, () => []);
+
+  // HAProxy processes: one per load balancer, plus the old ones a soft reload left holding their connections.
+  const processes: Balancer[] = [];
+  const current: number[] = [];
+  const newProcess = (): number => {
+    const b = createBalancer(algorithm, n, setup.initialWeight);
+    for (let s = 0; s < n; s++) if (up[s] === true) b.setUp(s, true);
+    processes.push(b);
+    return processes.length - 1;
+  };
+  for (let lb = 0; lb < setup.loadBalancers; lb++) current.push(newProcess());
 
   // Connection ids: the initial clients, then the arrivals, then the scenario's extra clients.
   const base = traffic.initial.length + traffic.arrivals.length;
@@ -180,6 +217,7 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
   const connRate = new Float64Array(base + extras);
   const connServer = new Int32Array(base + extras).fill(-1);
   const connBalancer = new Int32Array(base + extras);
+  const connProcess = new Int32Array(base + extras).fill(-1);
   let nextExtra = base;
   const departureOrder = traffic.departureOrder ?? departureOrderOf(traffic.initial, traffic.arrivals);
   // Flat copies of the times the event loop reads at every step.
@@ -194,7 +232,10 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
   const cycles: WeightCycle[] = [];
   let writes = 0;
   let skippedPlans = 0;
+  let reloadsSeen = 0;
   let shock: SimResult['shock'] = null;
+  let placedMeasured = 0;
+  let placedOnSinkholes = 0;
 
   const advance = (server: number, t: number): void => {
     integral[server] = (integral[server] ?? 0) + (load[server] ?? 0) * (t - (integratedTo[server] ?? 0));
@@ -203,23 +244,30 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
 
   const choose = (balancer: Balancer): number => {
     if (policy.kind !== 'clairvoyant') return balancer.pick();
+    // The bound knows every rate and capacity: the server least utilised now.
     let best = -1;
     for (let i = 0; i < n; i++) {
-      if (up[i] === true && (best === -1 || (load[i] ?? 0) < (load[best] ?? 0))) best = i;
+      if (up[i] === true && (best === -1 || (load[i] ?? 0) / (capacity[i] ?? 1) < (load[best] ?? 0) / (capacity[best] ?? 1))) best = i;
     }
     return best;
   };
 
   /** Places a connection; returns the server, or -1 when no server is up (the client gives up). */
   const place = (id: number, t: number): number => {
-    const balancer = balancers[connBalancer[id] ?? 0];
+    const processIndex = current[connBalancer[id] ?? 0] ?? -1;
+    const balancer = processes[processIndex];
     if (balancer === undefined) throw new Error(`no load balancer for connection ${id}`);
     const server = choose(balancer);
     if (server === -1) return -1;
     advance(server, t);
     load[server] = (load[server] ?? 0) + (connRate[id] ?? 0);
     connServer[id] = server;
+    connProcess[id] = processIndex;
     balancer.connected(server);
+    if (t > scenario.measureFrom && t <= scenario.measureTo) {
+      placedMeasured++;
+      if (sinkhole[server] === true) placedOnSinkholes++;
+    }
     return server;
   };
 
@@ -235,13 +283,13 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
     advance(server, t);
     load[server] = Math.max(0, (load[server] ?? 0) - (connRate[id] ?? 0));
     connServer[id] = -1;
-    balancers[connBalancer[id] ?? 0]?.disconnected(server);
+    processes[connProcess[id] ?? -1]?.disconnected(server);
   };
 
   const setServerUp = (server: number, isUp: boolean, t: number): void => {
     advance(server, t);
     up[server] = isUp;
-    for (const b of balancers) b.setUp(server, isUp);
+    for (const b of processes) b.setUp(server, isUp);
   };
 
   for (const s of scenario.initialServers) {
@@ -256,14 +304,17 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
     for (let s = 0; s < n; s++) {
       if (inPool[s] !== true) continue;
       advance(s, end);
-      const mean = (integral[s] ?? 0) / res;
+      const utilisation = (integral[s] ?? 0) / res / (capacity[s] ?? 1);
       integral[s] = 0;
       const list = reported[s];
       if (list === undefined) continue;
+      if (up[s] === true) loads[bucket * n + s] = utilisation;
+      // Metrics not reaching Graphite yet: no series at all until they do.
+      if (end <= (silentUntil[s] ?? 0)) continue;
       while (list.length < bucket) list.push(null);
       if (up[s] === true) {
-        loads[bucket * n + s] = mean;
-        const noisy = setup.metrics.noise > 0 ? mean * Math.max(0, 1 + setup.metrics.noise * normal(noise)) : mean;
+        const reportedValue = sinkhole[s] === true ? 0 : utilisation;
+        const noisy = setup.metrics.noise > 0 ? reportedValue * Math.max(0, 1 + setup.metrics.noise * normal(noise)) : reportedValue;
         list.push(noisy);
       } else {
         // A host that is down reports nothing; Graphite shows nulls.
@@ -272,7 +323,7 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
     }
   };
 
-  const weightsNow = (): number[][] => balancers.map((b) => names.map((_, s) => (inPool[s] === true ? b.weight(s) : NaN)));
+  const weightsNow = (): number[][] => current.map((p) => names.map((_, s) => (inPool[s] === true ? (processes[p]?.weight(s) ?? NaN) : NaN)));
 
   const weighterCycle = (t: number): void => {
     if (backend !== null) runWeighter(backend, t);
@@ -280,39 +331,73 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
     cycles.push({ time: t, weights: weightsNow() });
   };
 
-  const runWeighter = (config: BackendConfig, t: number): void => {
-    const measurement = measure(renderSeries(t), config);
-    balancers.forEach((balancer, lb) => {
-      const observed: ObservedBackend = {
-        backend: BACKEND,
-        algorithm: balancer.algorithm,
-        servers: names.flatMap((name, s) =>
-          inPool[s] === true
-            ? [{ name, status: up[s] === true ? 'UP' : 'DOWN', admin: 'ready' as const, weight: balancer.weight(s), initialWeight: setup.initialWeight, sessions: balancer.sessions(s) }]
-            : [],
-        ),
-      };
-      const plan = planBackend({ backend: config, loadBalancer: `lb${lb + 1}`, observed, measurement });
-      if (plan.status === 'skipped') {
-        skippedPlans++;
-        return;
-      }
-      for (const action of plan.actions) {
-        if (action.kind !== 'set-weight') continue;
-        const s = names.indexOf(action.server);
-        if (s === -1) throw new Error(`plan names unknown server ${action.server}`);
-        balancer.setWeight(s, action.weight);
+  const observe = (pi: number): ObservedServer[] => {
+    const p = processes[pi];
+    if (p === undefined) return [];
+    return names.flatMap((name, s) =>
+      inPool[s] === true ? [{ name, status: up[s] === true ? 'UP' : 'DOWN', admin: 'ready' as const, weight: p.weight(s), initialWeight: setup.initialWeight, sessions: p.sessions(s), totalSessions: p.totalSessions(s) }] : [],
+    );
+  };
+
+  const memories = new Map<string, BackendMemory>();
+  const planning = policy.kind === 'haproxy' ? (policy.planning ?? 'per-lb') : 'per-lb';
+  const oneShot = policy.kind === 'haproxy' && policy.oneShot === true;
+
+  const decide = (config: BackendConfig, key: string, observed: ObservedBackend, measurement: ReturnType<typeof measure>, t: number) => {
+    const memory = oneShot ? undefined : updateMemory(memories.get(key), observed, t, measurement.loads.keys());
+    if (memory !== undefined) memories.set(key, memory);
+    const decision = decideBackend({ backend: config, loadBalancer: key, observed, measurement, now: t, ...(memory === undefined ? {} : { memory }) });
+    if (decision.reload !== null) reloadsSeen++;
+    options.onDecision?.(t, decision.explanations, names.map((_, i) => (load[i] ?? 0) / (capacity[i] ?? 1)));
+    return decision.plan;
+  };
+
+  const apply = (plan: ReturnType<typeof decideBackend>['plan'], targets: readonly Balancer[]): void => {
+    if (plan.status === 'skipped') {
+      skippedPlans++;
+      return;
+    }
+    for (const action of plan.actions) {
+      if (action.kind !== 'set-weight') continue;
+      const s = names.indexOf(action.server);
+      if (s === -1) throw new Error(`plan names unknown server ${action.server}`);
+      for (const b of targets) {
+        if (b.weight(s) === action.weight) continue;
+        b.setWeight(s, action.weight);
         writes++;
       }
+    }
+  };
+
+  const runWeighter = (config: BackendConfig, t: number): void => {
+    const measurement = measure(renderSeries(t), config);
+    const balancers = current.map((p) => processes[p]).filter((b): b is Balancer => b !== undefined);
+    if (planning === 'fleet') {
+      // One view of the fleet: sessions and counters summed over the load balancers, the weights of the first.
+      const views = current.map((p) => observe(p));
+      const merged = (views[0] ?? []).map((s, i) => ({
+        ...s,
+        sessions: views.reduce((a, v) => a + (v[i]?.sessions ?? 0), 0),
+        totalSessions: views.reduce((a, v) => a + (v[i]?.totalSessions ?? 0), 0),
+      }));
+      apply(decide(config, 'fleet', { backend: BACKEND, algorithm, servers: merged }, measurement, t), balancers);
+      return;
+    }
+    current.forEach((p, lb) => {
+      const balancer = processes[p];
+      if (balancer === undefined) return;
+      apply(decide(config, `lb${lb + 1}`, { backend: BACKEND, algorithm: balancer.algorithm, servers: observe(p) }, measurement, t), [balancer]);
     });
   };
 
-  /** What `/render?target=...&from=-<window>s` returns at time t. */
+  /** What `/render?target=...&from=-<window>s` returns at time t, with Graphite's timestamps (bucket starts). */
   const renderSeries = (t: number): Series[] => {
     const series: Series[] = [];
+    const window = renderWindow(t, setup.metrics);
+    const timestamps = window.count > 0 ? Array.from({ length: window.count }, (_, i) => (window.first + i) * res) : [];
     reported.forEach((list, s) => {
       // Graphite has no series for a server that never reported.
-      if (list.length > 0) series.push({ name: names[s] ?? String(s), values: renderPoints(list, t, setup.metrics) });
+      if (list.length > 0) series.push({ name: names[s] ?? String(s), values: renderPoints(list, t, setup.metrics), timestamps });
     });
     return series;
   };
@@ -354,6 +439,7 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
         case 'add-server':
           inPool[event.server] = true;
           integratedTo[event.server] = t;
+          silentUntil[event.server] = t + (event.metricsAfterSeconds ?? 0);
           setServerUp(event.server, true, t);
           break;
         case 'server-down': {
@@ -373,6 +459,14 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
         case 'server-up':
           setServerUp(event.server, true, t);
           break;
+        case 'reload':
+          for (let lb = 0; lb < current.length; lb++) {
+            if (event.loadBalancer === undefined || event.loadBalancer === lb) current[lb] = newProcess();
+          }
+          break;
+        case 'sinkhole':
+          sinkhole[event.server] = true;
+          break;
       }
     } else if (t === tDeparture) {
       if (extraDepartures.peekTime() === t) close(extraDepartures.pop(), t);
@@ -387,7 +481,16 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
     }
   }
 
-  return { servers: names, sampleTimes, loads, cycles, shock, writes, skippedPlans };
+  const sinkholeShare = sinkhole.some((x) => x) ? (placedMeasured === 0 ? 0 : placedOnSinkholes / placedMeasured) : null;
+  return { servers: names, sampleTimes, loads, cycles, shock, writes, skippedPlans, sinkholeShare, reloadsSeen };
+}
+
+/** The buckets `/render?from=-<window>s` covers at time t: those starting in [t - window, t). */
+function renderWindow(t: number, metrics: Pick<MetricsPipeline, 'resolutionSeconds' | 'windowSeconds'>): { first: number; count: number } {
+  const res = metrics.resolutionSeconds;
+  const first = Math.max(0, Math.ceil((t - metrics.windowSeconds) / res - 1e-9));
+  const last = Math.ceil(t / res - 1e-9) - 1;
+  return { first, count: Math.max(0, last - first + 1) };
 }
 
 /**
@@ -397,10 +500,9 @@ export function simulate(setup: LabSetup, scenario: Scenario, policy: Policy, se
  */
 export function renderPoints(reported: readonly (number | null)[], t: number, metrics: Pick<MetricsPipeline, 'resolutionSeconds' | 'delaySeconds' | 'windowSeconds'>): (number | null)[] {
   const res = metrics.resolutionSeconds;
-  const first = Math.max(0, Math.ceil((t - metrics.windowSeconds) / res - 1e-9));
-  const last = Math.ceil(t / res - 1e-9) - 1;
+  const { first, count } = renderWindow(t, metrics);
   const values: (number | null)[] = [];
-  for (let k = first; k <= last; k++) {
+  for (let k = first; k < first + count; k++) {
     const visible = (k + 1) * res + metrics.delaySeconds <= t + 1e-9;
     values.push(visible ? (reported[k] ?? null) : null);
   }
@@ -429,7 +531,7 @@ function validateSetup(setup: LabSetup): void {
 }
 
 function validateScenario(setup: LabSetup, scenario: Scenario): void {
-  const servers = [...scenario.initialServers, ...scenario.events.flatMap((e) => (e.kind === 'shock' ? [] : [e.server]))];
+  const servers = [...scenario.initialServers, ...scenario.events.flatMap((e) => (e.kind === 'shock' || e.kind === 'reload' ? [] : [e.server]))];
   const bad = servers.filter((s) => !(Number.isInteger(s) && s >= 0 && s < setup.servers));
   if (bad.length > 0) throw new Error(`Invalid scenario ${scenario.name}: server index ${bad.join(', ')} outside 0..${setup.servers - 1}`);
   if (!(scenario.durationSeconds > 0)) throw new Error(`Invalid scenario ${scenario.name}: durationSeconds must be > 0`);

@@ -1,4 +1,4 @@
-import { boundedPareto, exponential, uniform } from './random.js';
+import { boundedPareto, boundedParetoMean, exponential, lognormal, uniform } from './random.js';
 import { arrivalRateAt, type LabSetup, type Scenario } from './setup.js';
 
 /**
@@ -44,18 +44,24 @@ export function makeTraffic(initial: readonly Connection[], arrivals: readonly C
 }
 
 /**
- * Poisson arrivals (non-homogeneous under a ramp, by thinning), bounded-Pareto rates and
- * exponential lifetimes. The population at time 0 is the survivors of arrivals over the ten mean
- * lifetimes before it (missing at most e^-10 of it), so a run starts with a realistic mix of ages
- * instead of an empty pool filling up.
+ * Poisson arrivals (non-homogeneous under a ramp, by thinning), bounded-Pareto (or lognormal)
+ * rates and exponential lifetimes. The population at time 0 is the survivors of arrivals over the
+ * ten mean lifetimes before it (missing at most e^-10 of it), so a run starts with a realistic mix
+ * of ages instead of an empty pool filling up. With bursts, each arrival is a client opening
+ * `burst.size` connections at once, each with its own rate, through one load balancer, all ending
+ * together; clients then arrive `size` times less often, so the connections keep their rate.
  */
-export function generateTraffic(setup: LabSetup, scenario: Scenario, seed: number): Traffic {
+export function generateTraffic(setupOrDefault: LabSetup, scenario: Scenario, seed: number): Traffic {
+  const setup = scenario.setup ?? setupOrDefault;
   const clock = uniform(seed, `${scenario.name}/arrivals`);
   const accept = uniform(seed, `${scenario.name}/thinning`);
   const rates = uniform(seed, `${scenario.name}/rates`);
   const lifetimes = uniform(seed, `${scenario.name}/lifetimes`);
   const balancers = uniform(seed, `${scenario.name}/load-balancers`);
-  const peak = setup.arrivalsPerSecond * (1 + (scenario.ramp?.amplitude ?? 0));
+  const burst = Math.max(1, Math.round(setup.burst?.size ?? 1));
+  const { min, max, alpha, lognormalSigma } = setup.rate;
+  const drawRate = (): number => (lognormalSigma === undefined ? boundedPareto(rates, min, max, alpha) : lognormal(rates, boundedParetoMean(min, max, alpha), lognormalSigma, max));
+  const peak = (setup.arrivalsPerSecond / burst) * (1 + (scenario.ramp?.amplitude ?? 0));
   const initial: Connection[] = [];
   const arrivals: Connection[] = [];
   let t = -10 * setup.meanLifetimeSeconds;
@@ -64,16 +70,18 @@ export function generateTraffic(setup: LabSetup, scenario: Scenario, seed: numbe
     if (t > scenario.durationSeconds) break;
     // Every draw is made whether or not the candidate is kept, so that a thinned candidate does
     // not shift the rates of the ones after it.
-    const keep = accept() * peak < arrivalRateAt(setup, scenario, t);
-    const rate = boundedPareto(rates, setup.rate.min, setup.rate.max, setup.rate.alpha);
+    const keep = accept() * peak < arrivalRateAt(setup, scenario, t) / burst;
+    const clientRates = Array.from({ length: burst }, drawRate);
     const end = t + exponential(lifetimes, setup.meanLifetimeSeconds);
     const loadBalancer = Math.min(setup.loadBalancers - 1, Math.floor(balancers() * setup.loadBalancers));
     if (!keep) continue;
-    const connection = { arrival: t, rate, end, loadBalancer };
-    if (t < 0) {
-      if (end > 0) initial.push(connection);
-    } else {
-      arrivals.push(connection);
+    for (const rate of clientRates) {
+      const connection = { arrival: t, rate, end, loadBalancer };
+      if (t < 0) {
+        if (end > 0) initial.push(connection);
+      } else {
+        arrivals.push(connection);
+      }
     }
   }
   return makeTraffic(initial, arrivals);

@@ -29,7 +29,9 @@ export function isFiguresList(value: unknown): value is Figures[] {
         typeof f === 'object' &&
         FIGURE_KEYS.every((k) => typeof Reflect.get(f, k) === 'number') &&
         'shockMinutes' in f &&
-        (f.shockMinutes === null || typeof f.shockMinutes === 'number'),
+        (f.shockMinutes === null || typeof f.shockMinutes === 'number') &&
+        'sinkholeShare' in f &&
+        (f.sinkholeShare === null || typeof f.sinkholeShare === 'number'),
     )
   );
 }

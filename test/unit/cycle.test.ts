@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../functions/core/config.js';
+import { REPORT_SCHEMA_VERSION } from '../../functions/core/report-schema.js';
+import { createControlMemory } from '../../functions/core/control-memory.js';
 import { createStaticMemory, exitCodeFor, runCycle } from '../../functions/core/cycle.js';
 import { GraphiteError, RelayError } from '../../functions/core/errors.js';
 import { splitReplies } from '../../functions/core/haproxy-protocol.js';
@@ -190,8 +192,87 @@ describe('runCycle', () => {
       for (const mode of ['plan', 'apply'] as const) {
         const report = await runCycle({ config, metrics: metrics({ 'rr-a': 300, 'rr-b': 100, stranger: 5 }), relay, now: clock(), version: '1.2.3' }, { mode });
         expect(checkedReport(report)).toEqual(report);
-        expect(report).toMatchObject({ schemaVersion: 1, version: '1.2.3' });
+        expect(report).toMatchObject({ schemaVersion: REPORT_SCHEMA_VERSION, version: '1.2.3' });
       }
     }
+  });
+});
+
+/** The recorded roundrobin reply with chosen sessions (scur), sessions since start (stot) and statuses per server. */
+function observeWith(servers: Record<string, { scur: number; stot: number; status?: string }>): string {
+  const [header = '', ...rest] = OBSERVE_RR.split('\n');
+  const columns = header.slice(2).split(',');
+  const at = (name: string): number => columns.indexOf(name);
+  return [
+    header,
+    ...rest.map((line) => {
+      const fields = line.split(',');
+      const s = servers[fields[1] ?? ''];
+      if (fields[0] !== 'rr' || s === undefined) return line;
+      fields[at('scur')] = String(s.scur);
+      fields[at('stot')] = String(s.stot);
+      if (s.status !== undefined) fields[at('status')] = s.status;
+      return fields.join(',');
+    }),
+  ].join('\n');
+}
+
+describe('runCycle: the control loop across cycles', () => {
+  const feedbackConfig = parseConfig({
+    graphite: { url: 'http://graphite.test' },
+    relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/x/1.sock' }] },
+    backends: [{ name: 'rr', target: 'rr.*' }],
+  });
+
+  /** One load balancer whose observation reply is whatever `reply()` says at the time. */
+  function relayOf(reply: () => string): RuntimeRelay {
+    return {
+      loadBalancers: ['lb1'],
+      run: async (requests) => requests.map((req) => ({ loadBalancer: req.loadBalancer, ok: true, reply: req.commands[0]?.startsWith('show stat') ? reply() : writeReply(req) })),
+    };
+  }
+
+  it('names a reload in the report when the session counters fall between two cycles of run, and not in a one-shot apply', async () => {
+    let reply = observeWith({ 'rr-a': { scur: 200, stot: 9000 }, 'rr-b': { scur: 200, stot: 8000 } });
+    const relay = relayOf(() => reply);
+    const memory = createControlMemory();
+    const deps = { config: feedbackConfig, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' };
+    const first = checkedReport(await runCycle(deps, { mode: 'plan', memory }));
+    expect(first.backends[0]?.loadBalancers[0]?.plan.reload).toBeNull();
+    reply = observeWith({ 'rr-a': { scur: 1, stot: 1 }, 'rr-b': { scur: 0, stot: 0 } });
+    const second = checkedReport(await runCycle(deps, { mode: 'plan', memory }));
+    expect(second.backends[0]?.loadBalancers[0]?.plan.reload).toContain('fell from 9000 to 1');
+    expect(problemsOf(second)).toEqual([['reload-detected', 'lb1', 'rr', null]]);
+    expect(second.problems[0]?.severity).toBe('warning');
+    expect(second.outcome).toBe('ok');
+    const oneShot = checkedReport(await runCycle(deps, { mode: 'plan' }));
+    expect(oneShot.backends[0]?.loadBalancers[0]?.plan.reload).toBeNull();
+  });
+
+  it('explains each weight: load, sessions, target and the rule that decided it', async () => {
+    const relay = relayOf(() => observeWith({ 'rr-a': { scur: 100, stot: 500 }, 'rr-b': { scur: 100, stot: 500 } }));
+    const report = checkedReport(await runCycle({ config: feedbackConfig, metrics: metrics({ 'rr-a': 300, 'rr-b': 100 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'plan' }));
+    const actions = report.backends[0]?.loadBalancers[0]?.plan.actions ?? [];
+    expect(actions.map((a) => [a.server, a.load, a.sessions, a.rule])).toEqual([
+      ['rr-a', 300, 100, 'deficit'],
+      ['rr-b', 100, 100, 'deficit'],
+    ]);
+    expect(actions.every((a) => typeof a.target === 'number')).toBe(true);
+  });
+
+  it('says the render window is shorter than the metrics\' delay when every series is empty in it', async () => {
+    const relay = relayOf(() => OBSERVE_RR);
+    const empty: MetricSource = { render: async () => [{ name: 'rr-a', values: [null, null] }, { name: 'rr-b', values: [null] }] };
+    const report = checkedReport(await runCycle({ config: feedbackConfig, metrics: empty, relay, now: clock(), version: '0.0.0-test' }, { mode: 'plan' }));
+    const warning = report.problems.find((p) => p.code === 'window-empty');
+    expect(warning).toMatchObject({ severity: 'warning', backend: 'rr', loadBalancer: null });
+    expect(warning?.message).toContain('from: -15min');
+    expect(warning?.message).toContain('shorter than the metrics');
+  });
+
+  it('leaves a server DOWN on a load balancer out of the backend imbalance', async () => {
+    const relay = relayOf(() => observeWith({ 'rr-a': { scur: 10, stot: 10 }, 'rr-b': { scur: 0, stot: 0, status: 'DOWN' } }));
+    const report = checkedReport(await runCycle({ config: feedbackConfig, metrics: metrics({ 'rr-a': 300, 'rr-b': 0 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'plan' }));
+    expect(report.backends[0]?.imbalance).toBe(1);
   });
 });

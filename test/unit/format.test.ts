@@ -87,4 +87,12 @@ describe('formatReport', () => {
     ]);
     expect(text).toMatch(/^outcome: partial \(4 weight\(s\) written; 0 ms\)$/m);
   });
+
+  it('shows for each server its sessions, the target and the rule that decided its weight', async () => {
+    const text = formatReport(await reportWith((lb, req) => ({ loadBalancer: lb, ok: true, reply: writeReply(req, '\n') })));
+    const lines = text.split('\n');
+    expect(lines.find((l) => l.includes('server') && l.includes('sessions'))).toMatch(/server +load +load now +sessions +weight +target +new +rule +action/);
+    // limited-proportions decided both: 300 → 85, 100 → 256.
+    expect(lines.find((l) => l.trim().startsWith('rr-a'))).toMatch(/rr-a +300 +- +0 +1 +85\.0 +85 +function +set-weight/);
+  });
 });

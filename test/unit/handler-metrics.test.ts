@@ -1,7 +1,7 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { describe, expect, it, vi } from 'vitest';
 import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
-import { cycleReportSchema } from '../../functions/core/report-schema.js';
+import { REPORT_SCHEMA_VERSION, cycleReportSchema } from '../../functions/core/report-schema.js';
 import { problem, type BackendReport, type CycleReport } from '../../functions/core/report.js';
 
 function backend(name: string, imbalance: number | null, graphiteOk = true): BackendReport {
@@ -11,7 +11,7 @@ function backend(name: string, imbalance: number | null, graphiteOk = true): Bac
 /** A valid report (checked against the schema), with the fields a case is about overridden. */
 function report(overrides: Partial<CycleReport>): CycleReport {
   return cycleReportSchema.parse({
-    schemaVersion: 1,
+    schemaVersion: REPORT_SCHEMA_VERSION,
     version: '0.0.0-test',
     mode: 'apply',
     force: false,

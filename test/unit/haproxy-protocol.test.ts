@@ -315,18 +315,18 @@ describe('parseObservedBackend on recorded replies', () => {
   });
 
   it.each([
-    // name, status, admin, weight, initialWeight, sessions: the states the record script set up
-    ['ing-a', 'UP', 'ready', 100, 100, 2],
-    ['ing-b', 'UP', 'ready', 80, 100, 0],
-    ['ing-m', 'MAINT', 'maint', 100, 100, 0],
-    ['ing-t', 'MAINT (via ingest/ing-m)', 'maint', 100, 100, 0],
-    ['ing-d', 'DRAIN', 'drain', 100, 100, 0],
-    ['ing-z', 'UP', 'ready', 0, 100, 0],
-    ['ing-x', 'DOWN', 'ready', 100, 100, 0],
-    ['ing-c', 'no check', 'ready', 100, 100, 0],
-    ['node.eu-1:7000', 'no check', 'ready', 64, 64, 0],
-  ] as const)('reads %s as status %s, admin %s, weight %d of %d, %d sessions', (name, status, admin, weight, initialWeight, sessions) => {
-    expect(ingest.servers.find((s) => s.name === name)).toEqual({ name, status, admin, weight, initialWeight, sessions });
+    // name, status, admin, weight, initialWeight, sessions, total sessions (stot): the states the record script set up
+    ['ing-a', 'UP', 'ready', 100, 100, 2, 2],
+    ['ing-b', 'UP', 'ready', 80, 100, 0, 0],
+    ['ing-m', 'MAINT', 'maint', 100, 100, 0, 0],
+    ['ing-t', 'MAINT (via ingest/ing-m)', 'maint', 100, 100, 0, 0],
+    ['ing-d', 'DRAIN', 'drain', 100, 100, 0, 0],
+    ['ing-z', 'UP', 'ready', 0, 100, 0, 0],
+    ['ing-x', 'DOWN', 'ready', 100, 100, 0, 0],
+    ['ing-c', 'no check', 'ready', 100, 100, 0, 0],
+    ['node.eu-1:7000', 'no check', 'ready', 64, 64, 0, 0],
+  ] as const)('reads %s as status %s, admin %s, weight %d of %d, %d sessions, %d since start', (name, status, admin, weight, initialWeight, sessions, totalSessions) => {
+    expect(ingest.servers.find((s) => s.name === name)).toEqual({ name, status, admin, weight, initialWeight, sessions, totalSessions });
   });
 
   it.each([
@@ -463,6 +463,7 @@ describe('parseObservedBackend reads columns by name and refuses what it cannot 
     ['a servers state format version 2', (stat: string, state: string) => [stat, state.replace(/^1\n/, '2\n')] as const, 'version "2"'],
     ['a servers state row of another backend', (stat: string, state: string) => [stat, state.replace('4 ingest 2 ing-b', '4 other 2 ing-b')] as const, 'backend "other"'],
     ['a missing srv_iweight column', (stat: string, state: string) => [stat, state.replace('srv_iweight', 'srv_iweightx')] as const, 'column srv_iweight is missing'],
+    ['a duplicated stot column', (stat: string, state: string) => [stat.replace(',bin,', ',stot,'), state] as const, 'column stot appears more than once'],
   ])('refuses %s as unexpected-reply', (_label, edit, reason) => {
     const error = haproxyError(() => observeEdited(edit));
     expect(error.kind).toBe('unexpected-reply');
@@ -480,6 +481,9 @@ describe('parseObservedBackend reads columns by name and refuses what it cannot 
     ['scur', '-2'],
     ['scur', '1e3'],
     ['status', ''],
+    ['stot', '-5'],
+    ['stot', 'x'],
+    ['stot', '1.5'],
   ])('refuses show stat column %s = "%s" on a server row, naming the server', (column, value) => {
     const error = haproxyError(() => observeEdited((stat, state) => [setStatColumn(stat, 'ing-b', column, value), state]));
     expect(error.kind).toBe('unexpected-reply');
@@ -495,6 +499,20 @@ describe('parseObservedBackend reads columns by name and refuses what it cannot 
     const error = haproxyError(() => observeEdited((stat, state) => [stat, setStateColumn(state, 'ing-b', column, value)]));
     expect(error.kind).toBe('unexpected-reply');
     expect(error.context.server).toBe('ing-b');
+  });
+
+  it('reads a show stat cut down to the columns it needs (the SSM document\'s compaction) without the session counter', () => {
+    const result = observeEdited((stat, state) => {
+      const lines = stat.split('\n');
+      const header = (lines[0] ?? '').slice(2).split(',');
+      const keep = ['pxname', 'svname', 'type', 'status', 'scur', 'uweight', 'algo'].map((c) => header.indexOf(c));
+      const cut = lines.map((line, i) => (line === '' ? line : `${i === 0 ? '# ' : ''}${keep.map((k) => (i === 0 ? line.slice(2) : line).split(',')[k]).join(',')}`));
+      return [cut.join('\n'), state];
+    });
+    const full = observe('observe-ingest', 'ingest');
+    expect(result.servers.map((s) => s.name)).toEqual(full.servers.map((s) => s.name));
+    expect(result.servers.every((s) => s.totalSessions === undefined)).toBe(true);
+    expect(result.servers.map(({ totalSessions: _t, ...rest }) => rest)).toEqual(full.servers.map(({ totalSessions: _t, ...rest }) => rest));
   });
 
   it('refuses a server that show servers state lists but show stat does not', () => {

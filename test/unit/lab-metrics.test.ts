@@ -14,6 +14,8 @@ function result(rows: readonly (readonly number[])[], extra: Partial<SimResult> 
     shock: null,
     writes: 0,
     skippedPlans: 0,
+    sinkholeShare: null,
+    reloadsSeen: 0,
     ...extra,
   };
 }

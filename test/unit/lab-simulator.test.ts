@@ -145,3 +145,87 @@ describe('renderPoints', () => {
     expect(renderPoints(reported, t, { resolutionSeconds: 10, delaySeconds: delay, windowSeconds: window })).toEqual(expected);
   });
 });
+
+describe('simulate: the fleet events of issue 11', () => {
+  const DEFAULT: Policy = { kind: 'haproxy', name: 'default', weighting: { function: 'feedback' } };
+
+  it('keeps a soft-reloaded process\'s connections where they are and starts the new one empty, at the configured weights', () => {
+    const steady = short(steadyScenario(SMALL), 2400);
+    const reload: Scenario = { ...steady, name: steady.name, events: [{ at: 1200, kind: 'reload' }] };
+    const traffic = generateTraffic(SMALL, steady, 4);
+    const without = simulate(SMALL, steady, LEASTCONN, 4, { traffic });
+    const withReload = simulate(SMALL, reload, LEASTCONN, 4, { traffic });
+    // Same clients, same loads in all: nobody was disconnected by the reload.
+    expect(largestDifference(totals(withReload), totals(without))).toBeLessThan(1e-9);
+    const weighted = simulate(SMALL, reload, DEFAULT, 4, { traffic });
+    expect(weighted.reloadsSeen).toBe(1);
+    // The cycle right after the reload sees the new process: its weights were reset to 256 and
+    // are set again from the loads, not from its one or two sessions.
+    const after = weighted.cycles.find((c) => c.time > 1200);
+    expect(after?.weights[0]?.some((w) => w !== 256)).toBe(true);
+  });
+
+  it('lets a sinkhole hold connections and load while Graphite reads 0 from it', () => {
+    const scenario: Scenario = { ...short(steadyScenario(SMALL), 2400), measureFrom: 0, events: [{ at: 600, kind: 'sinkhole', server: 0 }] };
+    const reported: number[] = [];
+    const result = simulate(SMALL, scenario, { kind: 'haproxy', name: 'lp', weighting: { function: 'limited-proportions' } }, 3, {
+      onDecision: (t, explanations) => {
+        if (t > 700) reported.push(explanations.get('s01')?.load ?? NaN);
+      },
+    });
+    // The true load (what the figures use) stays; the share of new connections it took is reported.
+    expect(loadsAt(result, 200)[0]).toBeGreaterThan(0);
+    expect(result.sinkholeShare).toBeGreaterThan(0);
+    expect(reported.length).toBeGreaterThan(0);
+    expect(reported.every((v) => v === 0)).toBe(true);
+    expect(simulate(SMALL, short(steadyScenario(SMALL), 600), LEASTCONN, 3).sinkholeShare).toBeNull();
+  });
+
+  it('gives Graphite no series for an added server until its metrics arrive, yet puts it in service at once', () => {
+    const scenario: Scenario = { ...serverAddedScenario(SMALL), events: [{ at: 3600, kind: 'add-server', server: SMALL.servers - 1, metricsAfterSeconds: 900 }] };
+    const result = simulate(SMALL, scenario, { ...DEFAULT, name: 'default' }, 2);
+    const added = SMALL.servers - 1;
+    const soon = result.sampleTimes.findIndex((t) => t > 3600 + 60);
+    expect(loadsAt(result, soon)[added]).toBeGreaterThanOrEqual(0);
+    // Its weight is never left at the bottom while it has no metrics: it gets a share of the mean.
+    const cycle = result.cycles.find((c) => c.time > 3600 && c.time < 3600 + 900);
+    const weights = cycle?.weights[0] ?? [];
+    const mean = weights.slice(0, added).reduce((a, b) => a + b, 0) / added;
+    expect((weights[added] ?? 0) / mean).toBeGreaterThan(0.5);
+  });
+
+  it('measures utilisation where capacities differ: a half-capacity server at the same load counts double', () => {
+    const setup: LabSetup = { ...SMALL, servers: 2, capacities: [0.5, 1] };
+    const result = simulate(setup, short(steadyScenario(setup), 60), LEASTCONN, 1, { traffic: fixedTraffic([100, 100]) });
+    expect(loadsAt(result, 0)).toEqual([200, 100]);
+  });
+
+  it('draws bursts as one client opening several connections at once through one load balancer, all ending together', () => {
+    const setup: LabSetup = { ...SMALL, burst: { size: 5 } };
+    const traffic = generateTraffic(setup, short(steadyScenario(setup), 3600), 1);
+    const byArrival = new Map<number, Traffic['arrivals'][number][]>();
+    for (const c of traffic.arrivals) byArrival.set(c.arrival, [...(byArrival.get(c.arrival) ?? []), c]);
+    expect([...byArrival.values()].every((group) => group.length === 5 && new Set(group.map((c) => c.end)).size === 1 && new Set(group.map((c) => c.loadBalancer)).size === 1)).toBe(true);
+    // The connections keep their rate: about as many arrive as without bursts.
+    const plain = generateTraffic(SMALL, short(steadyScenario(SMALL), 3600), 1);
+    expect(traffic.arrivals.length / plain.arrivals.length).toBeGreaterThan(0.7);
+    expect(traffic.arrivals.length / plain.arrivals.length).toBeLessThan(1.3);
+  });
+
+  it('draws lognormal rates with the bounded Pareto\'s mean, capped at its maximum', () => {
+    const setup: LabSetup = { ...DEFAULT_SETUP, rate: { ...DEFAULT_SETUP.rate, lognormalSigma: 1.5 } };
+    const rates = generateTraffic(setup, short(steadyScenario(setup), 3600), 1).initial.map((c) => c.rate);
+    const mean = rates.reduce((a, b) => a + b, 0) / rates.length;
+    expect(mean / 34.6).toBeGreaterThan(0.85);
+    expect(mean / 34.6).toBeLessThan(1.15);
+    expect(Math.max(...rates)).toBeLessThanOrEqual(setup.rate.max);
+  });
+
+  it('writes the same weights to every load balancer when planning fleet-wide', () => {
+    const setup: LabSetup = { ...SMALL, loadBalancers: 3 };
+    const result = simulate(setup, short(steadyScenario(setup), 3600), { ...DEFAULT, planning: 'fleet' }, 1);
+    expect(result.cycles.every((c) => c.weights.every((row) => row.join() === c.weights[0]?.join()))).toBe(true);
+    const perLb = simulate(setup, short(steadyScenario(setup), 3600), DEFAULT, 1);
+    expect(perLb.cycles.some((c) => c.weights.some((row) => row.join() !== c.weights[0]?.join()))).toBe(true);
+  });
+});

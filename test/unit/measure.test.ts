@@ -39,3 +39,33 @@ describe('measure', () => {
     expect(m.loads.get('s1')).toBe(2);
   });
 });
+
+describe('measure: when the loads were measured', () => {
+  const dated = (values: (number | null)[], start: number, step: number) => ({ values, timestamps: values.map((_, i) => start + i * step) });
+
+  it.each([
+    // Points dated 1000, 1010, 1020 (10 s buckets), the newest null: the leading edge covers [1010, 1020).
+    ['leading-edge', [1, 2, null], { start: 1010, end: 1020 }],
+    // The average covers from the oldest point's bucket to the newest's.
+    ['average', [1, 2, null], { start: 1000, end: 1020 }],
+    ['average', [null, 4, null, 6], { start: 1010, end: 1040 }],
+  ] as const)('with %s over %j covers %j', (aggregation, values, span) => {
+    const m = measure([{ name: 's1', ...dated([...values], 1000, 10) }], { aggregation, serverMap: undefined });
+    expect(m.spans.get('s1')).toEqual(span);
+  });
+
+  it('knows the newest point of any series, to tell an empty window from missing metrics', () => {
+    const m = measure([{ name: 's1', ...dated([1, null, null], 1000, 60) }, { name: 's2', ...dated([null, 3, null], 1000, 60) }, { name: 's3', ...dated([null, null, null], 1000, 60) }], {
+      aggregation: 'leading-edge',
+      serverMap: undefined,
+    });
+    expect(m.newestPoint).toBe(1120);
+    expect(m.mappedSeries).toBe(3);
+  });
+
+  it('has no span and no newest point for series without timestamps', () => {
+    const m = measure([{ name: 's1', values: [1, 2] }], { aggregation: 'leading-edge', serverMap: undefined });
+    expect(m.spans.size).toBe(0);
+    expect(m.newestPoint).toBeNull();
+  });
+});

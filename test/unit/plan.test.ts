@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type BackendConfig } from '../../functions/core/config.js';
-import { imbalanceOf, planBackend } from '../../functions/core/plan.js';
+import { updateMemory, type BackendMemory } from '../../functions/core/control-memory.js';
+import { decideBackend, estimateLoadsNow, imbalanceOf, inService, planBackend } from '../../functions/core/plan.js';
 import type { Action, ObservedBackend, ObservedServer } from '../../functions/core/types.js';
 
 function backendConfig(overrides: Record<string, unknown> = {}): BackendConfig {
@@ -64,16 +65,24 @@ describe('planBackend', () => {
     expect(actionOf(plan.actions, 's1')).toMatchObject({ kind: 'skip', reason });
   });
 
-  it('keeps the weight of a server without data and says why', () => {
-    const plan = planBackend({
+  it('keeps the share of a server without data while the others are rescaled, and says why', () => {
+    const decision = decideBackend({
       backend: backendConfig(),
       loadBalancer: 'lb1',
-      observed: observed([server('s1', { weight: 42 }), server('s2'), server('s3')]),
+      observed: observed([server('s1', { weight: 50 }), server('s2'), server('s3')]),
       measurement: measurement({ s2: 1000, s3: 3000 }, { empty: ['s1'] }),
     });
-    expect(actionOf(plan.actions, 's1')).toMatchObject({ kind: 'skip', reason: 'no-data', current: 42 });
-    const s1 = actionOf(plan.actions, 's1');
-    expect(s1.kind === 'skip' && s1.detail).toContain('null');
+    // limited-proportions: s2 → 256, s3 → 85; the weighed servers went from 200 to 341 in all, so
+    // s1 goes from 50 to 50 · 341 / 200: its share of new connections (50 / 250) stays 20%.
+    const w = (n: string) => {
+      const a = actionOf(decision.plan.actions, n);
+      return a.kind === 'set-weight' ? a.weight : a.current;
+    };
+    expect([w('s2'), w('s3')]).toEqual([256, 85]);
+    expect(w('s1')).toBe(Math.round((50 * 341) / 200));
+    expect(w('s1') / (w('s1') + w('s2') + w('s3'))).toBeCloseTo(0.2, 2);
+    expect(decision.explanations.get('s1')).toMatchObject({ rule: 'keep-share', load: null });
+    expect(decision.explanations.get('s1')?.detail).toContain('null');
   });
 
   it('skips the whole backend when fewer servers than the quorum have data', () => {
@@ -210,5 +219,165 @@ describe('imbalanceOf', () => {
     [[0, 0], null],
   ])('of %j is %s', (loads, expected) => {
     expect(imbalanceOf(loads)).toBe(expected);
+  });
+});
+
+/** A memory that has seen `names` once before (with data), so that a server missing from them and without data is new. */
+function memoryAfter(names: readonly string[], next: ObservedBackend, now = 120): BackendMemory {
+  const first = updateMemory(undefined, observed(names.map((n) => server(n, { sessions: 100, totalSessions: 1000 }))), now - 60, names);
+  return updateMemory(first, next, now, names);
+}
+
+describe('decideBackend: the control loop\'s rules', () => {
+  const feedback = (overrides: Record<string, unknown> = {}) => backendConfig({ weighting: { function: 'feedback' }, ...overrides });
+
+  it('gives a server new to the backend, without data yet, the mean weight of the weighed servers', () => {
+    const next = observed([server('s1', { sessions: 100, totalSessions: 1100 }), server('s2', { sessions: 100, totalSessions: 1100 }), server('new', { weight: 1, sessions: 0, totalSessions: 0 })]);
+    const decision = decideBackend({ backend: feedback(), loadBalancer: 'lb1', observed: next, measurement: measurement({ s1: 900, s2: 1100 }), now: 120, memory: memoryAfter(['s1', 's2'], next) });
+    const weights = decision.plan.actions.map((a) => (a.kind === 'set-weight' ? a.weight : a.current));
+    expect(decision.explanations.get('new')?.rule).toBe('new-server');
+    expect(weights[2]).toBe(Math.round(((weights[0] ?? 0) + (weights[1] ?? 0)) / 2));
+  });
+
+  it('gives a new server the configured share of the mean (newServerShare)', () => {
+    const next = observed([server('s1', { sessions: 100, totalSessions: 1100 }), server('s2', { sessions: 100, totalSessions: 1100 }), server('new', { weight: 1, sessions: 0, totalSessions: 0 })]);
+    const decision = decideBackend({ backend: feedback({ newServerShare: 0.5 }), loadBalancer: 'lb1', observed: next, measurement: measurement({ s1: 1000, s2: 1000 }), now: 120, memory: memoryAfter(['s1', 's2'], next) });
+    const w = decision.plan.actions.map((a) => (a.kind === 'set-weight' ? a.weight : a.current));
+    expect((w[2] ?? 0) / (((w[0] ?? 0) + (w[1] ?? 0)) / 2)).toBeCloseTo(0.5, 2);
+  });
+
+  it('keeps the share of a server without data when it is not new (a one-shot apply knows no server as new)', () => {
+    const next = observed([server('s1', { sessions: 100 }), server('s2', { sessions: 100 }), server('quiet', { weight: 1, sessions: 0 })]);
+    const decision = decideBackend({ backend: feedback(), loadBalancer: 'lb1', observed: next, measurement: measurement({ s1: 1000, s2: 1000 }) });
+    expect(decision.explanations.get('quiet')?.rule).toBe('keep-share');
+    expect(actionOf(decision.plan.actions, 'quiet')).toMatchObject({ kind: 'unchanged', current: 1 });
+  });
+
+  it('flags a sinkhole (sessions but no load) and drains it to the lower bound, never giving it more weight or share', () => {
+    const decision = decideBackend({
+      backend: feedback(),
+      loadBalancer: 'lb1',
+      observed: observed([server('s1', { sessions: 100, weight: 100 }), server('s2', { sessions: 100, weight: 100 }), server('sink', { sessions: 100, weight: 200 })]),
+      measurement: measurement({ s1: 1000, s2: 1100, sink: 0 }),
+    });
+    expect(decision.explanations.get('sink')?.rule).toBe('sinkhole');
+    const w = (n: string) => {
+      const a = actionOf(decision.plan.actions, n);
+      return a.kind === 'set-weight' ? a.weight : a.current;
+    };
+    // bounds.min (0.25 by default) of the mean weight.
+    expect(w('sink')).toBeLessThanOrEqual(Math.ceil(0.25 * ((w('s1') + w('s2')) / 2)));
+    expect(w('sink')).toBeLessThan(200);
+  });
+
+  it('does not take an idle server without sessions or traffic for a sinkhole', () => {
+    const decision = decideBackend({
+      backend: feedback(),
+      loadBalancer: 'lb1',
+      observed: observed([server('s1', { sessions: 100 }), server('s2', { sessions: 100 }), server('idle', { sessions: 0 })]),
+      measurement: measurement({ s1: 1000, s2: 1000, idle: 0 }),
+    });
+    expect(decision.explanations.get('idle')?.rule).not.toBe('sinkhole');
+  });
+
+  it('keeps every weighed server within the bounds relative to the mean weight', () => {
+    const decision = decideBackend({
+      backend: backendConfig({ bounds: { min: 0.5, max: 2 } }),
+      loadBalancer: 'lb1',
+      observed: observed([server('s1'), server('s2'), server('s3'), server('s4')]),
+      // limited-proportions alone would give [256, 256, 256, 8].
+      measurement: measurement({ s1: 10, s2: 10, s3: 10, s4: 10_000 }),
+    });
+    const weights = decision.plan.actions.map((a) => (a.kind === 'set-weight' ? a.weight : a.current));
+    const mean = weights.reduce((a, b) => a + b, 0) / weights.length;
+    // Against the mean of the bounded weights themselves (within rounding).
+    expect(Math.min(...weights) / mean).toBeGreaterThanOrEqual(0.5 - 1 / mean);
+    expect(decision.explanations.get('s4')?.rule).toBe('bound');
+  });
+
+  it('names the reload the memory saw and scales the deficits by the old process\'s connections', () => {
+    const before = observed(['s1', 's2', 's3'].map((n) => server(n, { sessions: 200, totalSessions: 5000 })));
+    const after = observed(['s1', 's2', 's3'].map((n, i) => server(n, { weight: 100, sessions: i === 0 ? 1 : 0, totalSessions: i === 0 ? 1 : 0 })));
+    const memory = updateMemory(updateMemory(undefined, before, 60), after, 120);
+    const decision = decideBackend({ backend: feedback(), loadBalancer: 'lb1', observed: after, measurement: measurement({ s1: 1500, s2: 1000, s3: 500 }), now: 120, memory });
+    expect(decision.reload).toContain('fell from 5000 to 1');
+    // The server with the one session is the most loaded: it gets the least weight, not the most.
+    const w = decision.plan.actions.map((a) => (a.kind === 'set-weight' ? a.weight : a.current));
+    expect(w[0]).toBeLessThan(w[1] ?? 0);
+    expect(w[1]).toBeLessThan(w[2] ?? 0);
+  });
+
+  it.each([
+    ['MAINT', { admin: 'maint' as const, status: 'MAINT' }],
+    ['DRAIN', { admin: 'drain' as const, status: 'DRAIN' }],
+    ['DOWN', { status: 'DOWN' }],
+    ['weight 0', { weight: 0 }],
+  ])('leaves a server in %s out of the imbalance', (_, overrides) => {
+    const plan = planBackend({
+      backend: feedback(),
+      loadBalancer: 'lb1',
+      observed: observed([server('s1', { sessions: 50 }), server('s2', { sessions: 50 }), server('out', overrides)]),
+      measurement: measurement({ s1: 500, s2: 500, out: 0 }),
+    });
+    expect(plan.status === 'planned' && plan.imbalance).toBe(1);
+  });
+
+  it('keeps the share of a server out of service (DOWN) rather than weighing its zero load', () => {
+    const decision = decideBackend({
+      backend: feedback(),
+      loadBalancer: 'lb1',
+      observed: observed([server('s1', { sessions: 50 }), server('s2', { sessions: 50 }), server('down', { status: 'DOWN', weight: 80 })]),
+      measurement: measurement({ s1: 400, s2: 600, down: 0 }),
+    });
+    expect(decision.explanations.get('down')).toMatchObject({ rule: 'keep-share' });
+    expect(decision.explanations.get('down')?.detail).toContain('out of service');
+  });
+
+  it.each([
+    ['UP', true],
+    ['UP 1/3', true],
+    ['no check', true],
+    ['DOWN', false],
+    ['DOWN 1/2', false],
+    ['NOLB', false],
+    ['MAINT', false],
+    ['DRAIN', false],
+  ])('counts a server whose status is %s as in service: %s', (status, expected) => {
+    expect(inService(server('s', { status }))).toBe(expected);
+  });
+});
+
+describe('estimateLoadsNow', () => {
+  const weighed = (name: string, load: number, overrides: Partial<ObservedServer>) => ({ server: server(name, overrides), load });
+
+  it('leaves a load measured within the last cycle as it is', () => {
+    const records = [0, 60].map((at) => ({ at, servers: new Map([['s1', { sessions: 10, totalSessions: at }]]) }));
+    const loads = estimateLoadsNow([weighed('s1', 50, { sessions: 10, totalSessions: 60 })], new Map([['s1', { start: 40, end: 50 }]]), records, 60, 0);
+    expect(loads).toEqual([null]);
+  });
+
+  it('adds the mean load of the connections placed since the measurement', () => {
+    // Two servers at 100 connections, 1000 load each; s1 took 20 connections after the load's span ended.
+    const records = [0, 60, 120, 180].map((at) => ({
+      at,
+      servers: new Map([
+        ['s1', { sessions: at >= 120 ? 120 : 100, totalSessions: at >= 120 ? 120 : 100 }],
+        ['s2', { sessions: 100, totalSessions: 100 }],
+      ]),
+    }));
+    const loads = estimateLoadsNow(
+      [weighed('s1', 1000, { sessions: 120, totalSessions: 120 }), weighed('s2', 1000, { sessions: 100, totalSessions: 100 })],
+      new Map([['s1', { start: 0, end: 10 }], ['s2', { start: 0, end: 10 }]]),
+      records,
+      180,
+      0,
+    );
+    // mean load per connection 2000 / 220; s1 gains 20 of them.
+    expect(loads[0]).toBeCloseTo(1000 + (20 * 2000) / 220, 6);
+    expect(loads[1]).toBeCloseTo(1000, 6);
+  });
+
+  it('cannot estimate without memory: the measured load stands', () => {
+    expect(estimateLoadsNow([weighed('s1', 5, {})], new Map([['s1', { start: 0, end: 10 }]]), [], 100, 0)).toEqual([null]);
   });
 });

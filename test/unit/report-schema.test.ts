@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { PROBLEM_CODES, cycleReportSchema, reportJsonSchemaText } from '../../functions/core/report-schema.js';
+import { PROBLEM_CODES, REPORT_SCHEMA_VERSION, cycleReportSchema, reportJsonSchemaText } from '../../functions/core/report-schema.js';
 import { checkedReport, REPORT_SCHEMA_PATH } from '../harness/report.js';
 
 const valid = {
-  schemaVersion: 1,
+  schemaVersion: REPORT_SCHEMA_VERSION,
   version: '0.1.0',
   mode: 'apply',
   force: false,
@@ -40,9 +40,10 @@ const valid = {
             message: null,
             algorithm: 'leastconn',
             imbalance: 1.33,
+            reload: null,
             actions: [
-              { kind: 'set-weight', server: 's1', load: 10, current: 100, weight: 256, reason: null, detail: null },
-              { kind: 'set-weight', server: 's2', load: 20, current: 100, weight: 9, reason: null, detail: null },
+              { kind: 'set-weight', server: 's1', load: 10, current: 100, weight: 256, reason: null, detail: null, sessions: 10, loadNow: null, target: 256, rule: 'deficit' },
+              { kind: 'set-weight', server: 's2', load: 20, current: 100, weight: 9, reason: null, detail: null, sessions: 40, loadNow: 21.5, target: 9.2, rule: 'deficit' },
             ],
           },
           apply: {
@@ -72,7 +73,7 @@ describe('the report schema', () => {
   it.each([
     ['a missing field (never absent: null where it does not apply)', (r: Record<string, unknown>) => ({ ...r, staticRefusals: undefined })],
     ['an unknown field', (r: Record<string, unknown>) => ({ ...r, extra: true })],
-    ['another schema version', (r: Record<string, unknown>) => ({ ...r, schemaVersion: 2 })],
+    ['another schema version', (r: Record<string, unknown>) => ({ ...r, schemaVersion: REPORT_SCHEMA_VERSION + 1 })],
     ['an unknown problem code', (r: Record<string, unknown>) => ({ ...r, problems: [{ ...valid.problems[0], code: 'something-else' }] })],
     ['a problem without its server field', (r: Record<string, unknown>) => ({ ...r, problems: [{ ...valid.problems[0], server: undefined }] })],
     ['a start time that is not a UTC timestamp', (r: Record<string, unknown>) => ({ ...r, startedAt: 'yesterday' })],

@@ -5,7 +5,7 @@ import { weightingSchema } from '../../functions/core/config.js';
 import { ConfigError, UnsafeInputError } from '../../functions/core/errors.js';
 import type { WeightingInput } from '../../functions/core/types.js';
 import { computeWeights } from '../../functions/core/weighting.js';
-import { FEEDBACK_RESCALE_BELOW, feedbackWeights, type FeedbackParams } from '../../functions/core/weighting-feedback.js';
+import { FEEDBACK_RESCALE_BELOW, feedbackDecision, feedbackWeights, ROUNDROBIN_BAND, type FeedbackParams } from '../../functions/core/weighting-feedback.js';
 
 const RUNS = propertyRuns();
 
@@ -13,8 +13,11 @@ function inputs(loads: readonly number[], weights: readonly number[], sessions: 
   return loads.map((load, i) => ({ load, weight: weights[i] ?? 1, sessions: sessions[i] ?? 0 }));
 }
 
+/** The schema's defaults, so that a case only names what it varies. */
+const P = (gain: number, deadband: number, minSessions = 10): FeedbackParams => ({ gain, deadband, minSessions });
+
 describe('feedbackWeights', () => {
-  // r = load / mean; c = sessions (weights when there are none), c̄ = mean c, k = Σc / Σw;
+  // r = load / mean; c = sessions, padded evenly up to minSessions; c̄ = mean c, k = Σc / Σw;
   // outside the band D = max(0, c - g · c̄ · (r - 1)); inside D = k · w when that is within d · c̄
   // of c, else c; raw = D / k, rescaled to a largest weight of 256 only when above 256 or below 128.
   it.each([
@@ -36,9 +39,16 @@ describe('feedbackWeights', () => {
     { loads: [80, 120], weights: [256, 256], sessions: [300, 100], gain: 1, deadband: 0, expected: [256, 45] },
     // A server holding twice the mean load and no more than the mean count: D = 100 - 100 = 0 → 1.
     { loads: [100, 100, 400], weights: [200, 200, 200], sessions: [100, 100, 100], gain: 1, deadband: 0.05, expected: [256, 256, 1] },
-    // No sessions: weights stand in as counts (c̄ = 100, k = 1): D = 100 - 100 · (r - 1) for
-    // r = [0.4, 0.8, 1.2, 1.6] = [160, 120, 80, 40], largest within 128..256.
+    // No sessions: counts padded to 10 each (k = 40 / 400): D = 10 - 10 · (r - 1) for
+    // r = [0.4, 0.8, 1.2, 1.6] = [16, 12, 8, 4] → raw [160, 120, 80, 40], largest within 128..256.
     { loads: [100, 200, 300, 400], weights: [100, 100, 100, 100], sessions: [0, 0, 0, 0], gain: 1, deadband: 0.05, expected: [160, 120, 80, 40] },
+    // ...and the weights in force only set the scale (k = 40 / 350): the same pattern, not an integral.
+    // raw = 350 / 4 · [1.6, 1.2, 0.8, 0.4], largest 140 within 128..256.
+    { loads: [100, 200, 300, 400], weights: [200, 100, 25, 25], sessions: [0, 0, 0, 0], gain: 1, deadband: 0.05, expected: [140, 105, 70, 35] },
+    // Two sessions in all (a reload just before the cycle): padded to 10 on average, they cannot give
+    // one server 256 and the rest 1. c = [10.5, 10.5, 9.5, 9.5], k = 0.1; the two at the mean follow
+    // their counts (105); D = [.., .., 9.5 - 1.25, 9.5 + 1.25] → raw [105, 105, 82.5, 107.5] · 256 / 107.5.
+    { loads: [100, 100, 150, 50], weights: [100, 100, 100, 100], sessions: [1, 1, 0, 0], gain: 0.25, deadband: 0.02, expected: [250, 250, 196, 256] },
     // Every load within 5% of the mean: balanced, nothing changes whatever the counts.
     { loads: [100, 102, 98], weights: [200, 64, 32], sessions: [10, 500, 3], gain: 1, deadband: 0.05, expected: [200, 64, 32] },
     // No load at all: no signal, nothing changes.
@@ -47,7 +57,7 @@ describe('feedbackWeights', () => {
   ])(
     'weights loads $loads at weights $weights with sessions $sessions as $expected (g=$gain d=$deadband)',
     ({ loads, weights, sessions, gain, deadband, expected }) => {
-      expect(feedbackWeights(inputs(loads, weights, sessions), { gain, deadband })).toEqual(expected);
+      expect(feedbackWeights(inputs(loads, weights, sessions), P(gain, deadband))).toEqual(expected);
     },
   );
 
@@ -55,41 +65,83 @@ describe('feedbackWeights', () => {
     const loads = [50, 100, 150, 100];
     const weights = [256, 200, 150, 256];
     const sessions = [300, 280, 252, 312];
-    const alone = feedbackWeights(inputs(loads, weights, sessions), { gain: 1, deadband: 0.02 });
+    const alone = feedbackWeights(inputs(loads, weights, sessions), P(1, 0.02));
     // One of four load balancers sees a quarter of the connections.
-    const quarter = feedbackWeights(inputs(loads, weights, sessions.map((s) => s / 4)), { gain: 1, deadband: 0.02 });
+    const quarter = feedbackWeights(inputs(loads, weights, sessions.map((s) => s / 4)), P(1, 0.02));
     expect(quarter).toEqual(alone);
   });
 
   it.each([{ weight: 0 }, { weight: 257 }, { weight: 1.5 }, { weight: Number.NaN }])('rejects a current weight of $weight', ({ weight }) => {
-    const call = () => feedbackWeights(inputs([1, 2], [100, weight], [1, 1]), { gain: 1, deadband: 0 });
+    const call = () => feedbackWeights(inputs([1, 2], [100, weight], [1, 1]), P(1, 0));
     expect(call).toThrow(UnsafeInputError);
     expect(call).toThrow(`current weight #1 is ${String(weight)}`);
   });
 
   it.each([{ sessions: -1 }, { sessions: 2.5 }, { sessions: Number.NaN }])('rejects sessions of $sessions', ({ sessions }) => {
-    const call = () => feedbackWeights(inputs([1, 2], [100, 100], [sessions, 1]), { gain: 1, deadband: 0 });
+    const call = () => feedbackWeights(inputs([1, 2], [100, 100], [sessions, 1]), P(1, 0));
     expect(call).toThrow(UnsafeInputError);
     expect(call).toThrow(`sessions #0 is ${String(sessions)}`);
   });
 
   it.each([
-    { gain: 0, deadband: 0, key: 'gain' },
-    { gain: 1.5, deadband: 0, key: 'gain' },
-    { gain: Number.NaN, deadband: 0, key: 'gain' },
-    { gain: 0.5, deadband: -0.1, key: 'deadband' },
-    { gain: 0.5, deadband: 0.6, key: 'deadband' },
-  ])('rejects $key out of range (gain $gain, deadband $deadband)', ({ gain, deadband, key }) => {
-    const call = () => feedbackWeights(inputs([1, 2], [1, 1], [0, 0]), { gain, deadband });
+    { gain: 0, deadband: 0, minSessions: 10, key: 'gain' },
+    { gain: 1.5, deadband: 0, minSessions: 10, key: 'gain' },
+    { gain: Number.NaN, deadband: 0, minSessions: 10, key: 'gain' },
+    { gain: 0.5, deadband: -0.1, minSessions: 10, key: 'deadband' },
+    { gain: 0.5, deadband: 0.6, minSessions: 10, key: 'deadband' },
+    { gain: 0.5, deadband: 0.02, minSessions: -1, key: 'minSessions' },
+  ])('rejects $key out of range (gain $gain, deadband $deadband, minSessions $minSessions)', ({ gain, deadband, minSessions, key }) => {
+    const call = () => feedbackWeights(inputs([1, 2], [1, 1], [0, 0]), { gain, deadband, minSessions });
     expect(call).toThrow(ConfigError);
     expect(call).toThrow(key);
   });
 
   it('is what computeWeights runs for the feedback function, with the schema defaults', () => {
     const parsed = weightingSchema.parse({ function: 'feedback' });
-    expect(parsed).toEqual({ function: 'feedback', gain: 0.25, deadband: 0.02 });
+    expect(parsed).toEqual({ function: 'feedback', gain: 0.25, deadband: 0.02, minSessions: 10 });
     const servers = inputs([50, 100, 150], [256, 256, 256], [100, 100, 100]);
-    expect(computeWeights(servers, parsed)).toEqual(feedbackWeights(servers, { gain: 0.25, deadband: 0.02 }));
+    expect(computeWeights(servers, parsed)).toEqual(feedbackWeights(servers, P(0.25, 0.02)));
+  });
+
+  it('settles at once under constant loads without sessions: the second cycle changes nothing', () => {
+    const loads = [10, 20, 30];
+    let weights = [100, 100, 100];
+    const seen: number[][] = [];
+    for (let cycle = 0; cycle < 5; cycle++) {
+      weights = feedbackWeights(inputs(loads, weights, [0, 0, 0]), P(0.25, 0.02));
+      seen.push(weights);
+    }
+    expect(seen.slice(1).every((w) => w.join() === seen[0]?.join())).toBe(true);
+    // and gently: the least loaded server gets 1.125 / 0.875 of the most loaded one's weight.
+    expect(seen[0]).toEqual([256, 228, 199]);
+  });
+
+  it('after a reload fills the deficits at the old process\'s scale, replacing what leaves it', () => {
+    // The new process holds 1 session in all; the old one held 100 per server and connections live 20 cycles.
+    const servers = inputs([50, 100, 100, 150], [100, 100, 100, 100], [1, 0, 0, 0]);
+    const decision = feedbackDecision(servers, P(0.25, 0.02), { algorithm: 'leastconn', countScale: 100, cyclesPerLifetime: 20 });
+    // c = n + (100 - 0.25) / 20 = n + 4.99; D = c - 0.25 · 100 · (r - 1) for r = [0.5, 1, 1, 1.5];
+    // in the band the count itself: D = [5.99 + 12.5, 4.99, 4.99, 0] → · 256 / 18.49.
+    expect(decision.countScale).toBe(100);
+    expect(decision.fewSessions).toBe(false);
+    expect(decision.rules).toEqual(['deficit', 'follow-sessions', 'follow-sessions', 'deficit']);
+    expect(decision.weights).toEqual([256, 69, 69, 1]);
+  });
+
+  it('under roundrobin turns a deficit into a share of new connections as many times larger as connections live cycles', () => {
+    const servers = inputs([80, 100, 120], [100, 100, 100], [100, 100, 100]);
+    const leastconn = feedbackWeights(servers, P(0.25, 0.02), { algorithm: 'leastconn' });
+    const roundrobin = feedbackWeights(servers, P(0.25, 0.02), { algorithm: 'roundrobin', cyclesPerLifetime: 10 });
+    // leastconn: D = 100 ∓ 5 → [105, 100 (kept), 95] → · 256 / 105; roundrobin: D = 100 ∓ 50, the
+    // middle one in its wider band keeps 100 → [150, 100, 50], largest within 128..256.
+    expect(leastconn).toEqual([256, 244, 232]);
+    expect(roundrobin).toEqual([150, 100, 50]);
+  });
+
+  it(`keeps every weight under roundrobin while the loads stay within ${ROUNDROBIN_BAND}x the deadband`, () => {
+    const servers = inputs([95, 100, 105], [200, 100, 50], [10, 300, 20]);
+    expect(feedbackWeights(servers, P(0.25, 0.02), { algorithm: 'roundrobin', cyclesPerLifetime: 30 })).toEqual([200, 100, 50]);
+    expect(feedbackWeights(servers, P(0.25, 0.02), { algorithm: 'leastconn' })).not.toEqual([200, 100, 50]);
   });
 
   it('rejects the retired aggressiveness factor in the configuration', () => {
@@ -106,6 +158,7 @@ const sessions = fc.oneof(fc.constant(0), fc.nat(50), fc.nat(100_000));
 const params: fc.Arbitrary<FeedbackParams> = fc.record({
   gain: fc.double({ min: 0, max: 1, minExcluded: true, noNaN: true }),
   deadband: fc.double({ min: 0, max: 0.5, noNaN: true }),
+  minSessions: fc.oneof(fc.constant(0), fc.constant(10), fc.double({ min: 0, max: 1000, noNaN: true })),
 });
 
 function server(loadArb: fc.Arbitrary<number>): fc.Arbitrary<WeightingInput> {
@@ -198,9 +251,10 @@ describe('feedbackWeights properties', () => {
     );
   });
 
-  it('moves no weight by more than 1 when every count is multiplied by the same whole number', () => {
+  it('moves no weight by more than 1 when every count is multiplied by the same whole number (counts above the floor)', () => {
     fc.assert(
       fc.property(backend(load), fc.integer({ min: 2, max: 8 }), params, (servers, m, p) => {
+        fc.pre(servers.reduce((a, s) => a + s.sessions, 0) / servers.length >= p.minSessions);
         const before = feedbackWeights(servers, p);
         const after = feedbackWeights(
           servers.map((s) => ({ ...s, sessions: s.sessions * m })),

@@ -146,9 +146,9 @@ describe('computeWeights', () => {
   const cases: { config: WeightingConfig; expected: number[] }[] = [
     { config: { function: 'limited-proportions', limitingFactor: 4, aggressiveness: 1 }, expected: [256, 128, 85, 64] },
     { config: { function: 'normalised-exponential', aggressiveness: 1 }, expected: [256, 172, 115, 77] },
-    // r = [0.4, 0.8, 1.2, 1.6], no sessions so weights stand in as counts (mean 100), gain 1:
-    // targets 100 - 100 · (r - 1) = [160, 120, 80, 40], largest within 128..256 so no rescale.
-    { config: { function: 'feedback', gain: 1, deadband: 0.05 }, expected: [160, 120, 80, 40] },
+    // r = [0.4, 0.8, 1.2, 1.6], no sessions so counts are padded to 10 each, gain 1:
+    // targets 10 - 10 · (r - 1) = [16, 12, 8, 4] at 10 per weight unit → [160, 120, 80, 40].
+    { config: { function: 'feedback', gain: 1, deadband: 0.05, minSessions: 10 }, expected: [160, 120, 80, 40] },
   ];
 
   it.each(cases)('dispatches $config.function and keeps the input order', ({ config, expected }) => {
