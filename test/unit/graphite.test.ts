@@ -26,13 +26,13 @@ afterEach(async () => {
 });
 
 describe('createGraphiteSource', () => {
-  it('renders the target as JSON and keeps null points', async () => {
+  it('renders the target as JSON and keeps null points and their timestamps', async () => {
     agent
       .get(ORIGIN)
       .intercept({ path: (p) => p.startsWith('/render?') && p.includes('target=aliasByNode') && p.includes('format=json') })
       .reply(200, [{ target: 's1', datapoints: [[1, 1_700_000_000], [null, 1_700_000_010]] }]);
     const source = createGraphiteSource(graphiteConfig(), { env: {}, dispatcher: agent, sleep: noSleep });
-    await expect(source.render('aliasByNode(a.*.b, 1)', '-5min')).resolves.toEqual([{ name: 's1', values: [1, null] }]);
+    await expect(source.render('aliasByNode(a.*.b, 1)', '-5min')).resolves.toEqual([{ name: 's1', values: [1, null], timestamps: [1_700_000_000, 1_700_000_010] }]);
   });
 
   it('retries HTTP 502 and then succeeds', async () => {
@@ -115,7 +115,7 @@ describe('parseRenderReply', () => {
 
   it('accepts an empty list and all-null series', () => {
     expect(parseRenderReply('[]', 'u')).toEqual([]);
-    expect(parseRenderReply('[{"target":"s1","datapoints":[[null,1700000000],[null,1700000010]]}]', 'u')).toEqual([{ name: 's1', values: [null, null] }]);
+    expect(parseRenderReply('[{"target":"s1","datapoints":[[null,1700000000],[null,1700000010]]}]', 'u')).toEqual([{ name: 's1', values: [null, null], timestamps: [1700000000, 1700000010] }]);
   });
 
   it.each([
