@@ -175,7 +175,11 @@ export function renderMarkdown(contest: ContestResult, setup: LabSetup, scenario
     for (const { scenario, mine } of missed) {
       const target = scenario.name === 'steady' ? TARGETS.baselineGap : TARGETS.otherGap;
       const parts: string[] = [];
-      if ((mine.gap ?? -Infinity) < target) parts.push(`closes ${pct(mine.gap)} of the gap, ${Math.round((target - (mine.gap ?? 0)) * 100)} points short of ${pct(target)}`);
+      if ((mine.gap ?? -Infinity) < target) {
+        const short = (target - (mine.gap ?? 0)) * 100;
+        const precise = short < 1;
+        parts.push(`closes ${precise ? `${((mine.gap ?? 0) * 100).toFixed(1)}%` : pct(mine.gap)} of the gap, ${precise ? short.toFixed(1) : Math.round(short)} points short of ${pct(target)}`);
+      }
       if (mine.worseSeeds > 0) parts.push(`${mine.worseSeeds} of ${contest.evaluationSeeds.length} seeds end with a p95 above leastconn alone's, by up to ${num(mine.worstExcess, 3)}`);
       const why = MISSED_WHY[scenario.name];
       lines.push(`- **${scenario.title}**: ${parts.join('; ')}.${why === undefined ? '' : ` Why: ${why}`}`);
@@ -183,6 +187,14 @@ export function renderMarkdown(contest: ContestResult, setup: LabSetup, scenario
     lines.push('');
   }
 
+  const longShock = scenarios.find((sc) => sc.name === 'long-lifetimes-shock');
+  if (longShock !== undefined) {
+    const minutes = (id: string): string => num(evaluation(byId(contest, id), longShock.name).shockMinutes, 1);
+    lines.push(
+      `**Long lifetimes' shock, in minutes** the shocked servers spend above ${SHOCK_THRESHOLD}x the mean in the hour after: leastconn alone ${minutes('leastconn')}, the clairvoyant bound ${minutes('clairvoyant')}, the default policy ${minutes(DEFAULT_ID)}. With 2-hour connections even the bound cannot bring them back quickly.`,
+      '',
+    );
+  }
   const sink = scenarios.find((sc) => sc.name === 'sinkhole');
   if (sink !== undefined) {
     const shares = contest.results

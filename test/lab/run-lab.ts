@@ -171,7 +171,7 @@ async function pipelineTable(setup: LabSetup, seeds: readonly number[], workers:
     header: ['Graphite', 'gap closed', 'gap closed without memory'],
     rows,
     outro:
-      'HAProxy 2.6 tells nothing live about a long-lived TCP connection\'s traffic: a server\'s `bin` counter grows only when a connection ends (measured on 2.6.12 in this repository\'s development; see docs/design.md). What it does tell, how many connections each server took since (`stot`), gives the load estimate its expected value, not the rate of the heavy clients among them.',
+      'The memory matters where the points are older than a cycle (the first row); elsewhere the two columns differ by less than the spread between seeds. HAProxy 2.6 tells nothing live about a long-lived TCP connection\'s traffic: a server\'s `bin` counter grows only when a connection ends (measured on HAProxy 2.6.12, see docs/design.md). What it does tell, how many connections each server took since (`stot`), gives the load estimate its expected value, not the rate of the heavy clients among them.',
   };
 }
 
