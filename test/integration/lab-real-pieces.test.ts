@@ -15,7 +15,7 @@ import { waitFor } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { alignedClockStart, createLabClock, labTimeSpec } from '../lab-real/clock.js';
 import { createGenerator, owedLines, type Schedule } from '../lab-real/generator.js';
-import { rewriteRenderUrl, startGraphiteProxy } from '../lab-real/graphite-proxy.js';
+import { rewriteRenderUrl, startGraphiteProxy, wallClockTimestamps } from '../lab-real/graphite-proxy.js';
 import { startSinks } from '../lab-real/sinks.js';
 import { loadExampleSettings, startWeighter, weighterConfig } from '../lab-real/weighter.js';
 
@@ -251,6 +251,15 @@ describe('real lab clock and proxy arithmetic', () => {
     expect(url.searchParams.get('from')).toBe('999999940');
     expect(url.searchParams.get('until')).toBe('1000000000');
     expect(url.searchParams.get('target')).toBe('a.*');
+  });
+
+  it('moves the timestamps of a render reply onto the wall clock, and leaves other bodies alone', () => {
+    // Lab epoch 1,000,000,000 is wall second 1,700,000,000; 20x: 10 lab s are 0.5 wall s.
+    const toWall = (epoch: number) => 1_700_000_000 + (epoch - 1_000_000_000) / 20;
+    const body = JSON.stringify([{ target: 's1', datapoints: [[5, 1_000_000_000], [null, 1_000_000_010]] }]);
+    expect(JSON.parse(wallClockTimestamps(body, toWall))).toEqual([{ target: 's1', datapoints: [[5, 1_700_000_000], [null, 1_700_000_000.5]] }]);
+    expect(wallClockTimestamps('not json', toWall)).toBe('not json');
+    expect(wallClockTimestamps('{"a":1}', toWall)).toBe('{"a":1}');
   });
 
   it.each([

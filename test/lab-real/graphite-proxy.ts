@@ -3,10 +3,13 @@ import { labTimeSpec, type LabClock } from './clock.js';
 
 /**
  * An HTTP proxy in front of graphite-web that puts `/render` on the lab clock: it rewrites the
- * relative `from` and `until` the weighter sends (`-60s`, `now`) into absolute lab-clock epochs
- * and forwards everything else untouched. This is what lets the unmodified CLI
- * (`haproxy-weighter run`) read a Graphite whose points are stamped in compressed time: the
- * weighter's configuration, render window included, is the production one in lab seconds.
+ * relative `from` and `until` the weighter sends (`-60s`, `now`) into absolute lab-clock epochs,
+ * and the timestamps of the points it returns from the lab clock back onto the wall clock the
+ * weighter lives by (a 10 s bucket then lasts 0.5 s of it), so that what the weighter remembers
+ * between cycles (stamped with its own clock) and when Graphite measured a load compare as they
+ * would in production. This is what lets the unmodified CLI (`haproxy-weighter run`) read a
+ * Graphite whose points are stamped in compressed time: the weighter's configuration, render
+ * window included, is the production one in lab seconds.
  */
 
 export interface GraphiteProxy {
@@ -30,6 +33,26 @@ export function rewriteRenderUrl(upstream: string, path: string, labNowEpoch: nu
   return url;
 }
 
+/**
+ * Pure: a `/render?format=json` body with every point's timestamp moved by `toWall` (lab-clock
+ * epoch seconds to wall-clock epoch seconds); any other body unchanged.
+ */
+export function wallClockTimestamps(body: string, toWall: (labEpochSeconds: number) => number): string {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body);
+  } catch {
+    return body;
+  }
+  if (!Array.isArray(doc)) return body;
+  const moved = doc.map((series: unknown) => {
+    if (series === null || typeof series !== 'object' || !Array.isArray(Reflect.get(series, 'datapoints'))) return series;
+    const points = Reflect.get(series, 'datapoints') as unknown[];
+    return { ...series, datapoints: points.map((p) => (Array.isArray(p) && p.length === 2 && typeof p[1] === 'number' ? [p[0], toWall(p[1])] : p)) };
+  });
+  return JSON.stringify(moved);
+}
+
 export async function startGraphiteProxy(upstream: string, clock: LabClock): Promise<GraphiteProxy> {
   let served = 0;
   let failed = 0;
@@ -38,7 +61,12 @@ export async function startGraphiteProxy(upstream: string, clock: LabClock): Pro
       if (req.method !== 'GET') throw new Error(`only GET is proxied, got ${String(req.method)}`);
       const target = rewriteRenderUrl(upstream, req.url ?? '/', clock.epochAt(clock.now()));
       const response = await fetch(target, { signal: AbortSignal.timeout(10_000) });
-      const body = Buffer.from(await response.arrayBuffer());
+      const raw = Buffer.from(await response.arrayBuffer());
+      const isRender = target.pathname.endsWith('/render') || target.pathname.endsWith('/render/');
+      const body =
+        isRender && response.ok
+          ? Buffer.from(wallClockTimestamps(raw.toString('utf8'), (epoch) => clock.wallMsAt(epoch - clock.labEpoch) / 1000), 'utf8')
+          : raw;
       res.writeHead(response.status, { 'content-type': response.headers.get('content-type') ?? 'application/json', 'content-length': body.length });
       res.end(body);
       served++;
