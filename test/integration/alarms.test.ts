@@ -27,7 +27,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
 import { metricsTimestamp } from '../../functions/aws/payload.js';
-import { cycleReportSchema } from '../../functions/core/report-schema.js';
+import { REPORT_SCHEMA_VERSION, cycleReportSchema } from '../../functions/core/report-schema.js';
 import { problem, type CycleReport } from '../../functions/core/report.js';
 import { alarmFromTemplate, firstAlarm, simulateAlarm, type MetricAlarm, type MetricId, type Sample } from '../harness/cloudwatch-alarm.js';
 import { copyService, isObject, ofType, type Packaged } from '../harness/serverless-package.js';
@@ -69,7 +69,7 @@ function reportOf(kind: Exclude<CycleKind, 'error'>): CycleReport {
     ...graphiteDown.map((backend) => problem('graphite-http-status', { backend }, 'Graphite answered HTTP 503')),
   ];
   return cycleReportSchema.parse({
-    schemaVersion: 1,
+    schemaVersion: REPORT_SCHEMA_VERSION,
     version: '0.0.0-alarms',
     mode: 'apply',
     force: false,

@@ -209,23 +209,26 @@ describe('Graphite answers that are valid but not usable: each server without tr
     const { code, report } = await apply();
     expect(code).toBe(1);
     expect(await weightsOnEveryLoadBalancer()).toEqual([UNCHANGED, UNCHANGED]);
-    expect(problemsOf(report).map(([code]) => code)).toEqual(['no-quorum', 'no-quorum']);
+    // Every series is there, with no point in the window: the window is shorter than the metrics' delay.
+    expect(problemsOf(report).map(([code]) => code)).toEqual(['window-empty', 'no-quorum', 'no-quorum']);
+    expect(report.problems[0]?.severity).toBe('warning');
     const details = report.backends[0]?.loadBalancers[0]?.plan.actions.map((a) => (a.kind === 'skip' ? a.detail : a.kind));
     expect(details).toEqual(Array(3).fill('only null points in the window: keeps its weight'));
     expect(lambdaMetricsFor(report).totals).toMatchObject({ GraphiteFailures: 0, ServersChanged: 0 });
   });
 
-  it('keeps the weight of a server with two series and names the ambiguity', async () => {
+  it('keeps the share of a server with two series and names the ambiguity', async () => {
     await proxy.setFault({
       kind: 'rewrite',
       rewrite: (body) => rewriteSeries(body, (s) => [...s, { target: 's1', datapoints: [[1, 1_700_000_000]] }]),
     });
     const { code, report } = await apply();
     expect(code).toBe(0);
-    for (const w of await weightsOnEveryLoadBalancer()) expect(w).toEqual({ s1: 100, s2: 256, s3: 256 });
+    // s2 and s3 go from 100 to 256 each: s1 moves with them, keeping its third of new connections.
+    for (const w of await weightsOnEveryLoadBalancer()) expect(w).toEqual({ s1: 256, s2: 256, s3: 256 });
     const s1 = report.backends[0]?.loadBalancers[0]?.plan.actions.find((a) => a.server === 's1');
-    expect(s1).toMatchObject({ kind: 'skip', reason: 'no-data', detail: 'several Graphite series map to this server: keeps its weight' });
-    expect(lambdaMetricsFor(report).totals).toMatchObject({ GraphiteFailures: 0, ServersChanged: 4 });
+    expect(s1).toMatchObject({ kind: 'set-weight', load: null, rule: 'keep-share', detail: 'several Graphite series map to this server' });
+    expect(lambdaMetricsFor(report).totals).toMatchObject({ GraphiteFailures: 0, ServersChanged: 6 });
   });
 
   /** Real series plus two for servers no load balancer has; returns the control run's report and weights. */
