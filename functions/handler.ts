@@ -7,7 +7,7 @@ import type { Context } from 'aws-lambda';
 import { createGraphiteSource } from './adapters/graphite.js';
 import { createSsmClient, createSsmRelay, ssmApiFromClient, ssmClientConfig, type SsmApi, type SsmClientOptions } from './adapters/ssm-relay.js';
 import { emitCycleMetrics } from './aws/cycle-metrics.js';
-import { readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
+import { graphiteSecretOrigin, readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
 import { lambdaParameters, setupOf } from './aws/parameters.js';
 import { metricsTimestamp, parseInvocation } from './aws/payload.js';
 import { checkTargetsAllowed } from './aws/target-guard.js';
@@ -107,7 +107,8 @@ export function createHandler(options: HandlerOptions = {}) {
       metrics.setTimestamp(metricsTimestamp(event, startedAt));
       const source = `SSM parameter ${stackEnv.configParameter}`;
       if (stackEnv.targetTag !== undefined) await checkTargetsAllowed(setup.relay.targets, stackEnv.targetTag, api(), source);
-      const graphite = createGraphiteSource(setup.config.graphite, { env: setup.graphiteEnv });
+      // Its connections last this invocation: closed however the cycle ends.
+      await using graphite = createGraphiteSource(setup.config.graphite, { env: setup.graphiteEnv, secretOrigin: graphiteSecretOrigin(stackEnv) });
       const relay = await createSsmRelay(setup.relay, {
         api: api(),
         ...(options.relaySleep === undefined ? {} : { sleep: options.relaySleep }),

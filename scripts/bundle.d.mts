@@ -1,5 +1,5 @@
-import type { BuildResult } from 'esbuild';
+import type { BuildOptions, BuildResult } from 'esbuild';
 
 export declare const ROOT: string;
-export declare function bundleHandler(outfile: string): Promise<BuildResult>;
-export declare function bundleCli(outfile: string): Promise<BuildResult>;
+export declare function bundleHandler(outfile: string, extra?: BuildOptions): Promise<BuildResult>;
+export declare function bundleCli(outfile: string, extra?: BuildOptions): Promise<BuildResult>;

@@ -1,5 +1,5 @@
-import { setTimeout as delay } from 'node:timers/promises';
-import { request, errors as undiciErrors, type Dispatcher } from 'undici';
+import { connect as tlsConnect } from 'node:tls';
+import { Agent, errors as undiciErrors, interceptors, type Dispatcher, type RetryHandler } from 'undici';
 import type { GraphiteConfig } from '../core/config.js';
 import { displaySafe } from '../core/display.js';
 import { ConfigError, GraphiteError, snippet } from '../core/errors.js';
@@ -8,13 +8,34 @@ import type { MetricSource, Series } from '../core/types.js';
 /** Loads beyond this are not a rate any ingestion server has: a unit or pipeline bug. */
 export const MAX_PLAUSIBLE_LOAD = 1e12;
 
+/** The first retry waits 100 to 200 ms; each later one twice as long, up to RETRY_CAP_MS. */
+export const RETRY_BASE_MS = 200;
+export const RETRY_CAP_MS = 5_000;
+/** The longest Retry-After honoured: a Graphite that asks for more fails this cycle, and the next one asks again. */
+export const MAX_RETRY_AFTER_MS = 5_000;
+
 export interface GraphiteSourceOptions {
   /** Where secrets named in the config (`keyEnv`, `passwordEnv`, `valueEnv`) are read from. */
   readonly env: Readonly<Record<string, string | undefined>>;
-  /** For tests: a dispatcher (e.g. undici MockAgent); the global one otherwise. */
-  readonly dispatcher?: Dispatcher;
-  /** Injected so that unit tests do not wait for real backoff. */
-  readonly sleep?: (ms: number) => Promise<void>;
+  /**
+   * Where that environment variable's value comes from, for the message of a refused key: the
+   * Lambda names its SecureString parameter; by default, the environment variable itself.
+   */
+  readonly secretOrigin?: string;
+  /** The jitter's random source, in [0, 1): Math.random unless a test fixes it. */
+  readonly random?: () => number;
+  /** The clock that dates a Retry-After given as an HTTP date. */
+  readonly now?: () => number;
+  /** Starts the wait before a retry (setTimeout unless a test records the waits and skips them). */
+  readonly startWait?: (ms: number, resume: () => void) => ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * A Graphite client that owns its connections: close() ends them (and `await using` does), so a
+ * one-shot process ends on its own and an invocation leaves nothing open.
+ */
+export interface GraphiteSource extends MetricSource, AsyncDisposable {
+  close(): Promise<void>;
 }
 
 interface PreparedRequest {
@@ -22,6 +43,8 @@ interface PreparedRequest {
   /** The base URL as it may be shown in messages: an API key in the path is masked. */
   readonly shownBase: string;
   readonly headers: Record<string, string>;
+  /** What to check when Graphite refuses the credentials (401/403), in the words of the config. */
+  readonly credentialsHint: string;
 }
 
 function readSecret(env: GraphiteSourceOptions['env'], name: string, key: string): string {
@@ -32,161 +55,297 @@ function readSecret(env: GraphiteSourceOptions['env'], name: string, key: string
   return value;
 }
 
-function prepare(config: GraphiteConfig, env: GraphiteSourceOptions['env']): PreparedRequest {
+function prepare(config: GraphiteConfig, env: GraphiteSourceOptions['env'], secretOrigin: string | undefined): PreparedRequest {
   const base = new URL(config.url);
   if (!base.pathname.endsWith('/')) base.pathname += '/';
   const shown = base.toString();
   const headers: Record<string, string> = { accept: 'application/json' };
   const auth = config.auth;
+  const from = (name: string): string => secretOrigin ?? `environment variable ${name}`;
   switch (auth.type) {
     case 'none':
-      break;
+      return {
+        base,
+        shownBase: shown,
+        headers,
+        credentialsHint: 'graphite.auth.type is none, so no key was sent: set graphite.auth (url-key, basic or header) and the key it names',
+      };
     case 'url-key': {
       const key = readSecret(env, auth.keyEnv, 'keyEnv');
       base.pathname += `${encodeURIComponent(key)}/`;
-      return { base, shownBase: `${shown}***/`, headers };
+      return { base, shownBase: `${shown}***/`, headers, credentialsHint: `check the API key sent in the URL path (graphite.auth url-key), read from ${from(auth.keyEnv)}` };
     }
     case 'basic': {
       const password = readSecret(env, auth.passwordEnv, 'passwordEnv');
       headers.authorization = `Basic ${Buffer.from(`${auth.username}:${password}`).toString('base64')}`;
-      break;
+      return { base, shownBase: shown, headers, credentialsHint: `check the user ${JSON.stringify(auth.username)} and its password, read from ${from(auth.passwordEnv)}` };
     }
     case 'header': {
       const value = readSecret(env, auth.valueEnv, 'valueEnv');
       headers[auth.header.toLowerCase()] = `${auth.prefix}${value}`;
-      break;
+      return { base, shownBase: shown, headers, credentialsHint: `check the key sent in the ${auth.header} header, read from ${from(auth.valueEnv)}` };
     }
   }
-  return { base, shownBase: shown, headers };
 }
 
-/** A failure worth another attempt: the request is an idempotent GET. */
-class RetryableFailure extends Error {
-  /** The HTTP status (429, 5xx) when Graphite answered; undefined when it was not reached. */
-  readonly status: number | undefined;
-  constructor(message: string, options?: { cause?: unknown; status?: number }) {
-    super(message, options);
-    this.status = options?.status;
-  }
+/** HTTP statuses worth another attempt of an idempotent GET: rate limited, or failing on the server's side. */
+function retryableStatus(status: number): boolean {
+  return status === 429 || status >= 500;
+}
+
+/** Network failures worth another attempt: undici's defaults, a DNS hiccup, and undici's connect and header timeouts. */
+const RETRYABLE_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENETDOWN',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'EHOSTUNREACH',
+  'EPIPE',
+  'ETIMEDOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+]);
+
+/**
+ * The wait before retry number `retry` (1 for the first), or null for no retry. Without
+ * Retry-After: "equal jitter" over an exponential backoff, a uniform draw in [c/2, c] where
+ * c = min(RETRY_CAP_MS, RETRY_BASE_MS * 2^(retry-1)), so that weighters started by the same
+ * schedule do not come back to a struggling Graphite together. With Retry-After: that wait, plus
+ * a draw in [0, c/2] for the same reason; a Retry-After beyond MAX_RETRY_AFTER_MS means no retry.
+ * `random` returns a number in [0, 1).
+ */
+export function retryDelayMs(retry: number, retryAfterMs: number | undefined, random: () => number): number | null {
+  const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** Math.max(0, retry - 1));
+  const draw = Math.min(Math.max(random(), 0), 1);
+  if (retryAfterMs === undefined) return Math.round(ceiling / 2 + draw * (ceiling / 2));
+  if (retryAfterMs > MAX_RETRY_AFTER_MS) return null;
+  return Math.round(retryAfterMs + draw * (ceiling / 2));
+}
+
+/** A Retry-After header (delta-seconds or an HTTP date) as milliseconds from `now`; undefined when absent or unreadable. */
+export function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (text === undefined || text === '') return undefined;
+  if (/^\d{1,9}$/.test(text)) return Number(text) * 1000;
+  // An HTTP date names its day or month; Date.parse alone would also read "-1" or "1.5" as dates.
+  if (!/[A-Za-z]{3}/.test(text)) return undefined;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /**
- * Graphite `/render` client on undici: bounded retries with exponential backoff on connection
- * errors, timeouts, 429 and 5xx; a hard cap on the body size; and strict validation of the JSON.
+ * The longest a render may take, all attempts and waits included: each attempt is bounded by the
+ * per-phase timeouts (connect, headers, a pause in the body), but a body that keeps trickling is
+ * not, and the cycle (and the run lock) must not wait on it.
  */
-export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSourceOptions): MetricSource {
-  const prepared = prepare(config, options.env);
-  const sleep = options.sleep ?? ((ms: number) => delay(ms));
+export function renderLimitMs(config: Pick<GraphiteConfig, 'timeoutMs' | 'retries'>): number {
+  return (config.retries + 1) * config.timeoutMs + config.retries * (MAX_RETRY_AFTER_MS + RETRY_CAP_MS / 2);
+}
 
-  return {
-    async render(target: string, from: string, until?: string): Promise<readonly Series[]> {
-      const url = new URL('render', prepared.base);
-      url.searchParams.set('target', target);
-      url.searchParams.set('from', from);
-      if (until !== undefined) url.searchParams.set('until', until);
-      url.searchParams.set('format', 'json');
-      const shownUrl = `${prepared.shownBase}render?${url.searchParams.toString()}`;
+function codeOf(error: unknown): string | undefined {
+  return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+}
 
-      let lastError: RetryableFailure | undefined;
-      for (let attempt = 0; attempt <= config.retries; attempt++) {
-        if (attempt > 0) await sleep(Math.min(200 * 2 ** (attempt - 1), 5_000));
-        try {
-          const text = await fetchBody(url, prepared.headers, config, options.dispatcher, shownUrl);
-          return parseRenderReply(text, shownUrl);
-        } catch (error) {
-          if (error instanceof RetryableFailure) {
-            lastError = error;
-            continue;
-          }
-          throw error;
+/** The status of a response the retry interceptor turned into an error (RequestRetryError). */
+function statusOf(error: Error): { status: number; headers: Record<string, string | string[] | undefined> } | undefined {
+  if (!(error instanceof undiciErrors.RequestRetryError)) return undefined;
+  return { status: error.statusCode, headers: error.headers ?? {} };
+}
+
+/** What one render learns while undici's retry interceptor runs its attempts. */
+interface RenderAttempts {
+  /** Attempts made so far. */
+  count: number;
+  /** Set once the response headers are in: a failure while reading the body is not retried. */
+  bodyStarted: boolean;
+  /** Why the last failure was not retried when the reason is ours to tell (Retry-After too long, TLS mismatch). */
+  note: string | undefined;
+}
+
+/**
+ * Graphite `/render` client. undici does the HTTP: an Agent owned by the client (close() ends its
+ * connections) with one timeout per phase (connect, headers, a pause in the body; the config's
+ * timeoutMs) and the response size limit (maxResponseBytes), composed with undici's retry
+ * interceptor, whose retry decision is ours (retryDelayMs: jitter, Retry-After; which failures
+ * are worth another attempt). One deadline bounds the whole render (renderLimitMs). What comes back
+ * is validated strictly (parseRenderReply).
+ */
+export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSourceOptions): GraphiteSource {
+  const prepared = prepare(config, options.env, options.secretOrigin);
+  const random = options.random ?? Math.random;
+  const now = options.now ?? Date.now;
+  const startWait = options.startWait ?? ((ms: number, resume: () => void) => setTimeout(resume, ms));
+  const agent = new Agent({
+    connect: { timeout: config.timeoutMs },
+    headersTimeout: config.timeoutMs,
+    bodyTimeout: config.timeoutMs,
+    maxResponseSize: config.maxResponseBytes,
+  });
+  // The retry decision (and the attempt limit, config.retries) is each render's own `retry`
+  // below. throwOnError false: the last failing response comes back as a response, its status
+  // and body readable, rather than as undici's generic RequestRetryError.
+  const dispatcher = agent.compose(interceptors.retry({ throwOnError: false, methods: ['GET'] }));
+  const limitMs = renderLimitMs(config);
+
+  const render = async (target: string, from: string, until?: string): Promise<Series[]> => {
+    const url = new URL('render', prepared.base);
+    url.searchParams.set('target', target);
+    url.searchParams.set('from', from);
+    if (until !== undefined) url.searchParams.set('until', until);
+    url.searchParams.set('format', 'json');
+    const shownUrl = `${prepared.shownBase}render?${url.searchParams.toString()}`;
+    const attempts: RenderAttempts = { count: 1, bodyStarted: false, note: undefined };
+
+    const retry: RetryHandler.RetryCallback = (error, { state }, decide) => {
+      attempts.count = state.counter;
+      const stop = (note?: string): void => {
+        attempts.note = note;
+        decide(error);
+      };
+      const answered = statusOf(error);
+      if (attempts.bodyStarted || state.counter > config.retries) return stop();
+      if (answered !== undefined ? !retryableStatus(answered.status) : !RETRYABLE_CODES.has(codeOf(error) ?? '')) return stop();
+      const go = (): ReturnType<typeof setTimeout> | undefined => {
+        const after = answered === undefined ? undefined : retryAfterMs(answered.headers['retry-after'], now());
+        const wait = retryDelayMs(state.counter, after, random);
+        if (wait === null) {
+          stop(`it asked to retry after ${Math.round((after ?? 0) / 1000)} s (Retry-After), longer than the ${MAX_RETRY_AFTER_MS / 1000} s this client waits; the next cycle asks again`);
+          return undefined;
         }
+        return startWait(wait, () => {
+          attempts.count = state.counter + 1;
+          decide(null);
+        });
+      };
+      // A closed connection from an http:// URL may be a TLS port that did not understand the request.
+      if (url.protocol === 'http:' && answered === undefined && looksLikeTlsRefusal(error)) {
+        void speaksTls(url, config.timeoutMs).then((tls) => (tls ? stop(tlsMismatch(url, 'http')) : go()));
+        return undefined;
       }
-      throw new GraphiteError(
-        `Graphite at ${shownUrl} failed after ${config.retries + 1} attempt(s): ${lastError?.message ?? 'unknown error'}`,
-        { url: shownUrl },
-        { cause: lastError, kind: lastError?.status === undefined ? 'unreachable' : 'http-status' },
-      );
-    },
-  };
-}
+      return go();
+    };
 
-async function fetchBody(
-  url: URL,
-  headers: Record<string, string>,
-  config: GraphiteConfig,
-  dispatcher: Dispatcher | undefined,
-  shownUrl: string,
-): Promise<string> {
-  let response: Dispatcher.ResponseData;
-  try {
-    response = await request(url, {
+    const request: Dispatcher.RequestOptions & { retryOptions: RetryHandler.RetryOptions } = {
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
       method: 'GET',
-      headers,
-      headersTimeout: config.timeoutMs,
-      bodyTimeout: config.timeoutMs,
-      signal: AbortSignal.timeout(config.timeoutMs),
-      ...(dispatcher === undefined ? {} : { dispatcher }),
-    });
-  } catch (error) {
-    throw new RetryableFailure(describeNetworkError(error, config.timeoutMs), { cause: error });
-  }
+      headers: prepared.headers,
+      signal: AbortSignal.timeout(limitMs),
+      retryOptions: { retry },
+    };
+    const failed = (why: string, kind: 'unreachable' | 'http-status', cause?: unknown): GraphiteError =>
+      new GraphiteError(`Graphite at ${shownUrl} failed after ${attempts.count} attempt(s): ${why}`, { url: shownUrl }, { cause, kind });
 
-  const { statusCode, body } = response;
-  if (statusCode === 429 || statusCode >= 500) {
-    const text = await readCapped(body, 4096, shownUrl).catch(() => '');
-    throw new RetryableFailure(`HTTP ${statusCode}${text === '' ? '' : `: ${snippet(text, 120)}`}`, { status: statusCode });
-  }
-  if (statusCode !== 200) {
-    const text = await readCapped(body, 4096, shownUrl).catch(() => '');
-    throw new GraphiteError(
-      `Graphite at ${shownUrl} answered HTTP ${statusCode}`,
-      { url: shownUrl, status: statusCode, reply: text },
-      { kind: statusCode === 401 || statusCode === 403 ? 'auth' : 'http-status' },
-    );
-  }
-  const declared = Number(response.headers['content-length']);
-  if (Number.isFinite(declared) && declared > config.maxResponseBytes) {
-    body.destroy();
-    throw new GraphiteError(
-      `Graphite at ${shownUrl} sent ${declared} bytes, more than maxResponseBytes ${config.maxResponseBytes}`,
-      { url: shownUrl },
-    );
-  }
-  try {
-    return await readCapped(body, config.maxResponseBytes, shownUrl);
-  } catch (error) {
-    if (error instanceof GraphiteError) throw error;
-    throw new RetryableFailure(describeNetworkError(error, config.timeoutMs), { cause: error });
-  }
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await dispatcher.request(request);
+    } catch (error) {
+      throw failed(attempts.note ?? describeNetworkError(error, url, config.timeoutMs, limitMs), 'unreachable', error);
+    }
+    attempts.bodyStarted = true;
+    const { statusCode, body, headers } = response;
+    if (statusCode !== 200) {
+      const text = await readPrefix(body, 4096);
+      const said = text === '' ? '' : `: ${snippet(text, 120)}`;
+      if (retryableStatus(statusCode)) throw failed(`HTTP ${statusCode}${said}${attempts.note === undefined ? '' : `; ${attempts.note}`}`, 'http-status');
+      if (statusCode === 401 || statusCode === 403) {
+        const refused = statusCode === 401 ? 'did not accept the credentials (HTTP 401)' : 'refused this request with these credentials (HTTP 403)';
+        throw new GraphiteError(`Graphite at ${shownUrl} ${refused}: ${prepared.credentialsHint}`, { url: shownUrl, status: statusCode, reply: text }, { kind: 'auth' });
+      }
+      throw new GraphiteError(`Graphite at ${shownUrl} answered HTTP ${statusCode}${said}`, { url: shownUrl, status: statusCode, reply: text }, { kind: 'http-status' });
+    }
+    const declared = Number(headers['content-length']);
+    if (Number.isFinite(declared) && declared > config.maxResponseBytes) {
+      body.destroy();
+      throw new GraphiteError(`Graphite at ${shownUrl} sent ${declared} bytes, more than maxResponseBytes ${config.maxResponseBytes}`, { url: shownUrl });
+    }
+    let text: string;
+    try {
+      text = await body.text();
+    } catch (error) {
+      if (error instanceof undiciErrors.ResponseExceededMaxSizeError) {
+        throw new GraphiteError(`Graphite at ${shownUrl} sent more than maxResponseBytes ${config.maxResponseBytes}`, { url: shownUrl }, { cause: error });
+      }
+      throw failed(`the reply was cut short: ${describeNetworkError(error, url, config.timeoutMs, limitMs)}`, 'unreachable', error);
+    }
+    return parseRenderReply(text, shownUrl);
+  };
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => (closing ??= agent.close());
+  return { render, close, [Symbol.asyncDispose]: close };
 }
 
-async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: number, shownUrl: string): Promise<string> {
+/** The start of an error reply, enough for a message; the rest is not read. */
+async function readPrefix(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of body) {
-    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    total += buf.length;
-    if (total > maxBytes) {
-      body.destroy();
-      throw new GraphiteError(`Graphite at ${shownUrl} sent more than maxResponseBytes ${maxBytes}`, { url: shownUrl });
+  try {
+    for await (const chunk of body) {
+      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+      chunks.push(buf);
+      total += buf.length;
+      if (total >= maxBytes) break;
     }
-    chunks.push(buf);
+  } catch {
+    // An error page we cannot read adds nothing to the status.
+  } finally {
+    body.destroy();
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8');
 }
 
-function describeNetworkError(error: unknown, timeoutMs: number): string {
-  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError) {
-    return `no answer within ${timeoutMs} ms`;
-  }
-  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
-    return `no answer within ${timeoutMs} ms`;
-  }
+/** How a plain-HTTP server answers a TLS handshake, as OpenSSL reads it. */
+function isPlainHttpAnswer(error: unknown): boolean {
+  const code = codeOf(error) ?? '';
+  return code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || code === 'ERR_SSL_HTTP_REQUEST';
+}
+
+/** How a TLS port answers a plain HTTP request: it closes without a reply, or sends a TLS alert that is no HTTP. */
+function looksLikeTlsRefusal(error: unknown): boolean {
+  return codeOf(error) === 'UND_ERR_SOCKET' || error instanceof undiciErrors.HTTPParserError;
+}
+
+/**
+ * Whether host:port completes a TLS handshake. Only a diagnosis after a failed plain request:
+ * nothing is sent over the connection, so the certificate is not checked here (the client does
+ * check it when graphite.url says https://).
+ */
+function speaksTls(url: URL, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const socket = tlsConnect({ host, port: Number(url.port || 80), rejectUnauthorized: false, ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
+    const done = (tls: boolean): void => {
+      socket.destroy();
+      resolve(tls);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+function tlsMismatch(url: URL, said: 'http' | 'https'): string {
+  return said === 'http'
+    ? `${url.host} speaks TLS, but graphite.url says http://: use https://`
+    : `${url.host} answered the TLS handshake in plain HTTP, but graphite.url says https://: use http://, or the port that serves HTTPS`;
+}
+
+function describeNetworkError(error: unknown, url: URL, timeoutMs: number, limitMs: number): string {
+  if (url.protocol === 'https:' && isPlainHttpAnswer(error)) return tlsMismatch(url, 'https');
+  if (error instanceof undiciErrors.ConnectTimeoutError) return `could not connect within ${timeoutMs} ms`;
+  if (error instanceof undiciErrors.HeadersTimeoutError) return `no answer within ${timeoutMs} ms`;
+  if (error instanceof undiciErrors.BodyTimeoutError) return `the reply stalled for ${timeoutMs} ms`;
+  if (error instanceof Error && error.name === 'TimeoutError') return `no complete reply within ${limitMs} ms, every attempt and wait included`;
   if (error instanceof Error) {
-    const code = 'code' in error && typeof error.code === 'string' ? ` (${error.code})` : '';
+    const code = codeOf(error);
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
     // Other libraries' words: made visible text before they reach a report or a log.
-    return displaySafe(`${error.message}${code}${cause}`);
+    return displaySafe(`${error.message}${code === undefined ? '' : ` (${code})`}${cause}`);
   }
   return snippet(String(error));
 }

@@ -104,6 +104,11 @@ export function graphiteEnvironment(config: Config, secret: unknown, env: Lambda
   return { [name]: secret };
 }
 
+/** Where the Graphite secret comes from in AWS, for the message of a key Graphite refuses. */
+export function graphiteSecretOrigin(env: LambdaEnvironment): string | undefined {
+  return env.graphiteKeyParameter === undefined ? undefined : `the SecureString parameter ${env.graphiteKeyParameter} (named by GRAPHITE_KEY_PARAMETER)`;
+}
+
 /** Replaces every occurrence of a secret in a JSON-shaped value, so that no report or log line carries it. */
 export function redact<T>(value: T, secrets: readonly string[]): T {
   const live = secrets.filter((s) => s.length >= 4);

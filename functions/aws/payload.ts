@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatIssues } from '../core/config.js';
 import { SAFE_NAME, SAFE_NAME_RULE } from '../core/runtime-grammar.js';
 import { ConfigError } from '../core/errors.js';

@@ -18,6 +18,6 @@ const code = await main(process.argv.slice(2), {
   now: () => Date.now(),
   stopSignal,
 });
+// main has closed what it opened (the Graphite client's connections, the sockets, the lock), so
+// the process ends on its own once stdout is flushed.
 process.exitCode = code;
-// Signal listeners would keep nothing alive, but an idle keep-alive socket of undici could.
-setTimeout(() => process.exit(code), 50).unref();

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createGraphiteSource } from '../adapters/graphite.js';
+import { createGraphiteSource, type GraphiteSource } from '../adapters/graphite.js';
 import { acquireRunLock } from '../adapters/run-lock.js';
 import { createSocketRelay } from '../adapters/socket-relay.js';
 import { parseConfigText, type Config } from '../core/config.js';
 import { createControlMemory } from '../core/control-memory.js';
-import { createStaticMemory, exitCodeFor, runCycle, type CycleReport } from '../core/cycle.js';
+import { createStaticMemory, exitCodeFor, runCycle, type CycleDeps, type CycleReport } from '../core/cycle.js';
 import { displaySafeDeep, displaySafeLines } from '../core/display.js';
 import { ConfigError, WeighterError, describeError } from '../core/errors.js';
 import { VERSION } from '../version.js';
@@ -127,22 +127,25 @@ export async function main(argv: readonly string[], cliIo: CliIo): Promise<numbe
     return 2;
   }
   const cli = parsed;
-  let deps;
+  let metrics: GraphiteSource;
+  let deps: CycleDeps;
   try {
-    deps = {
-      config,
-      metrics: createGraphiteSource(config.graphite, { env: io.env }),
-      relay: createSocketRelay(config.relay),
-      now: io.now,
-      version: VERSION,
-    };
+    metrics = createGraphiteSource(config.graphite, { env: io.env });
+    deps = { config, metrics, relay: createSocketRelay(config.relay), now: io.now, version: VERSION };
   } catch (error) {
     io.stderr(`haproxy-weighter: ${describeError(error)}`);
     return 2;
   }
-  const cycleOptions = { mode: cli.command === 'plan' ? ('plan' as const) : ('apply' as const), backends: cli.backends, force: cli.force };
+  try {
+    return await runCommand(cli, deps, config.relay.loadBalancers.map((lb) => lb.endpoint), io);
+  } finally {
+    // The Graphite client's connections are the only thing left open: closed, the process ends on its own.
+    await metrics.close();
+  }
+}
 
-  const endpoints = config.relay.loadBalancers.map((lb) => lb.endpoint);
+async function runCommand(cli: Parsed, deps: CycleDeps, endpoints: readonly string[], io: CliIo): Promise<number> {
+  const cycleOptions = { mode: cli.command === 'plan' ? ('plan' as const) : ('apply' as const), backends: cli.backends, force: cli.force };
   const staticMemory = createStaticMemory();
   // What the control loop remembers between the cycles of `run` (a one-shot apply starts empty).
   const controlMemory = createControlMemory();
@@ -172,7 +175,7 @@ export async function main(argv: readonly string[], cliIo: CliIo): Promise<numbe
     void io.stopSignal.then((signal) => {
       stopping = signal;
     });
-    const intervalMs = (cli.interval ?? config.intervalSeconds) * 1000;
+    const intervalMs = (cli.interval ?? deps.config.intervalSeconds) * 1000;
     for (;;) {
       const started = io.now();
       await once();

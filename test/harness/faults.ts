@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { z } from 'zod';
+import * as z from 'zod';
 import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { makeTempDir, removeTempDir } from './processes.js';
@@ -35,8 +35,8 @@ export type GraphiteFault =
   | { readonly kind: 'reset' }
   /** Holds each request for `ms`, then does `then` (pass by default). */
   | { readonly kind: 'delay'; readonly ms: number; readonly then?: GraphiteFault }
-  /** Answers HTTP `status` to the next `count` requests, then passes again. */
-  | { readonly kind: 'status'; readonly status: number; readonly count: number }
+  /** Answers HTTP `status` (with a Retry-After header when `retryAfter` is given) to the next `count` requests, then passes again. */
+  | { readonly kind: 'status'; readonly status: number; readonly count: number; readonly retryAfter?: string }
   /** Answers 200 with this body. */
   | { readonly kind: 'body'; readonly body: string; readonly contentType?: string }
   /** Fetches the real reply and answers 200 with `rewrite(realBody)`. */
@@ -46,6 +46,8 @@ export type GraphiteFault =
 
 export interface GraphiteRequestRecord {
   readonly seq: number;
+  /** When it arrived (performance.now() of the test process, in ms). */
+  readonly at: number;
   /** The `target` query parameter. */
   readonly target: string | null;
   readonly fault: GraphiteFault['kind'];
@@ -146,7 +148,7 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
         return;
       }
       case 'status':
-        res.writeHead(current.status, { 'content-type': 'text/plain' });
+        res.writeHead(current.status, { 'content-type': 'text/plain', ...(current.retryAfter === undefined ? {} : { 'retry-after': current.retryAfter }) });
         res.end(`fault proxy: HTTP ${current.status}`);
         return;
       case 'body':
@@ -174,6 +176,7 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
     }
     const record: GraphiteRequestRecord = {
       seq: nextSequence(),
+      at: performance.now(),
       target: new URL(req.url ?? '/', 'http://proxy').searchParams.get('target'),
       fault: current.kind,
     };

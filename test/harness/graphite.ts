@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { freePorts, makeTempDir, processListensOn, removeTempDir, runCommand, spawnService, waitFor, type ServiceProcess } from './processes.js';
 
 export const CARBON_CACHE_BIN = '/usr/bin/carbon-cache';

@@ -119,8 +119,9 @@ describe('Graphite faults: nothing is written, the report names Graphite and the
     ['HTTP 500 on every attempt', () => ({ kind: 'status', status: 500, count: 100 }), /failed after 3 attempt\(s\): HTTP 500/, 3, 'graphite-http-status'],
     ['HTTP 502 on every attempt', () => ({ kind: 'status', status: 502, count: 100 }), /failed after 3 attempt\(s\): HTTP 502/, 3, 'graphite-http-status'],
     ['HTTP 429 on every attempt', () => ({ kind: 'status', status: 429, count: 100 }), /failed after 3 attempt\(s\): HTTP 429/, 3, 'graphite-http-status'],
-    ['HTTP 401 (a key Graphite does not accept)', () => ({ kind: 'status', status: 401, count: 100 }), /answered HTTP 401/, 1, 'graphite-auth'],
-    ['HTTP 403', () => ({ kind: 'status', status: 403, count: 100 }), /answered HTTP 403/, 1, 'graphite-auth'],
+    ['HTTP 429 asking to retry after 2 minutes', () => ({ kind: 'status', status: 429, count: 100, retryAfter: '120' }), /failed after 1 attempt\(s\): HTTP 429: fault proxy: HTTP 429; it asked to retry after 120 s \(Retry-After\), longer than the 5 s this client waits/, 1, 'graphite-http-status'],
+    ['HTTP 401 (a key Graphite does not accept)', () => ({ kind: 'status', status: 401, count: 100 }), /did not accept the credentials \(HTTP 401\): graphite\.auth\.type is none, so no key was sent/, 1, 'graphite-auth'],
+    ['HTTP 403', () => ({ kind: 'status', status: 403, count: 100 }), /refused this request with these credentials \(HTTP 403\): graphite\.auth\.type is none/, 1, 'graphite-auth'],
     ['HTTP 404', () => ({ kind: 'status', status: 404, count: 100 }), /answered HTTP 404/, 1, 'graphite-http-status'],
     ['an HTML page instead of JSON', () => ({ kind: 'body', body: '<html><body><h1>502 Bad Gateway</h1></body></html>', contentType: 'text/html' }), /did not answer JSON/, 1, 'graphite-bad-reply'],
     ['truncated JSON', () => ({ kind: 'rewrite', rewrite: (body) => body.slice(0, Math.floor(body.length / 2)) }), /did not answer JSON/, 1, 'graphite-bad-reply'],
@@ -185,6 +186,30 @@ describe('Graphite faults: nothing is written, the report names Graphite and the
     expect(proxy.requests.map((r) => r.fault)).toEqual(['status', 'pass']);
     for (const w of await weightsOnEveryLoadBalancer()) expect(w.s1).toBeLessThan(w.s2 ?? 0);
     expect(lambdaMetricsFor(report).totals).toMatchObject({ GraphiteFailures: 0, ServersChanged: 6 });
+  });
+});
+
+describe('Retries through undici\'s retry interceptor, with jitter and Retry-After', () => {
+  it('waits what Retry-After asks (1 s) before the next attempt, then balances', async () => {
+    await proxy.setFault({ kind: 'status', status: 503, count: 1, retryAfter: '1' });
+    const { code, report } = await apply();
+    expect(code).toBe(0);
+    expect(report.outcome).toBe('ok');
+    const [first, second] = proxy.requests;
+    expect(proxy.requests.map((r) => r.fault)).toEqual(['status', 'pass']);
+    // A lower bound only: a loaded machine makes the gap longer, never shorter. Without
+    // Retry-After the first wait is 100 to 200 ms.
+    expect((second?.at ?? 0) - (first?.at ?? 0)).toBeGreaterThanOrEqual(1_000);
+  });
+
+  it('spaces its attempts at least by the lower bounds of the backoff (100 ms, then 200 ms)', async () => {
+    await proxy.setFault({ kind: 'status', status: 500, count: 100 });
+    const { code } = await apply();
+    expect(code).toBe(1);
+    const at = proxy.requests.map((r) => r.at);
+    expect(at).toHaveLength(3);
+    expect((at[1] ?? 0) - (at[0] ?? 0)).toBeGreaterThanOrEqual(100);
+    expect((at[2] ?? 0) - (at[1] ?? 0)).toBeGreaterThanOrEqual(200);
   });
 });
 

@@ -1,100 +1,396 @@
-import { MockAgent } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createGraphiteSource, parseRenderReply } from '../../functions/adapters/graphite.js';
+/**
+ * The Graphite client against HTTP servers of this process on loopback: undici's Agent, retry
+ * interceptor and response size limit as the client composes them, with the retry waits recorded
+ * (and skipped) through the injected startWait, and the jitter's random source fixed where a test
+ * needs exact values.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  MAX_RETRY_AFTER_MS,
+  RETRY_BASE_MS,
+  RETRY_CAP_MS,
+  createGraphiteSource,
+  parseRenderReply,
+  renderLimitMs,
+  retryAfterMs,
+  retryDelayMs,
+  type GraphiteSourceOptions,
+} from '../../functions/adapters/graphite.js';
 import { parseConfig } from '../../functions/core/config.js';
 import { ConfigError, GraphiteError } from '../../functions/core/errors.js';
+import { propertyRuns } from '../harness/property-runs.js';
 
-const ORIGIN = 'http://graphite.test';
+type Handler = (req: IncomingMessage, res: ServerResponse, index: number) => void;
 
-function graphiteConfig(extra: Record<string, unknown> = {}) {
+interface TestServer {
+  readonly url: string;
+  readonly requests: IncomingMessage[];
+  /** Connections open right now. */
+  readonly open: Set<Socket>;
+  close(): Promise<void>;
+}
+
+const servers: TestServer[] = [];
+
+/** An HTTP server on a free loopback port that answers request #i with `handlers[i]` (the last one repeats). */
+async function serve(...handlers: Handler[]): Promise<TestServer> {
+  const requests: IncomingMessage[] = [];
+  const open = new Set<Socket>();
+  const server = createServer((req, res) => {
+    const index = requests.length;
+    requests.push(req);
+    const handler = handlers[Math.min(index, handlers.length - 1)];
+    handler?.(req, res, index);
+  });
+  server.on('connection', (socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  const { port } = server.address() as AddressInfo;
+  const handle: TestServer = {
+    url: `http://127.0.0.1:${port}/`,
+    requests,
+    open,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+  servers.push(handle);
+  return handle;
+}
+
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+const json =
+  (body: unknown, status = 200, headers: Record<string, string> = {}): Handler =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body));
+  };
+const text =
+  (status: number, body: string, headers: Record<string, string> = {}): Handler =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(body);
+  };
+
+function graphiteConfig(url: string, extra: Record<string, unknown> = {}) {
   return parseConfig({
-    graphite: { url: `${ORIGIN}/`, retries: 2, timeoutMs: 500, ...extra },
+    graphite: { url, retries: 2, timeoutMs: 2_000, ...extra },
     relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/tmp/x.sock' }] },
     backends: [{ name: 'be', target: 't', weighting: { function: 'limited-proportions' } }],
   }).graphite;
 }
 
-let agent: MockAgent;
-const noSleep = async (): Promise<void> => {};
+/** A client whose retry waits are recorded and skipped; `random` fixes the jitter's draw. */
+function client(url: string, extra: Record<string, unknown> = {}, options: Partial<GraphiteSourceOptions> = {}) {
+  const waits: number[] = [];
+  const source = createGraphiteSource(graphiteConfig(url, extra), {
+    env: {},
+    startWait: (ms, resume) => {
+      waits.push(ms);
+      setImmediate(resume);
+      return undefined;
+    },
+    ...options,
+  });
+  return { source, waits };
+}
 
-beforeEach(() => {
-  agent = new MockAgent();
-  agent.disableNetConnect();
+async function failure(promise: Promise<unknown>): Promise<GraphiteError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(error instanceof GraphiteError)) throw new Error(`expected a GraphiteError, got ${String(error)}`);
+  return error;
+}
+
+const SERIES = [{ target: 's1', datapoints: [[1, 1_700_000_000], [null, 1_700_000_010]] }];
+
+describe('retryDelayMs: equal jitter over an exponential backoff, Retry-After honoured up to a limit', () => {
+  it.each([
+    // retry, Retry-After (ms), random draw, wait (ms)
+    [1, undefined, 0, 100],
+    [1, undefined, 0.5, 150],
+    [1, undefined, 0.999, 200],
+    [2, undefined, 0, 200],
+    [3, undefined, 0.5, 600],
+    [10, undefined, 0, RETRY_CAP_MS / 2],
+    [10, undefined, 0.9999, RETRY_CAP_MS],
+    [1, 0, 0, 0],
+    [1, 2_000, 0, 2_000],
+    [1, 2_000, 0.999, 2_100],
+    [3, MAX_RETRY_AFTER_MS, 0.5, MAX_RETRY_AFTER_MS + 200],
+  ])('waits before retry %i (Retry-After %s ms, draw %s) %i ms', (retry, after, draw, expected) => {
+    expect(retryDelayMs(retry, after, () => draw)).toBe(expected);
+  });
+
+  it('does not retry when Retry-After asks for longer than the limit', () => {
+    expect(retryDelayMs(1, MAX_RETRY_AFTER_MS + 1, () => 0)).toBeNull();
+    expect(retryDelayMs(2, 3_600_000, () => 0.5)).toBeNull();
+  });
+
+  it('stays within [c/2, c] for c = min(cap, base * 2^(retry-1)), and at least Retry-After, for every draw', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 12 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), fc.option(fc.integer({ min: 0, max: MAX_RETRY_AFTER_MS })), (retry, draw, after) => {
+        const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (retry - 1));
+        const wait = retryDelayMs(retry, after ?? undefined, () => draw);
+        expect(wait).not.toBeNull();
+        const low = after === null ? ceiling / 2 : after;
+        const high = after === null ? ceiling : after + ceiling / 2;
+        expect(wait).toBeGreaterThanOrEqual(Math.floor(low));
+        expect(wait).toBeLessThanOrEqual(Math.ceil(high));
+      }),
+      propertyRuns(),
+    );
+  });
 });
-afterEach(async () => {
-  await agent.close();
+
+describe('retryAfterMs', () => {
+  const now = Date.UTC(2026, 0, 1, 12, 0, 0);
+  it.each([
+    ['delta-seconds', '3', 3_000],
+    ['zero, with spaces', ' 0 ', 0],
+    ['an HTTP date 5 s ahead', new Date(now + 5_000).toUTCString(), 5_000],
+    ['an HTTP date in the past', new Date(now - 60_000).toUTCString(), 0],
+    ['the first of several headers', ['2', '9'], 2_000],
+  ])('reads %s', (_what, value, expected) => {
+    expect(retryAfterMs(value, now)).toBe(expected);
+  });
+
+  it.each([[undefined], [''], ['soon'], ['-1'], ['1.5']])('ignores %j', (value) => {
+    expect(retryAfterMs(value, now)).toBeUndefined();
+  });
 });
 
 describe('createGraphiteSource', () => {
   it('renders the target as JSON and keeps null points and their timestamps', async () => {
-    agent
-      .get(ORIGIN)
-      .intercept({ path: (p) => p.startsWith('/render?') && p.includes('target=aliasByNode') && p.includes('format=json') })
-      .reply(200, [{ target: 's1', datapoints: [[1, 1_700_000_000], [null, 1_700_000_010]] }]);
-    const source = createGraphiteSource(graphiteConfig(), { env: {}, dispatcher: agent, sleep: noSleep });
+    const server = await serve(json(SERIES));
+    const { source } = client(server.url);
     await expect(source.render('aliasByNode(a.*.b, 1)', '-5min')).resolves.toEqual([{ name: 's1', values: [1, null], timestamps: [1_700_000_000, 1_700_000_010] }]);
+    const query = new URL(server.requests[0]?.url ?? '', server.url).searchParams;
+    expect(Object.fromEntries(query)).toEqual({ target: 'aliasByNode(a.*.b, 1)', from: '-5min', format: 'json' });
+    await source.close();
   });
 
-  it('retries HTTP 502 and then succeeds', async () => {
-    const pool = agent.get(ORIGIN);
-    pool.intercept({ path: /render/ }).reply(502, 'bad gateway');
-    pool.intercept({ path: /render/ }).reply(200, []);
-    const source = createGraphiteSource(graphiteConfig(), { env: {}, dispatcher: agent, sleep: noSleep });
+  it('retries HTTP 502 after a jittered wait within [100, 200] ms and then succeeds', async () => {
+    const server = await serve(text(502, 'bad gateway'), json([]));
+    const { source, waits } = client(server.url);
     await expect(source.render('t', '-1min')).resolves.toEqual([]);
+    expect(server.requests).toHaveLength(2);
+    expect(waits).toHaveLength(1);
+    expect(waits[0]).toBeGreaterThanOrEqual(RETRY_BASE_MS / 2);
+    expect(waits[0]).toBeLessThanOrEqual(RETRY_BASE_MS);
+    await source.close();
   });
 
-  it('gives up after the configured retries on HTTP 429 and names the URL and status', async () => {
-    agent.get(ORIGIN).intercept({ path: /render/ }).reply(429, 'slow down').times(3);
-    const source = createGraphiteSource(graphiteConfig(), { env: {}, dispatcher: agent, sleep: noSleep });
-    const error = await source.render('t', '-1min').catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(GraphiteError);
-    expect(String((error as Error).message)).toMatch(/graphite\.test.*3 attempt.*HTTP 429/);
+  it('draws each wait from the injected random source', async () => {
+    const server = await serve(text(503, 'busy'), text(503, 'busy'), json([]));
+    const draws = [0, 0.5];
+    const { source, waits } = client(server.url, {}, { random: () => draws.shift() ?? 0 });
+    await source.render('t', '-1min');
+    expect(waits).toEqual([100, 300]);
+    await source.close();
+  });
+
+  it('gives up after the configured retries on HTTP 429 and names the URL, the attempts and the status', async () => {
+    const server = await serve(text(429, 'slow down'));
+    const { source, waits } = client(server.url);
+    const error = await failure(source.render('t', '-1min'));
+    expect(error.kind).toBe('http-status');
+    expect(error.message).toMatch(/^Graphite at http:\/\/127\.0\.0\.1:\d+\/render\?target=t.* failed after 3 attempt\(s\): HTTP 429: slow down$/);
+    expect(server.requests).toHaveLength(3);
+    expect(waits).toHaveLength(2);
+    await source.close();
+  });
+
+  it('waits what Retry-After asks (2 s) before the next attempt', async () => {
+    const server = await serve(text(503, 'maintenance', { 'retry-after': '2' }), json([]));
+    const { source, waits } = client(server.url, {}, { random: () => 0 });
+    await expect(source.render('t', '-1min')).resolves.toEqual([]);
+    expect(waits).toEqual([2_000]);
+    await source.close();
+  });
+
+  it('reads a Retry-After date against its clock', async () => {
+    const now = Date.UTC(2026, 0, 1);
+    const server = await serve(text(429, 'later', { 'retry-after': new Date(now + 3_000).toUTCString() }), json([]));
+    const { source, waits } = client(server.url, {}, { random: () => 0, now: () => now });
+    await source.render('t', '-1min');
+    expect(waits).toEqual([3_000]);
+    await source.close();
+  });
+
+  it('does not retry when Retry-After asks for longer than it waits, and says so', async () => {
+    const server = await serve(text(429, 'rate limited', { 'retry-after': '3600' }));
+    const { source, waits } = client(server.url);
+    const error = await failure(source.render('t', '-1min'));
+    expect(server.requests).toHaveLength(1);
+    expect(waits).toEqual([]);
+    expect(error.kind).toBe('http-status');
+    expect(error.message).toContain('failed after 1 attempt(s): HTTP 429: rate limited; it asked to retry after 3600 s (Retry-After), longer than the 5 s this client waits');
+    await source.close();
   });
 
   it('does not retry a 404', async () => {
-    agent.get(ORIGIN).intercept({ path: /render/ }).reply(404, 'nope');
-    const source = createGraphiteSource(graphiteConfig(), { env: {}, dispatcher: agent, sleep: noSleep });
-    await expect(source.render('t', '-1min')).rejects.toThrow(/HTTP 404/);
+    const server = await serve(text(404, 'nope'));
+    const { source } = client(server.url);
+    const error = await failure(source.render('t', '-1min'));
+    expect(error.kind).toBe('http-status');
+    expect(error.message).toMatch(/answered HTTP 404: nope$/);
+    expect(server.requests).toHaveLength(1);
+    await source.close();
   });
 
-  it('refuses a body larger than maxResponseBytes', async () => {
-    agent.get(ORIGIN).intercept({ path: /render/ }).reply(200, `[${' '.repeat(5000)}]`);
-    const source = createGraphiteSource(graphiteConfig({ maxResponseBytes: 1024 }), { env: {}, dispatcher: agent, sleep: noSleep });
-    await expect(source.render('t', '-1min')).rejects.toThrow(/maxResponseBytes 1024/);
+  it('retries a refused connection and names the error after the last attempt', async () => {
+    const server = await serve(json([]));
+    await server.close();
+    const { source, waits } = client(server.url);
+    const error = await failure(source.render('t', '-1min'));
+    expect(error.kind).toBe('unreachable');
+    expect(error.message).toMatch(/failed after 3 attempt\(s\): .*ECONNREFUSED/);
+    expect(waits).toHaveLength(2);
+    await source.close();
+  });
+
+  it('retries an attempt that gets no answer within timeoutMs', async () => {
+    const server = await serve(() => undefined);
+    const { source } = client(server.url, { timeoutMs: 100, retries: 1 });
+    const error = await failure(source.render('t', '-1min'));
+    expect(error.kind).toBe('unreachable');
+    expect(error.message).toMatch(/failed after 2 attempt\(s\): no answer within 100 ms$/);
+    expect(server.requests).toHaveLength(2);
+    await source.close();
+  });
+
+  it('does not retry once the body has started: a reply cut short fails at once', async () => {
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+      res.write('[{"target": "s1", ');
+      setImmediate(() => res.socket?.destroy());
+    });
+    const { source, waits } = client(server.url);
+    const error = await failure(source.render('t', '-1min'));
+    expect(error.kind).toBe('unreachable');
+    expect(error.message).toMatch(/failed after 1 attempt\(s\): the reply was cut short/);
+    expect(server.requests).toHaveLength(1);
+    expect(waits).toEqual([]);
+    await source.close();
+  });
+
+  it('bounds the whole render: a body that keeps trickling is cut at renderLimitMs', async () => {
+    const config = { timeoutMs: 200, retries: 0 };
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('[');
+      const timer = setInterval(() => res.write(' '), 20);
+      res.once('close', () => clearInterval(timer));
+    });
+    const { source } = client(server.url, config);
+    const error = await failure(source.render('t', '-1min'));
+    expect(renderLimitMs(config)).toBe(200);
+    expect(error.message).toContain(`no complete reply within ${renderLimitMs(config)} ms, every attempt and wait included`);
+    await source.close();
+  });
+
+  it('refuses a streamed body larger than maxResponseBytes (undici stops reading it) and does not retry', async () => {
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`[${' '.repeat(5000)}]`);
+    });
+    const { source } = client(server.url, { maxResponseBytes: 1024 });
+    const error = await failure(source.render('t', '-1min'));
+    expect(error.kind).toBe('bad-reply');
+    expect(error.message).toMatch(/sent more than maxResponseBytes 1024$/);
+    expect(server.requests).toHaveLength(1);
+    await source.close();
+  });
+
+  it('refuses a declared Content-Length larger than maxResponseBytes before reading the body', async () => {
+    const body = `[${' '.repeat(5000)}]`;
+    const server = await serve(json(body, 200, { 'content-length': String(body.length) }));
+    const { source } = client(server.url, { maxResponseBytes: 1024 });
+    const error = await failure(source.render('t', '-1min'));
+    expect(error.kind).toBe('bad-reply');
+    expect(error.message).toMatch(/sent 5002 bytes, more than maxResponseBytes 1024$/);
+    await source.close();
+  });
+
+  it('closes its connections on close(), and `await using` does the same', async () => {
+    const server = await serve(json([]));
+    const { source } = client(server.url);
+    await source.render('t', '-1min');
+    expect(server.open.size).toBe(1);
+    await source.close();
+    await expect.poll(() => server.open.size).toBe(0);
+    await expect(source.render('t', '-1min')).rejects.toThrow();
+
+    {
+      await using scoped = client(server.url).source;
+      await scoped.render('t', '-1min');
+      expect(server.open.size).toBe(1);
+    }
+    await expect.poll(() => server.open.size).toBe(0);
   });
 
   it('puts a url-key secret in the path but never in error messages', async () => {
-    agent.get(ORIGIN).intercept({ path: (p) => p.startsWith('/s3cr3t/render?') }).reply(500, 'boom').times(3);
-    const source = createGraphiteSource(graphiteConfig({ auth: { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' } }), {
-      env: { GRAPHITE_API_KEY: 's3cr3t' },
-      dispatcher: agent,
-      sleep: noSleep,
-    });
-    const error = await source.render('t', '-1min').catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(GraphiteError);
-    expect(JSON.stringify((error as GraphiteError).toJSON())).not.toContain('s3cr3t');
-    expect((error as Error).message).toContain('***');
+    const server = await serve(text(500, 'boom'));
+    const { source } = client(server.url, { auth: { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' } }, { env: { GRAPHITE_API_KEY: 's3cr3t' } });
+    const error = await failure(source.render('t', '-1min'));
+    expect(server.requests[0]?.url).toMatch(/^\/s3cr3t\/render\?/);
+    expect(JSON.stringify(error.toJSON())).not.toContain('s3cr3t');
+    expect(error.message).toContain('/***/render?');
+    await source.close();
   });
 
-  it('sends basic auth from the environment', async () => {
-    const expected = `Basic ${Buffer.from('weighter:pw').toString('base64')}`;
-    agent
-      .get(ORIGIN)
-      .intercept({ path: /render/, headers: { authorization: expected } })
-      .reply(200, []);
-    const source = createGraphiteSource(graphiteConfig({ auth: { type: 'basic', username: 'weighter', passwordEnv: 'GRAPHITE_PASSWORD' } }), {
-      env: { GRAPHITE_PASSWORD: 'pw' },
-      dispatcher: agent,
-      sleep: noSleep,
-    });
-    await expect(source.render('t', '-1min')).resolves.toEqual([]);
+  it('sends basic auth and header auth from the environment', async () => {
+    const server = await serve(json([]));
+    const basic = client(server.url, { auth: { type: 'basic', username: 'weighter', passwordEnv: 'GRAPHITE_PASSWORD' } }, { env: { GRAPHITE_PASSWORD: 'pw' } }).source;
+    await basic.render('t', '-1min');
+    const header = client(server.url, { auth: { type: 'header', header: 'X-Api-Key', prefix: 'Bearer ', valueEnv: 'TOKEN' } }, { env: { TOKEN: 'tok' } }).source;
+    await header.render('t', '-1min');
+    expect(server.requests[0]?.headers.authorization).toBe(`Basic ${Buffer.from('weighter:pw').toString('base64')}`);
+    expect(server.requests[1]?.headers['x-api-key']).toBe('Bearer tok');
+    await Promise.all([basic.close(), header.close()]);
   });
 
   it('fails with a ConfigError naming the variable when a secret is not set', () => {
-    expect(() => createGraphiteSource(graphiteConfig({ auth: { type: 'header', header: 'X-Token', valueEnv: 'TOKEN' } }), { env: {} })).toThrow(
-      ConfigError,
-    );
-    expect(() => createGraphiteSource(graphiteConfig({ auth: { type: 'header', header: 'X-Token', valueEnv: 'TOKEN' } }), { env: {} })).toThrow(/TOKEN/);
+    const config = graphiteConfig('http://127.0.0.1:9/', { auth: { type: 'header', header: 'X-Token', valueEnv: 'TOKEN' } });
+    expect(() => createGraphiteSource(config, { env: {} })).toThrow(ConfigError);
+    expect(() => createGraphiteSource(config, { env: {} })).toThrow(/TOKEN/);
+  });
+});
+
+describe('a refused key: the message says what to check and where the key comes from', () => {
+  const env = { GRAPHITE_API_KEY: 'k', GRAPHITE_PASSWORD: 'p', GRAPHITE_TOKEN: 't' };
+  it.each([
+    [401, { type: 'none' }, undefined, 'did not accept the credentials (HTTP 401): graphite.auth.type is none, so no key was sent: set graphite.auth (url-key, basic or header) and the key it names'],
+    [401, { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' }, undefined, 'did not accept the credentials (HTTP 401): check the API key sent in the URL path (graphite.auth url-key), read from environment variable GRAPHITE_API_KEY'],
+    [403, { type: 'basic', username: 'weighter', passwordEnv: 'GRAPHITE_PASSWORD' }, undefined, 'refused this request with these credentials (HTTP 403): check the user "weighter" and its password, read from environment variable GRAPHITE_PASSWORD'],
+    [401, { type: 'header', header: 'X-Api-Key', valueEnv: 'GRAPHITE_TOKEN' }, undefined, 'did not accept the credentials (HTTP 401): check the key sent in the X-Api-Key header, read from environment variable GRAPHITE_TOKEN'],
+    [
+      401,
+      { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' },
+      'the SecureString parameter /hw/prod/graphite-key (named by GRAPHITE_KEY_PARAMETER)',
+      'check the API key sent in the URL path (graphite.auth url-key), read from the SecureString parameter /hw/prod/graphite-key (named by GRAPHITE_KEY_PARAMETER)',
+    ],
+  ])('HTTP %i with auth %j (secret from %s)', async (status, auth, secretOrigin, expected) => {
+    const server = await serve(text(status, 'no'));
+    const { source } = client(server.url, { auth }, { env, ...(secretOrigin === undefined ? {} : { secretOrigin }) });
+    const error = await failure(source.render('t', '-1min'));
+    expect(error.kind).toBe('auth');
+    expect(error.message).toMatch(/^Graphite at http:\/\/127\.0\.0\.1:\d+\/.*render\?target=t&from=-1min&format=json /);
+    expect(error.message.endsWith(expected)).toBe(true);
+    expect(error.message).not.toContain('\n');
+    expect(server.requests).toHaveLength(1);
+    await source.close();
   });
 });
 

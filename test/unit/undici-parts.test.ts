@@ -1,0 +1,51 @@
+/**
+ * The bundles resolve `undici` to scripts/undici-parts.cjs (scripts/bundle.mjs): the parts must be
+ * undici's own objects, and every value functions/ imports from undici must be among them, or a
+ * bundle would fail where the tests (which load undici's index) pass. The integration tests run
+ * the CLI bundle, so their Graphite requests go through these parts.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import * as undici from 'undici';
+import { describe, expect, it } from 'vitest';
+
+const require = createRequire(import.meta.url);
+const ROOT = new URL('../../', import.meta.url).pathname;
+const parts = require('../../scripts/undici-parts.cjs') as Record<string, unknown>;
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? sourceFiles(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : [],
+  );
+}
+
+/** The value (not type-only) names imported from 'undici' anywhere under functions/. */
+function undiciValueImports(): string[] {
+  const names = new Set<string>();
+  for (const file of sourceFiles(join(ROOT, 'functions'))) {
+    for (const match of readFileSync(file, 'utf8').matchAll(/^import (type )?\{([^}]*)\} from 'undici';$/gm)) {
+      if (match[1] !== undefined) continue;
+      for (const spec of (match[2] ?? '').split(',')) {
+        const name = spec.trim();
+        if (name !== '' && !name.startsWith('type ')) names.add(name.split(/\s+as\s+/)[0] ?? name);
+      }
+    }
+  }
+  return [...names].sort();
+}
+
+describe('the undici parts the bundles carry', () => {
+  it('are the objects undici itself exports', () => {
+    expect(parts.Agent).toBe(undici.Agent);
+    expect(parts.Dispatcher).toBe(undici.Dispatcher);
+    expect(parts.errors).toBe(undici.errors);
+    expect((parts.interceptors as Record<string, unknown>).retry).toBe(undici.interceptors.retry);
+  });
+
+  it('include every value functions/ imports from undici', () => {
+    const imported = undiciValueImports();
+    expect(imported).toEqual(['Agent', 'errors', 'interceptors']);
+    for (const name of imported) expect(parts[name], name).toBeDefined();
+  });
+});
