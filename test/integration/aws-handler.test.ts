@@ -231,6 +231,23 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
     expect(JSON.stringify(result)).not.toContain(GRAPHITE_KEY);
   });
 
+  it('names the SecureString parameter (and GRAPHITE_KEY_PARAMETER) when Graphite refuses the key in it, and never the key', async () => {
+    const wrongKey = 'an-old-graphite-key-0815';
+    fleet.endpoint.setParameter(KEY_PARAMETER, { type: 'SecureString', value: wrongKey });
+    try {
+      const { result, output } = await invoke(makeHandler());
+      const report = must(result);
+      expect(problemsOf(report)).toEqual([['graphite-auth', null, 'be_ingest', null]]);
+      expect(report.backends[0]?.graphite.error).toMatch(
+        new RegExp(`did not accept the credentials \\(HTTP 401\\): check the API key sent in the URL path \\(graphite\\.auth url-key\\), read from the SecureString parameter ${KEY_PARAMETER} \\(named by GRAPHITE_KEY_PARAMETER\\)$`),
+      );
+      expect(output).not.toContain(wrongKey);
+      expect(JSON.stringify(result)).not.toContain(wrongKey);
+    } finally {
+      fleet.endpoint.setParameter(KEY_PARAMETER, { type: 'SecureString', value: GRAPHITE_KEY });
+    }
+  });
+
   it('keeps the key out of the logs when Graphite fails on the URL that carries it', async () => {
     await proxy.setFault({ kind: 'status', status: 500, count: 100 });
     const { result, output } = await invoke(makeHandler());
