@@ -54,10 +54,10 @@ function readTargetTag(env: Readonly<Record<string, string | undefined>>): Targe
  * and anything else (YAML) as text. The Lambda only relays through SSM, and only with the document
  * its role may run.
  */
-export function loadLambdaConfig(value: unknown, env: LambdaEnvironment): { readonly config: Config; readonly relay: SsmRelayConfig } {
+export async function loadLambdaConfig(value: unknown, env: LambdaEnvironment): Promise<{ readonly config: Config; readonly relay: SsmRelayConfig }> {
   const source = `SSM parameter ${env.configParameter}`;
   let config: Config;
-  if (typeof value === 'string') config = parseConfigText(value, source);
+  if (typeof value === 'string') config = await parseConfigText(value, source);
   else if (typeof value === 'object' && value !== null) config = parseConfig(value, source);
   else throw new ConfigError(`${source} is empty or missing`);
   const relay = config.relay;

@@ -97,7 +97,7 @@ export function lambdaParameters(options: ParameterOptions): MiddlewareObj<unkno
   return {
     before: async (request) => {
       await fetchInto(configFetch, request, env.configParameter, 'the configuration');
-      const { config, relay } = loadLambdaConfig(contextValue(request.context, 'config'), env);
+      const { config, relay } = await loadLambdaConfig(contextValue(request.context, 'config'), env);
       let secret: unknown;
       if (graphiteSecretName(config) !== undefined && secretFetch !== undefined && keyParameter !== undefined) {
         await fetchInto(secretFetch, request, keyParameter, `the Graphite secret (graphite.auth.type is ${config.graphite.auth.type})`);

@@ -1,15 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createGraphiteSource, type GraphiteSource } from '../adapters/graphite.js';
-import { acquireRunLock } from '../adapters/run-lock.js';
-import { createSocketRelay } from '../adapters/socket-relay.js';
-import { parseConfigText, type Config } from '../core/config.js';
-import { createControlMemory } from '../core/control-memory.js';
-import { createStaticMemory, exitCodeFor, runCycle, type CycleDeps, type CycleReport } from '../core/cycle.js';
-import { displaySafeDeep, displaySafeLines } from '../core/display.js';
+import { displaySafeLines } from '../core/display.js';
 import { ConfigError, WeighterError, describeError } from '../core/errors.js';
-import { VERSION } from '../version.js';
-import { formatReport } from './format.js';
 
 export const HELP = `haproxy-weighter: set HAProxy server weights from Graphite load metrics
 
@@ -50,7 +41,7 @@ export interface CliIo {
   readonly stopSignal: Promise<string>;
 }
 
-interface Parsed {
+export interface Parsed {
   readonly command: 'plan' | 'apply' | 'run';
   readonly configPath: string;
   readonly json: boolean;
@@ -89,108 +80,23 @@ function parseCli(argv: readonly string[]): Parsed | 'help' {
   return { command, configPath: values.config, json: values.json === true, backends: values.backend, force: values.force === true, interval };
 }
 
-async function loadConfig(path: string): Promise<Config> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    throw new ConfigError(`Cannot read config file ${path}: ${describeError(cause)}`, [], { cause });
-  }
-  return parseConfigText(text, path);
-}
-
-function emit(io: CliIo, report: CycleReport, json: boolean): void {
-  // Every string of the report made visible text first: a name or message can neither split a
-  // line of the table nor reorder what the terminal shows, in either form.
-  const shown = displaySafeDeep(report);
-  io.stdout(json ? JSON.stringify(shown) : formatReport(shown));
-}
-
 /** Runs the CLI and resolves with its exit code. Everything outside (stdio, env, clock, signals) is injected. */
 export async function main(argv: readonly string[], cliIo: CliIo): Promise<number> {
   // The last guard on both streams: whatever reaches the terminal has no control, bidi or invisible character but its line breaks.
   const io: CliIo = { ...cliIo, stdout: (text) => cliIo.stdout(displaySafeLines(text)), stderr: (text) => cliIo.stderr(displaySafeLines(text)) };
   let parsed: Parsed | 'help';
-  let config: Config;
   try {
     parsed = parseCli(argv);
-    if (parsed === 'help') {
-      io.stdout(HELP);
-      return 0;
-    }
-    config = await loadConfig(parsed.configPath);
-    if (config.relay.type !== 'socket') {
-      throw new ConfigError(`relay.type is ${JSON.stringify(config.relay.type)}: the CLI talks to runtime sockets directly; use relay.type "socket" (the ssm relay is for the Lambda)`);
-    }
   } catch (error) {
     io.stderr(`haproxy-weighter: ${describeError(error)}${error instanceof WeighterError ? '' : `\n\n${HELP}`}`);
     return 2;
   }
-  const cli = parsed;
-  let metrics: GraphiteSource;
-  let deps: CycleDeps;
-  try {
-    metrics = createGraphiteSource(config.graphite, { env: io.env });
-    deps = { config, metrics, relay: createSocketRelay(config.relay), now: io.now, version: VERSION };
-  } catch (error) {
-    io.stderr(`haproxy-weighter: ${describeError(error)}`);
-    return 2;
-  }
-  try {
-    return await runCommand(cli, deps, config.relay.loadBalancers.map((lb) => lb.endpoint), io);
-  } finally {
-    // The Graphite client's connections are the only thing left open: closed, the process ends on its own.
-    await metrics.close();
-  }
-}
-
-async function runCommand(cli: Parsed, deps: CycleDeps, endpoints: readonly string[], io: CliIo): Promise<number> {
-  const cycleOptions = { mode: cli.command === 'plan' ? ('plan' as const) : ('apply' as const), backends: cli.backends, force: cli.force };
-  const staticMemory = createStaticMemory();
-  // What the control loop remembers between the cycles of `run` (a one-shot apply starts empty).
-  const controlMemory = createControlMemory();
-  const once = async (): Promise<number> => {
-    // Writers take a lock per runtime endpoint so two runs never interleave their batches.
-    let lock;
-    try {
-      lock = cycleOptions.mode === 'apply' ? await acquireRunLock(endpoints, { env: io.env }) : undefined;
-    } catch (error) {
-      io.stderr(`haproxy-weighter: nothing written: ${describeError(error)}`);
-      return 1;
-    }
-    try {
-      const report = await runCycle(deps, { ...cycleOptions, knownStatic: staticMemory.current(io.now()), memory: controlMemory });
-      staticMemory.remember(report.staticRefusals, io.now());
-      emit(io, report, cli.json);
-      return exitCodeFor(report);
-    } finally {
-      await lock?.release();
-    }
-  };
-
-  try {
-    if (cli.command !== 'run') return await once();
-
-    let stopping: string | null = null;
-    void io.stopSignal.then((signal) => {
-      stopping = signal;
-    });
-    const intervalMs = (cli.interval ?? deps.config.intervalSeconds) * 1000;
-    for (;;) {
-      const started = io.now();
-      await once();
-      if (stopping !== null) break;
-      const wait = Math.max(0, intervalMs - (io.now() - started));
-      let timer: NodeJS.Timeout | undefined;
-      const signal = await Promise.race([io.stopSignal, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), wait)))]);
-      clearTimeout(timer);
-      if (signal !== null || stopping !== null) break;
-    }
-    if (!cli.json) io.stderr(`haproxy-weighter: stopped by ${String(stopping ?? 'signal')} after finishing the cycle in flight`);
+  if (parsed === 'help') {
+    io.stdout(HELP);
     return 0;
-  } catch (error) {
-    // Only a bad request (e.g. an unknown --backend) can escape runCycle.
-    io.stderr(`haproxy-weighter: ${describeError(error)}`);
-    return error instanceof ConfigError ? 2 : 1;
   }
+  // What a cycle needs (the configuration schema, the Graphite client, the relay, the core) is
+  // loaded only now: --help and a usage error start without it.
+  const { runCycleCommand } = await import('./cycle-command.js');
+  return runCycleCommand(parsed, io);
 }

@@ -1,5 +1,4 @@
 import * as z from 'zod';
-import { parse as parseYaml } from 'yaml';
 import { displaySafe, hasUnsafeCharacters } from './display.js';
 import { ConfigError, snippet } from './errors.js';
 import { SAFE_NAME, SAFE_NAME_RULE, SOCKET_PATH } from './runtime-grammar.js';
@@ -265,13 +264,71 @@ export function parseConfig(input: unknown, source = 'config'): Config {
   return deepFreeze(result.data);
 }
 
-/** Parses YAML or JSON text (JSON is YAML) and validates it. */
-export function parseConfigText(text: string, source = 'config'): Config {
-  let doc: unknown;
+/**
+ * Parses a configuration text, JSON or YAML, and validates it. A JSON document (its first
+ * character `{`) is read by JSON.parse, refusing a key given twice in one object as the YAML
+ * parser does; anything else is YAML, whose parser is loaded only then: it is the largest part of
+ * a start-up that reads JSON.
+ */
+export async function parseConfigText(text: string, source = 'config'): Promise<Config> {
+  return parseConfig(await parseDocument(text, source), source);
+}
+
+async function parseDocument(text: string, source: string): Promise<unknown> {
+  if (text.trimStart().startsWith('{')) {
+    let doc: unknown = NOT_JSON;
+    try {
+      doc = JSON.parse(text);
+    } catch {
+      // A YAML flow mapping starts with `{` too; the YAML parser reads it, or says what is wrong.
+    }
+    if (doc !== NOT_JSON) {
+      const twice = repeatedJsonKey(text);
+      if (twice !== null) throw new ConfigError(`Cannot parse ${source} as JSON: ${twice}`);
+      return doc;
+    }
+  }
+  // yaml is a CommonJS package: its exports are the default export of the dynamic import, in
+  // Node.js and in the bundle's chunk alike.
+  const { default: yaml } = await import('yaml');
   try {
-    doc = parseYaml(text, { prettyErrors: true, maxAliasCount: 100 });
+    return yaml.parse(text, { prettyErrors: true, maxAliasCount: 100 });
   } catch (cause) {
     throw new ConfigError(`Cannot parse ${source} as YAML or JSON: ${cause instanceof Error ? cause.message : String(cause)}`, [], { cause });
   }
-  return parseConfig(doc, source);
+}
+
+const NOT_JSON = Symbol('not JSON');
+
+/**
+ * The first key given twice in one object of a valid JSON text (JSON.parse keeps the last one
+ * silently), named with its path, or null.
+ */
+export function repeatedJsonKey(text: string): string | null {
+  const open: { readonly keys: Set<string> | null; at: string | number; expectKey: boolean }[] = [];
+  const path = (): string => open.map((level) => String(level.at)).join('.');
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    const top = open[open.length - 1];
+    if (c === '{' || c === '[') {
+      open.push({ keys: c === '{' ? new Set() : null, at: c === '{' ? '' : 0, expectKey: c === '{' });
+    } else if (c === '}' || c === ']') {
+      open.pop();
+    } else if (c === ',' && top !== undefined) {
+      if (top.keys === null) top.at = Number(top.at) + 1;
+      else top.expectKey = true;
+    } else if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      if (top !== undefined && top.keys !== null && top.expectKey) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        top.at = key;
+        top.expectKey = false;
+        if (top.keys.has(key)) return `${path()}: the key ${JSON.stringify(snippet(key, 80))} appears twice in one object`;
+        top.keys.add(key);
+      }
+      i = end;
+    }
+  }
+  return null;
 }

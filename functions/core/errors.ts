@@ -28,12 +28,13 @@ export interface ErrorContext {
 }
 
 export abstract class WeighterError extends Error {
+  /** Each class names itself: a minified bundle renames classes, and operators read the name. */
+  abstract override readonly name: string;
   abstract readonly code: string;
   readonly context: ErrorContext;
 
   constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = new.target.name;
     this.context = context.reply === undefined ? context : { ...context, reply: snippet(context.reply) };
   }
 
@@ -44,6 +45,7 @@ export abstract class WeighterError extends Error {
 
 /** The configuration file or a manual invoke payload is invalid. */
 export class ConfigError extends WeighterError {
+  override readonly name = 'ConfigError';
   readonly code = 'config';
   readonly issues: readonly string[];
   constructor(message: string, issues: readonly string[] = [], options?: { cause?: unknown }) {
@@ -60,6 +62,7 @@ export type GraphiteErrorKind = 'unreachable' | 'http-status' | 'auth' | 'bad-re
 
 /** Graphite could not be reached, answered with an error, or answered something we cannot trust. */
 export class GraphiteError extends WeighterError {
+  override readonly name = 'GraphiteError';
   readonly code = 'graphite';
   readonly kind: GraphiteErrorKind;
   /** Without a kind, the reply is one we cannot trust: most Graphite errors are validation errors. */
@@ -71,6 +74,7 @@ export class GraphiteError extends WeighterError {
 
 /** A name or value that must never reach the runtime API or a shell. */
 export class UnsafeInputError extends WeighterError {
+  override readonly name = 'UnsafeInputError';
   readonly code = 'unsafe-input';
 }
 
@@ -85,6 +89,7 @@ export type HaproxyErrorKind =
 
 /** HAProxy answered a runtime command with an error, or with a reply we cannot parse. */
 export class HaproxyError extends WeighterError {
+  override readonly name = 'HaproxyError';
   readonly code = 'haproxy';
   readonly kind: HaproxyErrorKind;
   constructor(kind: HaproxyErrorKind, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
@@ -95,6 +100,7 @@ export class HaproxyError extends WeighterError {
 
 /** A load balancer's runtime API could not be reached or did not answer in time. */
 export class RelayError extends WeighterError {
+  override readonly name = 'RelayError';
   readonly code = 'relay';
   /** True when the batch reached the load balancer before the failure: it may have run, in part. */
   readonly mayHaveRun: boolean;

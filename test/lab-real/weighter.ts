@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseConfigText, type BackendConfig } from '../../functions/core/config.js';
+import { parse as parseYaml } from 'yaml';
+import { parseConfig, type BackendConfig } from '../../functions/core/config.js';
 import { cycleReportSchema } from '../../functions/core/report-schema.js';
 
 /**
@@ -20,7 +21,7 @@ export interface ExampleSettings {
 }
 
 export function loadExampleSettings(path: string): ExampleSettings {
-  const config = parseConfigText(readFileSync(path, 'utf8'), path);
+  const config = parseConfig(parseYaml(readFileSync(path, 'utf8')), path);
   const backend = config.backends[0];
   if (backend === undefined) throw new Error(`${path} has no backend`);
   return { backend, intervalSeconds: config.intervalSeconds };

@@ -43,6 +43,15 @@ function outcome(fn: () => Config): Config | ConfigError {
   }
 }
 
+async function textOutcome(text: string): Promise<Config | ConfigError> {
+  try {
+    return await parseConfigText(text);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+}
+
 function isDeepFrozen(value: unknown): boolean {
   if (value === null || typeof value !== 'object') return true;
   return Object.isFrozen(value) && Object.values(value).every(isDeepFrozen);
@@ -120,6 +129,13 @@ const mutatedYaml = fc
   .array(fc.record({ at: fc.nat(), cut: fc.nat({ max: 15 }), insert: yamlText }), { minLength: 1, maxLength: 3 })
   .map((edits) => edits.reduce((text, { at, cut, insert }) => text.slice(0, at % (text.length + 1)) + insert + text.slice((at % (text.length + 1)) + cut), VALID_YAML));
 
+const VALID_JSON = JSON.stringify(VALID, null, 1);
+const jsonToken = fc.constantFrom('{', '}', '[', ']', ',', ':', '"', '\\', '"graphite": {}', '"url": 1', '"name": "x"', 'null', ' ', '\n', '1e999', '\u0000');
+/** The valid JSON text after one to three random cuts and insertions: JSON, YAML or neither. */
+const mutatedJson = fc
+  .array(fc.record({ at: fc.nat(), cut: fc.nat({ max: 15 }), insert: fc.string({ unit: jsonToken, maxLength: 6 }) }), { minLength: 1, maxLength: 3 })
+  .map((edits) => edits.reduce((text, { at, cut, insert }) => text.slice(0, at % (text.length + 1)) + insert + text.slice((at % (text.length + 1)) + cut), VALID_JSON));
+
 describe('parseConfig over arbitrary JSON values', () => {
   it('accepts the reference document (the mutations start from a valid config)', () => {
     expectSound(parseConfig(structuredClone(VALID)));
@@ -157,13 +173,17 @@ describe('parseConfigText over arbitrary strings', () => {
     vi.restoreAllMocks();
   });
 
-  it('answers arbitrary strings with a sound config or a ConfigError', () => {
-    fc.assert(fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), yamlText), (text) => expectSound(outcome(() => parseConfigText(text)))), RUNS);
+  it('answers arbitrary strings with a sound config or a ConfigError', async () => {
+    await fc.assert(fc.asyncProperty(fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), yamlText), async (text) => expectSound(await textOutcome(text))), RUNS);
   });
 
-  it('answers the valid YAML with random edits with a sound config or a ConfigError', () => {
-    fc.assert(
-      fc.property(mutatedYaml, (text) => expectSound(outcome(() => parseConfigText(text)))),
+  it('answers the valid JSON with random edits with a sound config or a ConfigError', async () => {
+    await fc.assert(fc.asyncProperty(mutatedJson, async (text) => expectSound(await textOutcome(text))), RUNS);
+  });
+
+  it('answers the valid YAML with random edits with a sound config or a ConfigError', async () => {
+    await fc.assert(
+      fc.asyncProperty(mutatedYaml, async (text) => expectSound(await textOutcome(text))),
       // A YAML alias that refers to its own anchor builds a cyclic document: a known hard case.
       { ...RUNS, examples: [['graphite: &a [*a]'], ['&a {graphite: *a}']] },
     );

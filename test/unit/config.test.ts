@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig, parseConfigText, parseEndpoint } from '../../functions/core/config.js';
+import { stringify } from 'yaml';
+import { parseConfig, parseConfigText, parseEndpoint, repeatedJsonKey } from '../../functions/core/config.js';
 import { ConfigError } from '../../functions/core/errors.js';
 import { readFileSync } from 'node:fs';
 
@@ -77,13 +78,42 @@ describe('parseConfig', () => {
     expect(errorOf(withChange(['backends', 0, 'serverMap'], { pattern: '(.*)', template: '$1;reboot' }))).toContain('serverMap.template');
   });
 
-  it('reports YAML syntax errors as config errors', () => {
-    expect(() => parseConfigText('graphite: [', 'x.yaml')).toThrow(ConfigError);
+  it('reports YAML syntax errors as config errors', async () => {
+    await expect(parseConfigText('graphite: [', 'x.yaml')).rejects.toThrow(ConfigError);
   });
 
-  it('accepts the example configuration shipped in infra/', () => {
-    const config = parseConfigText(readFileSync('infra/example-config.yaml', 'utf8'), 'infra/example-config.yaml');
+  it('accepts the example configuration shipped in infra/', async () => {
+    const config = await parseConfigText(readFileSync('infra/example-config.yaml', 'utf8'), 'infra/example-config.yaml');
     expect(config.backends.length).toBeGreaterThan(0);
+  });
+});
+
+describe('parseConfigText: JSON through JSON.parse, YAML through the YAML parser', () => {
+  const json = JSON.stringify(valid, null, 2);
+
+  it('reads a JSON document to the same configuration as its YAML form', async () => {
+    expect(await parseConfigText(json, 'c.json')).toEqual(await parseConfigText(stringify(valid), 'c.yaml'));
+  });
+
+  it('reads a YAML flow mapping, which starts with { as JSON does', async () => {
+    const flow = `{graphite: {url: "http://g:8080"}, relay: {type: socket, loadBalancers: [{name: lb1, endpoint: /tmp/a.sock}]}, backends: [{name: be, target: t, weighting: {function: feedback}}]}`;
+    expect((await parseConfigText(flow, 'c.yaml')).backends[0]?.name).toBe('be');
+  });
+
+  it.each([
+    ['at the top', '{"graphite": {"url": "http://a:1"}, "graphite": {"url": "http://b:2"}}', 'graphite: the key "graphite" appears twice in one object'],
+    ['in a list item', '{"backends": [{"name": "a"}, {"name": "b", "target": "t", "name": "c"}]}', 'backends.1.name: the key "name" appears twice in one object'],
+    ['written with an escape', '{"relay": {"type": "socket", "typ\\u0065": "ssm"}}', 'relay.type: the key "type" appears twice in one object'],
+  ])('refuses a JSON key given twice %s, naming its path, as YAML does', async (_where, text, message) => {
+    await expect(parseConfigText(text, 'c.json')).rejects.toThrow(`Cannot parse c.json as JSON: ${message}`);
+  });
+
+  it.each([
+    ['keys that repeat in different objects', '{"a": {"x": 1}, "b": {"x": 2}}'],
+    ['a key inside a string value', '{"a": "{\\"a\\": 1}", "b": "\\"a\\""}'],
+    ['the same string as key and value', '{"a": "a", "b": ["a", "a"]}'],
+  ])('finds no repeated key in %s', (_what, text) => {
+    expect(repeatedJsonKey(text)).toBeNull();
   });
 });
 

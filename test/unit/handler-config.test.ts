@@ -34,6 +34,15 @@ function issuesOf(fn: () => unknown): string {
   throw new Error('expected a ConfigError');
 }
 
+async function rejection(promise: Promise<unknown>): Promise<string> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (error instanceof ConfigError) return error.message;
+  throw new Error(`expected a ConfigError, got ${String(error)}`);
+}
+
 describe('readLambdaEnvironment', () => {
   it('needs the configuration parameter name', () => {
     expect(() => readLambdaEnvironment({})).toThrow('CONFIG_PARAMETER must name the SSM parameter that holds the configuration');
@@ -58,24 +67,24 @@ describe('readLambdaEnvironment', () => {
 });
 
 describe('loadLambdaConfig', () => {
-  it('accepts YAML text, as @middy/ssm hands it over', () => {
-    expect(loadLambdaConfig(yaml, ENV).relay.targets).toEqual({ instanceIds: ['i-0123456789abcdef0'] });
+  it('accepts YAML text, as @middy/ssm hands it over', async () => {
+    expect((await loadLambdaConfig(yaml, ENV)).relay.targets).toEqual({ instanceIds: ['i-0123456789abcdef0'] });
   });
 
-  it('accepts a JSON document that @middy/ssm already parsed', () => {
-    expect(loadLambdaConfig(base, ENV).relay.documentName).toBe('hw-prod-relay');
+  it('accepts a JSON document that @middy/ssm already parsed', async () => {
+    expect((await loadLambdaConfig(base, ENV)).relay.documentName).toBe('hw-prod-relay');
   });
 
   it.each([
     ['the socket relay', { ...base, relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/run/haproxy/admin.sock' }] } }, 'relay.type: the Lambda reaches load balancers through SSM Run Command: use "ssm" (got "socket")'],
     ['another document', { ...base, relay: { ...base.relay, documentName: 'AWS-RunShellScript' } }, 'relay.documentName: this stack deploys and may only run the document "hw-prod-relay" (got "AWS-RunShellScript")'],
     ['a hostile backend name', { ...base, backends: [{ ...base.backends[0], name: 'a;shutdown sessions' }] }, 'backends.0.name: must be 1-1024 characters'],
-  ])('rejects %s, naming the key', (_label, doc, message) => {
-    expect(issuesOf(() => loadLambdaConfig(doc, ENV))).toContain(message);
+  ])('rejects %s, naming the key', async (_label, doc, message) => {
+    expect(await rejection(loadLambdaConfig(doc, ENV))).toContain(message);
   });
 
-  it('names the parameter when it is empty', () => {
-    expect(issuesOf(() => loadLambdaConfig(undefined, ENV))).toBe('SSM parameter /hw/prod/config is empty or missing');
+  it('names the parameter when it is empty', async () => {
+    expect(await rejection(loadLambdaConfig(undefined, ENV))).toBe('SSM parameter /hw/prod/config is empty or missing');
   });
 });
 
