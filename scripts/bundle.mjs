@@ -15,6 +15,11 @@ const undiciParts = {
   name: 'undici-parts',
   setup(build) {
     build.onResolve({ filter: /^undici$/ }, () => ({ path: join(ROOT, 'scripts/undici-parts.cjs') }));
+    // HTTP/1.1 only: undici's HTTP/2 client loads node:http2 when required (about 10 ms of a
+    // start-up), and the Graphite client turns allowH2 off, so no connection negotiates HTTP/2.
+    build.onResolve({ filter: /^\.\/client-h2\.js$/ }, (args) =>
+      args.importer.endsWith(join('undici', 'lib', 'dispatcher', 'client.js')) ? { path: join(ROOT, 'scripts/undici-no-h2.cjs') } : undefined,
+    );
   },
 };
 

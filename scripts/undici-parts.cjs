@@ -14,6 +14,5 @@ if (Dispatcher.prototype.request === undefined) Dispatcher.prototype.request = r
 module.exports = {
   Agent: require('undici/lib/dispatcher/agent.js'),
   Dispatcher,
-  errors: require('undici/lib/core/errors.js'),
   interceptors: { retry: require('undici/lib/interceptor/retry.js') },
 };

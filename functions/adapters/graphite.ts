@@ -1,5 +1,4 @@
-import { connect as tlsConnect } from 'node:tls';
-import { Agent, errors as undiciErrors, interceptors, type Dispatcher, type RetryHandler } from 'undici';
+import type { Dispatcher, RetryHandler } from 'undici';
 import type { GraphiteConfig } from '../core/config.js';
 import { displaySafe } from '../core/display.js';
 import { ConfigError, GraphiteError, snippet } from '../core/errors.js';
@@ -150,10 +149,13 @@ function codeOf(error: unknown): string | undefined {
   return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
 }
 
-/** The status of a response the retry interceptor turned into an error (RequestRetryError). */
+/** The status of a response the retry interceptor turned into an error (undici's RequestRetryError). */
 function statusOf(error: Error): { status: number; headers: Record<string, string | string[] | undefined> } | undefined {
-  if (!(error instanceof undiciErrors.RequestRetryError)) return undefined;
-  return { status: error.statusCode, headers: error.headers ?? {} };
+  if (codeOf(error) !== 'UND_ERR_REQ_RETRY') return undefined;
+  const status: unknown = Reflect.get(error, 'statusCode');
+  const headers: unknown = Reflect.get(error, 'headers');
+  if (typeof status !== 'number') return undefined;
+  return { status, headers: typeof headers === 'object' && headers !== null ? (headers as Record<string, string | string[] | undefined>) : {} };
 }
 
 /** What one render learns while undici's retry interceptor runs its attempts. */
@@ -179,17 +181,29 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
   const random = options.random ?? Math.random;
   const now = options.now ?? Date.now;
   const startWait = options.startWait ?? ((ms: number, resume: () => void) => setTimeout(resume, ms));
-  const agent = new Agent({
-    connect: { timeout: config.timeoutMs },
-    headersTimeout: config.timeoutMs,
-    bodyTimeout: config.timeoutMs,
-    maxResponseSize: config.maxResponseBytes,
-  });
-  // The retry decision (and the attempt limit, config.retries) is each render's own `retry`
-  // below. throwOnError false: the last failing response comes back as a response, its status
-  // and body readable, rather than as undici's generic RequestRetryError.
-  const dispatcher = agent.compose(interceptors.retry({ throwOnError: false, methods: ['GET'] }));
+  // undici is loaded with the first render, not with this module: a cycle starts reading its
+  // load balancers first, and loading undici (a sixth of a CLI start-up) overlaps their answer.
+  let client: Promise<{ readonly agent: Dispatcher; readonly dispatcher: Dispatcher }> | undefined;
+  const connect = (): Promise<{ readonly agent: Dispatcher; readonly dispatcher: Dispatcher }> =>
+    // undici is CommonJS: its exports are the default export of the dynamic import, in Node.js and
+    // in the bundles' chunk alike.
+    (client ??= import('undici').then(({ default: { Agent, interceptors } }) => {
+      const agent = new Agent({
+        // HTTP/1.1 only (undici 8 offers HTTP/2 to TLS servers by default): one request per
+        // backend and cycle gains nothing from it, and the bundles leave undici's HTTP/2 client out.
+        allowH2: false,
+        connect: { timeout: config.timeoutMs },
+        headersTimeout: config.timeoutMs,
+        bodyTimeout: config.timeoutMs,
+        maxResponseSize: config.maxResponseBytes,
+      });
+      // The retry decision (and the attempt limit, config.retries) is each render's own `retry`
+      // below. throwOnError false: the last failing response comes back as a response, its
+      // status and body readable, rather than as undici's generic RequestRetryError.
+      return { agent, dispatcher: agent.compose(interceptors.retry({ throwOnError: false, methods: ['GET'] })) };
+    }));
   const limitMs = renderLimitMs(config);
+  let closing: Promise<void> | undefined;
 
   const render = async (target: string, from: string, until?: string): Promise<Series[]> => {
     const url = new URL('render', prepared.base);
@@ -240,6 +254,8 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
     const failed = (why: string, kind: 'unreachable' | 'http-status', cause?: unknown): GraphiteError =>
       new GraphiteError(`Graphite at ${shownUrl} failed after ${attempts.count} attempt(s): ${why}`, { url: shownUrl }, { cause, kind });
 
+    if (closing !== undefined) throw new GraphiteError(`Graphite at ${shownUrl}: not asked, the client is closed`, { url: shownUrl }, { kind: 'unreachable' });
+    const { dispatcher } = await connect();
     let response: Dispatcher.ResponseData;
     try {
       response = await dispatcher.request(request);
@@ -267,7 +283,7 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
     try {
       text = await body.text();
     } catch (error) {
-      if (error instanceof undiciErrors.ResponseExceededMaxSizeError) {
+      if (codeOf(error) === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') {
         throw new GraphiteError(`Graphite at ${shownUrl} sent more than maxResponseBytes ${config.maxResponseBytes}`, { url: shownUrl }, { cause: error });
       }
       throw failed(`the reply was cut short: ${describeNetworkError(error, url, config.timeoutMs, limitMs)}`, 'unreachable', error);
@@ -275,8 +291,15 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
     return parseRenderReply(text, shownUrl);
   };
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => (closing ??= agent.close());
+  // Nothing to close when undici was never loaded, or failed to load (the render said so).
+  const close = (): Promise<void> =>
+    (closing ??=
+      client === undefined
+        ? Promise.resolve()
+        : client.then(
+            ({ agent }) => agent.close(),
+            () => undefined,
+          ));
   return { render, close, [Symbol.asyncDispose]: close };
 }
 
@@ -307,7 +330,8 @@ function isPlainHttpAnswer(error: unknown): boolean {
 
 /** How a TLS port answers a plain HTTP request: it closes without a reply, or sends a TLS alert that is no HTTP. */
 function looksLikeTlsRefusal(error: unknown): boolean {
-  return codeOf(error) === 'UND_ERR_SOCKET' || error instanceof undiciErrors.HTTPParserError;
+  const code = codeOf(error) ?? '';
+  return code === 'UND_ERR_SOCKET' || code.startsWith('HPE_');
 }
 
 /**
@@ -315,7 +339,9 @@ function looksLikeTlsRefusal(error: unknown): boolean {
  * nothing is sent over the connection, so the certificate is not checked here (the client does
  * check it when graphite.url says https://).
  */
-function speaksTls(url: URL, timeoutMs: number): Promise<boolean> {
+async function speaksTls(url: URL, timeoutMs: number): Promise<boolean> {
+  // Loaded only for this diagnosis: node:tls is a large part of a start-up that never needs it.
+  const { connect: tlsConnect } = await import('node:tls');
   return new Promise((resolve) => {
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     const socket = tlsConnect({ host, port: Number(url.port || 80), rejectUnauthorized: false, ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
@@ -337,12 +363,12 @@ function tlsMismatch(url: URL, said: 'http' | 'https'): string {
 
 function describeNetworkError(error: unknown, url: URL, timeoutMs: number, limitMs: number): string {
   if (url.protocol === 'https:' && isPlainHttpAnswer(error)) return tlsMismatch(url, 'https');
-  if (error instanceof undiciErrors.ConnectTimeoutError) return `could not connect within ${timeoutMs} ms`;
-  if (error instanceof undiciErrors.HeadersTimeoutError) return `no answer within ${timeoutMs} ms`;
-  if (error instanceof undiciErrors.BodyTimeoutError) return `the reply stalled for ${timeoutMs} ms`;
+  const code = codeOf(error);
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return `could not connect within ${timeoutMs} ms`;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return `no answer within ${timeoutMs} ms`;
+  if (code === 'UND_ERR_BODY_TIMEOUT') return `the reply stalled for ${timeoutMs} ms`;
   if (error instanceof Error && error.name === 'TimeoutError') return `no complete reply within ${limitMs} ms, every attempt and wait included`;
   if (error instanceof Error) {
-    const code = codeOf(error);
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
     // Other libraries' words: made visible text before they reach a report or a log.
     return displaySafe(`${error.message}${code === undefined ? '' : ` (${code})`}${cause}`);

@@ -37,11 +37,18 @@ export function displaySafeLines(text: string): string {
 }
 
 /**
- * A copy of plain JSON data (a report, log attributes) whose every string, keys included, has
- * been through displaySafe: a name or message inside it can neither split a line of the human
+ * Plain JSON data (a report, log attributes) whose every string, keys included, has been through
+ * displaySafe (a copy, or the data itself when no string needed it): a name or message inside it can neither split a line of the human
  * report nor reorder what a terminal shows of the JSON one.
  */
 export function displaySafeDeep<T>(value: T): T {
+  // Most reports hold nothing to escape, and walking one of a few thousand servers costs more
+  // than the cycle's own work (15 ms of a 3 x 500-server plan). Its JSON text answers at once:
+  // JSON.stringify writes C0 controls and lone surrogates as backslash escapes, and every other
+  // character displaySafe escapes as it is; text without a backslash or such a character holds
+  // none in any string.
+  const text = JSON.stringify(value);
+  if (text === undefined || (!text.includes('\\') && !HAS_UNSAFE.test(text))) return value;
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') return displaySafe(v);
     if (Array.isArray(v)) return v.map(walk);

@@ -451,43 +451,92 @@ function splitCsvLine(line: string): string[] | null {
   }
 }
 
-type Row = ReadonlyMap<string, string>;
-
 function blockLines(block: string, fail: (why: string) => HaproxyError): string[] {
   if (!block.endsWith('\n')) throw fail('it does not end with a newline');
   return block.slice(0, -1).split('\n');
 }
 
-/** Builds rows keyed by header name, refusing duplicate or missing required columns. */
-function rowsByName(
+/**
+ * The columns a reply is read by, by header name, never by position: each `required` column must
+ * appear exactly once, each `optional` one at most once (absent, it reads as undefined). Adding a
+ * column to what the weighter reads is one name in one of these lists.
+ */
+interface Columns<R extends string, O extends string> {
+  readonly required: readonly R[];
+  readonly optional: readonly O[];
+}
+
+type ColumnRow<R extends string, O extends string> = { readonly [K in R]: string } & { readonly [K in O]: string | undefined };
+
+/**
+ * A regular expression that matches a record of exactly `width` fields and captures the fields
+ * at `wanted` (ascending indexes), one group each: `show stat` has about 120 columns and the
+ * weighter reads 7, and one native match per record replaces splitting every field of every row
+ * into a map (most of a cycle's CPU before, test/bench/start-up.ts). A field never holds the
+ * separator, nor, with `quoted`, a `"`: such a record is not matched, and is read as CSV instead.
+ */
+function recordPattern(width: number, wanted: readonly number[], separator: ',' | ' ', quoted: boolean): RegExp {
+  const field = `[^${separator}${quoted ? '"' : ''}]*`;
+  let source = '^';
+  let index = 0;
+  for (const w of wanted) {
+    if (w > index) source += `(?:${field}${separator}){${w - index}}`;
+    source += `(${field})`;
+    index = w + 1;
+    if (index < width) source += separator;
+  }
+  if (index < width) source += `(?:${field}${separator}){${width - index - 1}}${field}`;
+  return new RegExp(`${source}$`);
+}
+
+/**
+ * Reads records by header name; only the wanted columns' fields are cut out, and every record
+ * must have as many fields as the header. With `quoted`, a record holding a `"` is split as CSV
+ * (HAProxy quotes a field only when it must).
+ */
+function readColumns<R extends string, O extends string>(
   header: readonly string[],
-  records: readonly (readonly string[])[],
-  required: readonly string[],
+  records: readonly string[],
+  columns: Columns<R, O>,
+  options: { readonly separator: ',' | ' '; readonly quoted: boolean },
   fail: (why: string) => HaproxyError,
-  optional: readonly string[] = [],
-): Row[] {
-  for (const name of required) {
+): ColumnRow<R, O>[] {
+  for (const name of columns.required) {
     const count = header.filter((h) => h === name).length;
     if (count !== 1) throw fail(count === 0 ? `column ${name} is missing` : `column ${name} appears ${count} times`);
   }
-  for (const name of optional) {
+  for (const name of columns.optional) {
     if (header.filter((h) => h === name).length > 1) throw fail(`column ${name} appears more than once`);
   }
-  const kept = [...required, ...optional];
-  return records.map((fields, index) => {
-    if (fields.length !== header.length) {
-      throw fail(`line ${index + 1} has ${fields.length} fields for ${header.length} columns`);
-    }
-    const row = new Map<string, string>();
-    header.forEach((name, i) => {
-      if (kept.includes(name)) row.set(name, fields[i] ?? '');
-    });
-    return row;
-  });
-}
+  const wanted = [...columns.required, ...columns.optional]
+    .map((name) => ({ name, index: header.indexOf(name) }))
+    .filter((column) => column.index >= 0)
+    .sort((a, b) => a.index - b.index);
+  const width = header.length;
+  const { separator, quoted } = options;
+  const pattern = recordPattern(
+    width,
+    wanted.map((column) => column.index),
+    separator,
+    quoted,
+  );
 
-function field(row: Row, name: string): string {
-  return row.get(name) ?? '';
+  return records.map((line, lineIndex) => {
+    const row: Record<string, string> = {};
+    const match = pattern.exec(line);
+    if (match !== null) {
+      for (let k = 0; k < wanted.length; k++) row[wanted[k]?.name ?? ''] = match[k + 1] ?? '';
+    } else if (quoted && line.includes('"')) {
+      const fields = splitCsvLine(line);
+      if (fields === null) throw fail(`line ${lineIndex + 1} is not CSV`);
+      if (fields.length !== width) throw fail(`line ${lineIndex + 1} has ${fields.length} fields for ${width} columns`);
+      for (const { name, index } of wanted) row[name] = fields[index] ?? '';
+    } else {
+      throw fail(`line ${lineIndex + 1} has ${line.split(separator).length} fields for ${width} columns`);
+    }
+    // Each wanted name is set above, an absent optional column stays undefined: the shape ColumnRow describes.
+    return row as ColumnRow<R, O>;
+  });
 }
 
 /** A decimal integer in [min, max] written without sign, or null. */
@@ -497,15 +546,20 @@ function integer(text: string, min: number, max: number): number | null {
   return Number.isSafeInteger(n) && n >= min && n <= max ? n : null;
 }
 
-const STAT_COLUMNS = ['pxname', 'svname', 'type', 'status', 'scur', 'uweight', 'algo'] as const;
-/**
- * Read when present: `stot` (sessions since the process started) tells a reload (it falls) and how
- * many connections each server took between two cycles. (`bin` is no help: measured on 2.6.12,
- * it only grows when a TCP connection ends, so it says nothing of long-lived connections' traffic.) A reply cut down to the required columns
- * (the SSM document's compaction) still parses; the control loop then does without it.
- */
-const OPTIONAL_STAT_COLUMNS = ['stot'] as const;
-const STATE_COLUMNS = ['be_name', 'srv_name', 'srv_admin_state', 'srv_uweight', 'srv_iweight'] as const;
+const STAT_COLUMNS: Columns<'pxname' | 'svname' | 'type' | 'status' | 'scur' | 'uweight' | 'algo', 'stot'> = {
+  required: ['pxname', 'svname', 'type', 'status', 'scur', 'uweight', 'algo'],
+  /**
+   * Read when present: `stot` (sessions since the process started) tells a reload (it falls) and how
+   * many connections each server took between two cycles. (`bin` is no help: measured on 2.6.12,
+   * it only grows when a TCP connection ends, so it says nothing of long-lived connections' traffic.) A reply cut down to the required columns
+   * (the SSM document's compaction) still parses; the control loop then does without it.
+   */
+  optional: ['stot'],
+};
+const STATE_COLUMNS: Columns<'be_name' | 'srv_name' | 'srv_admin_state' | 'srv_uweight' | 'srv_iweight', never> = {
+  required: ['be_name', 'srv_name', 'srv_admin_state', 'srv_uweight', 'srv_iweight'],
+  optional: [],
+};
 // `type` column values: 0 frontend, 1 backend, 2 server, 3 listener.
 const TYPE_BACKEND = '1';
 const TYPE_SERVER = '2';
@@ -530,41 +584,36 @@ function parseShowStat(backend: string, block: string, context: ErrorContext): {
   if (!headerLine.startsWith('# ')) throw fail('the first line is not a "# " header');
   const header = splitCsvLine(headerLine.slice(2));
   if (header === null) throw fail('the header line is not CSV');
-  const records = dataLines.map((line, index) => {
-    const fields = splitCsvLine(line);
-    if (fields === null) throw fail(`line ${index + 1} is not CSV`);
-    return fields;
-  });
-  const rows = rowsByName(header, records, STAT_COLUMNS, fail, OPTIONAL_STAT_COLUMNS);
+  const rows = readColumns(header, dataLines, STAT_COLUMNS, { separator: ',', quoted: true }, fail);
 
   let algorithm: string | undefined;
   const servers: StatServer[] = [];
   const seen = new Set<string>();
   for (const row of rows) {
     // A backend named like `-1` or a numeric id would make HAProxy dump other proxies.
-    if (field(row, 'pxname') !== backend) throw fail(`it holds a row of proxy "${snippet(field(row, 'pxname'), 80)}"`);
-    const type = field(row, 'type');
+    if (row.pxname !== backend) throw fail(`it holds a row of proxy "${snippet(row.pxname, 80)}"`);
+    const type = row.type;
     if (type === TYPE_BACKEND) {
       if (algorithm !== undefined) throw fail('it has more than one backend row');
-      const algo = field(row, 'algo');
+      const algo = row.algo;
       if (!/^[A-Za-z0-9_.()-]{1,64}$/.test(algo)) throw fail(`the backend row has algo "${snippet(algo, 80)}"`);
       algorithm = algo;
     } else if (type === TYPE_SERVER) {
       // Any name is read; one we cannot address leaves that server alone (unaddressableServerName), not the backend.
-      const name = field(row, 'svname');
+      const name = row.svname;
       if (name === '') throw fail('a server row has no name');
       if (seen.has(name)) throw fail('the server appears twice', name);
       seen.add(name);
-      const status = field(row, 'status');
+      const status = row.status;
       if (!/^[\x20-\x7e]{1,256}$/.test(status)) throw fail(`status "${snippet(status, 80)}" is not a status`, name);
-      const weight = integer(field(row, 'uweight'), 0, MAX_WEIGHT);
-      if (weight === null) throw fail(`uweight "${snippet(field(row, 'uweight'), 40)}" is not a weight from 0 to ${MAX_WEIGHT}`, name);
-      const sessions = integer(field(row, 'scur'), 0, Number.MAX_SAFE_INTEGER);
-      if (sessions === null) throw fail(`scur "${snippet(field(row, 'scur'), 40)}" is not a session count`, name);
+      const weight = integer(row.uweight, 0, MAX_WEIGHT);
+      if (weight === null) throw fail(`uweight "${snippet(row.uweight, 40)}" is not a weight from 0 to ${MAX_WEIGHT}`, name);
+      const sessions = integer(row.scur, 0, Number.MAX_SAFE_INTEGER);
+      if (sessions === null) throw fail(`scur "${snippet(row.scur, 40)}" is not a session count`, name);
       let totalSessions: number | undefined;
-      if (row.has('stot')) {
-        const stot = integer(field(row, 'stot'), 0, Number.MAX_SAFE_INTEGER);
-        if (stot === null) throw fail(`stot "${snippet(field(row, 'stot'), 40)}" is not a session count`, name);
+      if (row.stot !== undefined) {
+        const stot = integer(row.stot, 0, Number.MAX_SAFE_INTEGER);
+        if (stot === null) throw fail(`stot "${snippet(row.stot, 40)}" is not a session count`, name);
         totalSessions = stot;
       }
       servers.push({ name, status, weight, sessions, totalSessions });
@@ -602,21 +651,21 @@ function parseServersState(backend: string, block: string, context: ErrorContext
   if (!headerLine.startsWith('# ')) throw fail('the second line is not a "# " header');
   const header = headerLine.slice(2).split(' ');
   // Management guide: every line starting with '#' is a comment.
-  const records = rest.filter((line) => !line.startsWith('#')).map((line) => line.split(' '));
-  const rows = rowsByName(header, records, STATE_COLUMNS, fail);
+  const records = rest.filter((line) => !line.startsWith('#'));
+  const rows = readColumns(header, records, STATE_COLUMNS, { separator: ' ', quoted: false }, fail);
 
   const servers = new Map<string, StateServer>();
   for (const row of rows) {
-    if (field(row, 'be_name') !== backend) throw fail(`it holds a row of backend "${snippet(field(row, 'be_name'), 80)}"`);
-    const name = field(row, 'srv_name');
+    if (row.be_name !== backend) throw fail(`it holds a row of backend "${snippet(row.be_name, 80)}"`);
+    const name = row.srv_name;
     if (name === '') throw fail('a server row has no name');
     if (servers.has(name)) throw fail('the server appears twice', name);
-    const adminBits = integer(field(row, 'srv_admin_state'), 0, 0xff);
-    if (adminBits === null) throw fail(`srv_admin_state "${snippet(field(row, 'srv_admin_state'), 40)}" is not an admin state`, name);
-    const weight = integer(field(row, 'srv_uweight'), 0, MAX_WEIGHT);
-    if (weight === null) throw fail(`srv_uweight "${snippet(field(row, 'srv_uweight'), 40)}" is not a weight from 0 to ${MAX_WEIGHT}`, name);
-    const initialWeight = integer(field(row, 'srv_iweight'), 0, MAX_WEIGHT);
-    if (initialWeight === null) throw fail(`srv_iweight "${snippet(field(row, 'srv_iweight'), 40)}" is not a weight from 0 to ${MAX_WEIGHT}`, name);
+    const adminBits = integer(row.srv_admin_state, 0, 0xff);
+    if (adminBits === null) throw fail(`srv_admin_state "${snippet(row.srv_admin_state, 40)}" is not an admin state`, name);
+    const weight = integer(row.srv_uweight, 0, MAX_WEIGHT);
+    if (weight === null) throw fail(`srv_uweight "${snippet(row.srv_uweight, 40)}" is not a weight from 0 to ${MAX_WEIGHT}`, name);
+    const initialWeight = integer(row.srv_iweight, 0, MAX_WEIGHT);
+    if (initialWeight === null) throw fail(`srv_iweight "${snippet(row.srv_iweight, 40)}" is not a weight from 0 to ${MAX_WEIGHT}`, name);
     servers.set(name, { adminBits, weight, initialWeight });
   }
   return servers;

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { REPORT_SCHEMA_VERSION } from './report-version.js';
 
 /**
  * The cycle report, version 1: what `--json` prints, what the Lambda returns and what its metrics
@@ -6,9 +7,9 @@ import * as z from 'zod';
  * in `docs/report.schema.json` is generated from it (`npm run schema`; a unit test keeps the file
  * current). Every field is always present: null where it does not apply, never missing.
  *
- * `schemaVersion` changes whenever a field is added, removed or changes meaning.
+ * `schemaVersion` (report-version.ts) changes whenever a field is added, removed or changes meaning.
  */
-export const REPORT_SCHEMA_VERSION = 2;
+export { REPORT_SCHEMA_VERSION };
 
 /** Identifies the schema document; not fetched from anywhere. */
 export const REPORT_SCHEMA_ID = `urn:haproxy-weighter:report:v${REPORT_SCHEMA_VERSION}`;

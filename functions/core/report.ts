@@ -20,7 +20,7 @@ export type {
   ProblemCode,
   ServerFailure,
 } from './report-schema.js';
-export { REPORT_SCHEMA_VERSION } from './report-schema.js';
+export { REPORT_SCHEMA_VERSION } from './report-version.js';
 
 /** The key of `knownStatic` and `staticRefusals`. */
 export const staticKey = (backend: string, loadBalancer: string): string => `${backend}@${loadBalancer}`;

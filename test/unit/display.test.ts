@@ -49,6 +49,30 @@ describe('displaySafeDeep', () => {
     const data = { problems: [{ message: 'x\ny', server: null, n: 3 }], 'k\u200b': { ok: true, list: ['\u202e'] } };
     expect(displaySafeDeep(data)).toEqual({ problems: [{ message: 'x\\ny', server: null, n: 3 }], 'k\\u{200B}': { ok: true, list: ['\\u{202E}'] } });
   });
+
+  it.each(HOSTILE_CHARACTERS)('finds the %s however deep it sits in a value or a key', (_label, raw, escaped) => {
+    const deep = (text: string): unknown => ({ a: [1, { b: [null, { [`k${text}`]: ['x', `v${text}`] }] }] });
+    expect(displaySafeDeep(deep(raw))).toEqual({ a: [1, { b: [null, { [`k${escaped}`]: ['x', `v${escaped}`] }] }] });
+  });
+
+  it('gives the value of a string-by-string walk for any JSON data, with or without characters to escape', () => {
+    const walk = (v: unknown): unknown =>
+      typeof v === 'string' ? displaySafe(v) : Array.isArray(v) ? v.map(walk) : typeof v === 'object' && v !== null ? Object.fromEntries(Object.entries(v).map(([k, x]) => [displaySafe(k), walk(x)])) : v;
+    const unit = fc.oneof(fc.constantFrom(...HOSTILE_CHARACTERS.map(([, raw]) => raw), '\\', '"', 'a'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+    const text = fc.string({ unit });
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 3, stringUnit: unit }), text, (value, extra) => {
+        expect(displaySafeDeep(value)).toEqual(walk(value));
+        expect(displaySafeDeep({ extra, value })).toEqual(walk({ extra, value }));
+      }),
+      propertyRuns(),
+    );
+  });
+
+  it('hands back the data itself when it holds nothing to escape', () => {
+    const data = { backends: [{ name: 'be_ingest', loads: { s1: 1.5 } }], problems: [] };
+    expect(displaySafeDeep(data)).toBe(data);
+  });
 });
 
 describe('displaySafeReplacer', () => {

@@ -453,11 +453,20 @@ describe('parseObservedBackend reads columns by name and refuses what it cannot 
     expect(result).toEqual(observe('observe-ingest', 'ingest'));
   });
 
+  it('reads a column it uses when HAProxy quotes it, on a row that also quotes a field with a comma', () => {
+    const result = observeEdited((stat, state) => [setStatColumn(stat, 'ing-b', 'check_desc', '"Layer4, ok"').replace('ingest,ing-b,', '"ingest","ing-b",'), state]);
+    expect(result).toEqual(observe('observe-ingest', 'ingest'));
+  });
+
   it.each([
     ['an unterminated quote', (stat: string, state: string) => [stat.replace('Layer4 check passed', '"Layer4 check passed'), state] as const, 'not CSV'],
     ['a missing uweight column', (stat: string, state: string) => [stat.replace(',uweight,', ',uweightx,'), state] as const, 'column uweight is missing'],
     ['a duplicated scur column', (stat: string, state: string) => [stat.replace(',smax,', ',scur,'), state] as const, 'column scur appears 2 times'],
     ['a row with a missing field', (stat: string, state: string) => [stat.replace('ingest,ing-b,0,', 'ingest,ing-b,'), state] as const, 'fields for'],
+    ['a row with a field too many', (stat: string, state: string) => [stat.replace('ingest,ing-b,0,', 'ingest,ing-b,0,0,'), state] as const, 'fields for'],
+    ['a quoted row with a field too many', (stat: string, state: string) => [stat.replace('ingest,ing-b,0,', '"ingest",ing-b,0,0,'), state] as const, 'fields for'],
+    ['a servers state row with a field too many', (stat: string, state: string) => [stat, state.replace('4 ingest 2 ing-b', '4 ingest 2 ing-b x')] as const, 'fields for'],
+    ['a servers state row with a missing field', (stat: string, state: string) => [stat, state.replace('4 ingest 2 ing-b ', '4 ingest ing-b ')] as const, 'fields for'],
     ['a row of another proxy', (stat: string, state: string) => [stat.replace('ingest,ing-b,', 'other,ing-b,'), state] as const, 'proxy "other"'],
     ['a missing header', (stat: string, state: string) => [stat.slice(2), state] as const, 'header'],
     ['a servers state format version 2', (stat: string, state: string) => [stat, state.replace(/^1\n/, '2\n')] as const, 'version "2"'],

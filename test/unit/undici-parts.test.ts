@@ -20,32 +20,39 @@ function sourceFiles(dir: string): string[] {
   );
 }
 
-/** The value (not type-only) names imported from 'undici' anywhere under functions/. */
+/** The value (not type-only) names taken from 'undici' anywhere under functions/, by import or by dynamic import. */
 function undiciValueImports(): string[] {
   const names = new Set<string>();
-  for (const file of sourceFiles(join(ROOT, 'functions'))) {
-    for (const match of readFileSync(file, 'utf8').matchAll(/^import (type )?\{([^}]*)\} from 'undici';$/gm)) {
-      if (match[1] !== undefined) continue;
-      for (const spec of (match[2] ?? '').split(',')) {
-        const name = spec.trim();
-        if (name !== '' && !name.startsWith('type ')) names.add(name.split(/\s+as\s+/)[0] ?? name);
-      }
+  const add = (list: string): void => {
+    for (const spec of list.split(',')) {
+      const name = spec.trim();
+      if (name !== '' && !name.startsWith('type ')) names.add(name.split(/\s+as\s+|\s*:\s*/)[0] ?? name);
     }
+  };
+  for (const file of sourceFiles(join(ROOT, 'functions'))) {
+    const text = readFileSync(file, 'utf8');
+    for (const match of text.matchAll(/^import (type )?\{([^}]*)\} from 'undici';$/gm)) if (match[1] === undefined) add(match[2] ?? '');
+    for (const match of text.matchAll(/import\('undici'\)\.then\(\(\{ default: \{([^}]*)\} \}\)/g)) add(match[1] ?? '');
   }
   return [...names].sort();
 }
 
 describe('the undici parts the bundles carry', () => {
+  it('leave HTTP/2 out, which only a client with allowH2 off never needs', () => {
+    const graphite = readFileSync(join(ROOT, 'functions/adapters/graphite.ts'), 'utf8');
+    expect(graphite).toMatch(/new Agent\(\{[^}]*allowH2: false,/);
+    expect(() => (require('../../scripts/undici-no-h2.cjs') as () => unknown)()).toThrow(/HTTP\/2 is not in this bundle/);
+  });
+
   it('are the objects undici itself exports', () => {
     expect(parts.Agent).toBe(undici.Agent);
     expect(parts.Dispatcher).toBe(undici.Dispatcher);
-    expect(parts.errors).toBe(undici.errors);
     expect((parts.interceptors as Record<string, unknown>).retry).toBe(undici.interceptors.retry);
   });
 
   it('include every value functions/ imports from undici', () => {
     const imported = undiciValueImports();
-    expect(imported).toEqual(['Agent', 'errors', 'interceptors']);
+    expect(imported).toEqual(['Agent', 'interceptors']);
     for (const name of imported) expect(parts[name], name).toBeDefined();
   });
 });
