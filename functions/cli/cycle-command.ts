@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { createGraphiteSource, type GraphiteSource } from '../adapters/graphite.js';
-import { acquireRunLock } from '../adapters/run-lock.js';
+import type { RunLock } from '../adapters/run-lock.js';
 import { createSocketRelay } from '../adapters/socket-relay.js';
 import { parseConfigText, type Config } from '../core/config.js';
 import { createControlMemory } from '../core/control-memory.js';
@@ -69,9 +69,13 @@ async function runCommand(cli: Parsed, deps: CycleDeps, endpoints: readonly stri
   const controlMemory = createControlMemory();
   const once = async (): Promise<number> => {
     // Writers take a lock per runtime endpoint so two runs never interleave their batches.
-    let lock;
+    let lock: RunLock | undefined;
     try {
-      lock = cycleOptions.mode === 'apply' ? await acquireRunLock(endpoints, { env: io.env }) : undefined;
+      if (cycleOptions.mode === 'apply') {
+        // Loaded by writers only: the lock's node:child_process and node:crypto are a tenth of a plan's start-up.
+        const { acquireRunLock } = await import('../adapters/run-lock.js');
+        lock = await acquireRunLock(endpoints, { env: io.env });
+      }
     } catch (error) {
       io.stderr(`haproxy-weighter: nothing written: ${describeError(error)}`);
       return 1;

@@ -13,14 +13,16 @@
  * - parsing `show stat` and `show servers state` of a 1,000-server backend (recorded from a real
  *   HAProxy here) with today's parser against the one before it, in this process, which git
  *   provides: the last commit whose haproxy-protocol.ts still split every column (`rowsByName`).
- * The bundles are built into a temporary directory with the options of `npm run build`.
+ * The bundles are built into a temporary directory with the options of `npm run build`. With
+ * `--before REV`, the bundles of git revision REV (built by its own scripts/build.mjs) run in the
+ * same loop, for a before/after in one run.
  *
- * Usage: npm run bench:start [-- RUNS]   (default 15)
+ * Usage: npm run bench:start [-- RUNS] [--before REV]   (default 15 runs)
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createConnection, type AddressInfo } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -31,7 +33,10 @@ import { writeConfigFile } from '../harness/cli.js';
 import { startHaproxy, startHaproxyFleet, stopAll, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 
-const RUNS = Math.max(3, Number(process.argv[2] ?? 15));
+const args = process.argv.slice(2);
+const beforeAt = args.indexOf('--before');
+const BEFORE = beforeAt >= 0 ? args[beforeAt + 1] : undefined;
+const RUNS = Math.max(3, Number(args.find((a, i) => /^\d+$/.test(a) && args[i - 1] !== '--before') ?? 15));
 const ROOT = new URL('../../', import.meta.url).pathname;
 const BACKEND = 'be_ingest';
 const MiB = 1024 * 1024;
@@ -103,6 +108,34 @@ async function previousParser(dir: string): Promise<{ readonly revision: string;
   return { revision: revision.slice(0, 10), parse: parse as typeof parseObservedBackend };
 }
 
+/** The bundles of git revision `revision`, built by its own build script in `dir`: their paths and the Lambda bundle's size. */
+function bundlesAt(revision: string, dir: string): { readonly cli: string; readonly handler: string; readonly handlerBytes: number } {
+  mkdirSync(dir, { recursive: true });
+  const archive = spawnSync('git', ['archive', revision], { cwd: ROOT, maxBuffer: 256 * MiB });
+  if (archive.status !== 0) throw new Error(`git archive ${revision} failed: ${String(archive.stderr)}`);
+  if (spawnSync('tar', ['-x', '-C', dir], { input: archive.stdout }).status !== 0) throw new Error('tar failed');
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  const built = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: dir, encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`the build of ${revision} failed: ${built.stderr}`);
+  const dist = join(dir, 'dist');
+  const handlerBytes = readdirSync(dist)
+    .filter((f) => /^handler(-.*)?\.mjs$/.test(f))
+    .reduce((sum, f) => sum + statSync(join(dist, f)).size, 0);
+  return { cli: join(dist, 'cli.mjs'), handler: join(dist, 'handler.mjs'), handlerBytes };
+}
+
+/** One batch to a runtime socket and its whole reply (HAProxy ends a non-interactive session after it): the I/O floor of an observation. */
+function roundTrip(path: string, batch: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let bytes = 0;
+    const socket = createConnection({ path });
+    socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    socket.once('error', reject);
+    socket.once('close', () => resolve(bytes));
+    socket.end(batch);
+  });
+}
+
 /** Median milliseconds per call of `fn`, the two alternating batch by batch. */
 function alternate(fns: readonly (() => unknown)[], batches: number, perBatch: number): number[] {
   const times = fns.map((): number[] => []);
@@ -163,11 +196,30 @@ try {
     { label: 'plan, 3 x 500 servers, JSON config', args: [join(cliDir, 'cli.mjs'), 'plan', '--config', jsonConfig], env, target: 4 },
     { label: 'plan, 3 x 500 servers, YAML config', args: [join(cliDir, 'cli.mjs'), 'plan', '--config', yamlConfig], env },
   ];
+  const before = BEFORE === undefined ? undefined : { revision: BEFORE, ...bundlesAt(BEFORE, join(dir, 'before')) };
+  if (before !== undefined) {
+    variants.push(
+      { label: `before (${before.revision}): Lambda bundle: import`, args: ['--input-type=module', '-e', `await import(${JSON.stringify(pathToFileURL(before.handler).href)})`], env },
+      { label: `before (${before.revision}): haproxy-weighter --help`, args: [before.cli, '--help'], env },
+      { label: `before (${before.revision}): plan, 3 x 500 servers, JSON config`, args: [before.cli, 'plan', '--config', jsonConfig], env },
+    );
+  }
   // The warm-up run of each also fills the compile cache.
   for (const v of variants) await timeNode(v.args, v.env);
   const times = variants.map((): Timed[] => []);
   for (let run = 0; run < RUNS; run++) {
     for (const [i, v] of variants.entries()) times[i]?.push(await timeNode(v.args, v.env));
+  }
+
+  // The I/O floor of plan's observation: the same batch to the 3 HAProxy at once, no parsing.
+  const observeBatch = `${observeCommands(BACKEND).join('; ')}\n`;
+  const ioTimes: number[] = [];
+  let ioBytes = 0;
+  for (let run = 0; run <= RUNS; run++) {
+    const start = performance.now();
+    const sizes = await Promise.all(fleet.map((h) => roundTrip(h.adminSocket, observeBatch)));
+    if (run > 0) ioTimes.push(performance.now() - start);
+    ioBytes = sizes.reduce((a, b) => a + b, 0);
   }
 
   // show stat of 1,000 servers, recorded from a real HAProxy.
@@ -196,6 +248,8 @@ try {
   rows.push(
     ['Lambda bundle: size shipped', `${shipped} B`, `${fmt(shipped / MiB, 3)} MiB`, `≤ 1 MiB: ${sizeTarget}`],
     ['Lambda bundle: loaded at import', `${bytesOf(atImport)} B`, `${atImport.length} file(s) of ${lambdaFiles.length}`, ''],
+    [`plan's observation I/O alone (3 x ${Math.round(ioBytes / 3 / 1024)} KiB, in this process)`, `${fmt(median(ioTimes))} ms`, '', ''],
+    ...(before === undefined ? [] : [[`before (${before.revision}): Lambda bundle: size`, `${before.handlerBytes} B`, `${fmt(before.handlerBytes / MiB, 3)} MiB`, '']]),
     [`show stat + servers state, 1,000 servers: before (${previous.revision})`, `${fmt(oldMs, 2)} ms`, '', ''],
     ['show stat + servers state, 1,000 servers: now', `${fmt(newMs, 2)} ms`, `${fmt(speedup, 2)}x faster`, `≥ 2x: ${speedup >= 2 ? 'met' : 'NOT met'}`],
   );
