@@ -328,10 +328,13 @@ function isPlainHttpAnswer(error: unknown): boolean {
   return code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || code === 'ERR_SSL_HTTP_REQUEST';
 }
 
-/** How a TLS port answers a plain HTTP request: it closes without a reply, or sends a TLS alert that is no HTTP. */
+/**
+ * How a TLS port answers a plain HTTP request: it closes without a reply (or resets, when the
+ * request was not all read), or sends a TLS alert that is no HTTP.
+ */
 function looksLikeTlsRefusal(error: unknown): boolean {
   const code = codeOf(error) ?? '';
-  return code === 'UND_ERR_SOCKET' || code.startsWith('HPE_');
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code.startsWith('HPE_');
 }
 
 /**
