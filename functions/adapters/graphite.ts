@@ -182,7 +182,8 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
   const now = options.now ?? Date.now;
   const startWait = options.startWait ?? ((ms: number, resume: () => void) => setTimeout(resume, ms));
   // undici is loaded with the first render, not with this module: a cycle starts reading its
-  // load balancers first, and loading undici (a sixth of a CLI start-up) overlaps their answer.
+  // load balancers first, and loading undici (with node:http, a good part of a CLI's start-up,
+  // docs/performance.md) overlaps their answer.
   let client: Promise<{ readonly agent: Dispatcher; readonly dispatcher: Dispatcher }> | undefined;
   const connect = (): Promise<{ readonly agent: Dispatcher; readonly dispatcher: Dispatcher }> =>
     // undici is CommonJS: its exports are the default export of the dynamic import, in Node.js and
