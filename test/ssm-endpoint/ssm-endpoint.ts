@@ -9,16 +9,21 @@
  *
  * Behaviour that matters to the relay is reproduced: `InvocationDoesNotExist` right after
  * SendCommand, Pending → InProgress → final statuses, stdout cut at 24,000 characters and stderr
- * at 8,000, at most 50 instance ids per SendCommand, and on demand throttling, a failing,
- * undeliverable, delayed or timed-out instance, and an invocation that stays invisible for many
- * polls. `onRequest` lets a test arm a fault at an exact step (e.g. only for the command that
- * writes weights).
+ * at 8,000 in GetCommandInvocation, at most 50 instance ids per SendCommand, the 64 KB quota on
+ * the document plus its parameters (`MaxDocumentSizeExceeded`), command output written to an S3
+ * bucket (`OutputS3BucketName`, uncut) through a local S3 endpoint with the real S3 SDK, as the
+ * agent uploads it, and on demand throttling (a number of calls, or a rate per operation), a
+ * failing, undeliverable, delayed or timed-out instance, and an invocation that stays invisible
+ * for many polls. `latency` adds realistic delays: every API call takes tens of milliseconds and a
+ * command takes 1-3 s to complete, as measured against the real service. `onRequest` lets a test
+ * arm a fault at an exact step (e.g. only for the command that writes weights).
  *
  * Each emulated instance has its own view of the file system through `paths`: a path as the
  * instance sees it (e.g. `/run/haproxy/admin.sock`) maps to a real path on this machine (the admin
  * socket of that instance's HAProxy process). The mapping applies to parameter values that are
  * exactly such a path.
  */
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -30,6 +35,22 @@ import { makeTempDir, removeTempDir } from '../harness/processes.js';
 export const STDOUT_LIMIT = 24_000;
 export const STDERR_LIMIT = 8_000;
 export const MAX_INSTANCE_IDS = 50;
+/** MaxDocumentSizeExceeded: "The size limit of a document is 64 KB" (SSM API reference), document and parameters together. */
+export const MAX_DOCUMENT_BYTES = 64 * 1024;
+
+/** The access key id an emulated instance signs its S3 uploads with (its instance profile's). */
+export function instanceAccessKeyId(instanceId: string): string {
+  return `ASIA${instanceId.replace(/[^0-9a-z]/gi, '').toUpperCase()}`.slice(0, 20);
+}
+
+/** Realistic delays, drawn uniformly from each range with a seeded generator (repeatable runs). */
+export interface Latency {
+  /** Every API call is answered after this many ms (SSM answers in tens of ms). */
+  readonly apiMs?: readonly [number, number];
+  /** A command's invocation is final no earlier than this many ms after SendCommand (1-3 s on AWS). */
+  readonly commandMs?: readonly [number, number];
+  readonly seed?: number;
+}
 
 export interface EmulatedInstance {
   readonly id: string;
@@ -56,6 +77,11 @@ export interface SsmEndpointOptions {
   /** Polls answered Pending before InProgress (default 1). */
   readonly pendingPolls?: number;
   readonly region?: string;
+  readonly latency?: Latency;
+  /** Calls per second above which an operation answers ThrottlingException (token bucket, burst of one second). */
+  readonly rateLimits?: Readonly<Record<string, number>>;
+  /** Where the agent uploads output when SendCommand names an OutputS3BucketName. */
+  readonly s3?: { readonly endpoint: string };
 }
 
 export interface CallRecord {
@@ -72,6 +98,8 @@ export interface InvocationRecord {
   readonly commandId: string;
   readonly instanceId: string;
   readonly parameters: Readonly<Record<string, string>>;
+  /** The S3 object the agent uploaded stdout to, when the command asked for S3 output. */
+  readonly outputKey: string | undefined;
   /** Whether the script was started on this instance. */
   readonly ran: boolean;
   readonly exitCode: number | null;
@@ -145,6 +173,8 @@ interface ShellStep {
 interface LoadedDocument {
   readonly parameters: ReadonlyMap<string, DocumentParameter>;
   readonly steps: readonly ShellStep[];
+  /** Bytes of the document content as deployed (CloudFormation sends it as JSON). */
+  readonly contentBytes: number;
 }
 
 class ApiError extends Error {
@@ -191,7 +221,12 @@ export function loadCommandDocument(path: string): LoadedDocument {
     const timeout = Number(step.inputs.timeoutSeconds ?? 3600);
     return { name: step.name, runCommand: lines, timeoutSeconds: Number.isFinite(timeout) ? timeout : 3600 };
   });
-  return { parameters, steps };
+  return { parameters, steps, contentBytes: Buffer.byteLength(JSON.stringify(doc)) };
+}
+
+/** Bytes a SendCommand weighs against the 64 KB quota: the document content and every parameter value. */
+export function commandBytes(documentBytes: number, parameters: Readonly<Record<string, string>>): number {
+  return documentBytes + Object.values(parameters).reduce((n, v) => n + Buffer.byteLength(v), 0);
 }
 
 /** The SSM Agent's text substitution of `{{ name }}` (it happens whatever the interpolationType). */
@@ -209,6 +244,10 @@ interface Invocation {
   readonly parameters: Record<string, string>;
   readonly fault: Fault | undefined;
   readonly startedAt: Date;
+  /** Never final before this instant (ms since the epoch): the command's completion latency. */
+  readonly readyAt: number;
+  readonly output: { readonly bucket: string; readonly prefix: string } | undefined;
+  outputKey: string | undefined;
   /** InvocationDoesNotExist answers still to give. */
   notFoundLeft: number;
   /** Polls answered since the invocation became visible. */
@@ -240,6 +279,56 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
   const invocations = new Map<string, Invocation>();
   const children = new Set<ChildProcess>();
   const stored = new Map<string, StoredParameter>(Object.entries(options.parameters ?? {}));
+  // Park-Miller: the same seed gives the same delays, so benchmark runs can be compared.
+  let seed = (options.latency?.seed ?? 1) % 2147483647 || 1;
+  const random = (): number => {
+    seed = (seed * 48271) % 2147483647;
+    return seed / 2147483647;
+  };
+  const draw = (range: readonly [number, number] | undefined): number => (range === undefined ? 0 : range[0] + (range[1] - range[0]) * random());
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  const overRate = (operation: string): boolean => {
+    const rate = options.rateLimits?.[operation];
+    if (rate === undefined) return false;
+    const now = Date.now();
+    const b = buckets.get(operation) ?? { tokens: rate, at: now };
+    b.tokens = Math.min(rate, b.tokens + ((now - b.at) / 1000) * rate);
+    b.at = now;
+    buckets.set(operation, b);
+    if (b.tokens < 1) return true;
+    b.tokens -= 1;
+    return false;
+  };
+  const s3Clients = new Map<string, S3Client>();
+  const s3For = (instanceId: string): S3Client | undefined => {
+    if (options.s3 === undefined) return undefined;
+    let client = s3Clients.get(instanceId);
+    if (client === undefined) {
+      client = new S3Client({
+        endpoint: options.s3.endpoint,
+        forcePathStyle: true,
+        region,
+        credentials: { accessKeyId: instanceAccessKeyId(instanceId), secretAccessKey: 'instance-profile-secret-not-real' },
+        maxAttempts: 2,
+      });
+      s3Clients.set(instanceId, client);
+    }
+    return client;
+  };
+  /** What the agent does once the plugin ended: upload stdout and stderr to the bucket, then report. */
+  const upload = async (inv: Invocation, stepName: string): Promise<void> => {
+    const client = s3For(inv.instanceId);
+    if (inv.output === undefined || client === undefined) return;
+    const base = `${inv.output.prefix === '' ? '' : `${inv.output.prefix}/`}${inv.commandId}/${inv.instanceId}/awsrunShellScript/${stepName}`;
+    try {
+      await client.send(new PutObjectCommand({ Bucket: inv.output.bucket, Key: `${base}/stdout`, Body: inv.stdout }));
+      if (inv.stderr !== '') await client.send(new PutObjectCommand({ Bucket: inv.output.bucket, Key: `${base}/stderr`, Body: inv.stderr }));
+      inv.outputKey = `${base}/stdout`;
+    } catch {
+      // As the agent: a failed upload is only in the agent's log; the invocation's status is unchanged.
+      inv.outputKey = `${base}/stdout`;
+    }
+  };
 
   const run = (inv: Invocation, instance: EmulatedInstance): void => {
     const step = document.steps[0];
@@ -276,9 +365,11 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       clearTimeout(killer);
       children.delete(child);
       inv.exitCode = code;
-      inv.finished = true;
       inv.endedAt = new Date();
       inv.child = undefined;
+      void upload(inv, step.name).finally(() => {
+        inv.finished = true;
+      });
     });
     child.on('error', (error) => {
       inv.stderr += `${error.message}\n`;
@@ -309,6 +400,17 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       if (body[key] !== undefined && !/^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$/.test(String(body[key]))) throw new ApiError('ValidationException', `${key} is not valid`);
     }
     const parameters = resolveParameters(body.Parameters);
+    const size = commandBytes(document.contentBytes, parameters);
+    if (size > MAX_DOCUMENT_BYTES) throw new ApiError('MaxDocumentSizeExceeded', `The size limit of a document is 64 KB (document and parameters: ${size} bytes)`);
+    let output: Invocation['output'];
+    if (body.OutputS3BucketName !== undefined) {
+      const bucket = String(body.OutputS3BucketName);
+      const prefix = body.OutputS3KeyPrefix === undefined ? '' : String(body.OutputS3KeyPrefix);
+      if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ApiError('InvalidOutputFolder', `${bucket} is not a bucket name`);
+      if (prefix.length > 500) throw new ApiError('ValidationException', 'OutputS3KeyPrefix must be at most 500 characters');
+      if (options.s3 === undefined) throw new ApiError('InvalidOutputFolder', 'S3 output is not emulated by this endpoint (start it with s3)');
+      output = { bucket, prefix: prefix.replace(/\/+$/, '') };
+    }
     const commandId = randomUUID();
     for (const id of ids) {
       const inv: Invocation = {
@@ -317,6 +419,9 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         parameters,
         fault: faults.get(id),
         startedAt: new Date(),
+        readyAt: Date.now() + draw(options.latency?.commandMs),
+        output,
+        outputKey: undefined,
         notFoundLeft: notFoundOverrides.get(id) ?? notFoundPolls,
         polls: 0,
         ran: false,
@@ -420,7 +525,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       }
       // At least one InProgress answer, then the real outcome once the script has ended.
       const firstRunningPoll = fault?.kind === 'delay' ? fault.polls + 1 : 1;
-      if (!inv.finished || afterPending <= firstRunningPoll) result = { status: 'InProgress', details: 'InProgress' };
+      if (!inv.finished || afterPending <= firstRunningPoll || Date.now() < inv.readyAt) result = { status: 'InProgress', details: 'InProgress' };
       else if (inv.timedOut) result = { status: 'TimedOut', details: 'ExecutionTimedOut' };
       else result = inv.exitCode === 0 ? { status: 'Success', details: 'Success' } : { status: 'Failed', details: 'Failed' };
     }
@@ -459,12 +564,15 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       Status: status,
       StatusDetails: details,
       StandardOutputContent: stdout.slice(0, STDOUT_LIMIT),
-      StandardOutputUrl: '',
+      StandardOutputUrl: final && inv.output !== undefined && inv.outputKey !== undefined ? s3Url(inv.output.bucket, inv.outputKey) : '',
       StandardErrorContent: stderr.slice(0, STDERR_LIMIT),
-      StandardErrorUrl: '',
+      StandardErrorUrl: final && inv.output !== undefined && inv.outputKey !== undefined && stderr !== '' ? s3Url(inv.output.bucket, inv.outputKey.replace(/stdout$/, 'stderr')) : '',
       CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
     };
   };
+
+  /** The URL form GetCommandInvocation gives (path style on the regional endpoint). */
+  const s3Url = (bucket: string, key: string): string => `https://s3.${region}.amazonaws.com/${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
 
   const getParameters = (body: Record<string, unknown>): unknown => {
     const names = Array.isArray(body.Names) ? body.Names.map(String) : [];
@@ -563,6 +671,10 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         return;
       }
     }
+    if (overRate(operation)) {
+      fail(new ApiError('ThrottlingException', 'Rate exceeded'));
+      return;
+    }
     try {
       const result = handler(body);
       calls.push({ operation, body, status: 200 });
@@ -576,7 +688,11 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => handle(req, res, Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => {
+      const wait = draw(options.latency?.apiMs);
+      if (wait <= 0) handle(req, res, Buffer.concat(chunks).toString('utf8'));
+      else setTimeout(() => handle(req, res, Buffer.concat(chunks).toString('utf8')), wait);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -610,6 +726,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         commandId: i.commandId,
         instanceId: i.instanceId,
         parameters: i.parameters,
+        outputKey: i.outputKey,
         ran: i.ran,
         exitCode: i.exitCode,
         stdout: i.stdout,
@@ -617,6 +734,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       })),
     close: async () => {
       for (const child of children) child.kill('SIGKILL');
+      for (const client of s3Clients.values()) client.destroy();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
