@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
@@ -17,15 +18,24 @@ import {
 import type { SsmRelayConfig } from '../core/config.js';
 import { RelayError, UnsafeInputError, describeError, snippet } from '../core/errors.js';
 import { isAllowedCommand } from '../core/runtime-grammar.js';
-import type { RelayRequest, RelayResult, RuntimeRelay } from '../core/types.js';
+import type { RelayRequest, RelayResult, RelayRunOptions, RuntimeRelay } from '../core/types.js';
 
 /**
  * Reaches every load balancer's HAProxy runtime API through AWS Systems Manager Run Command and the
  * custom document in `infra/ssm-document.yaml`. A load balancer is an instance id. Load balancers
- * whose batches are identical share one SendCommand (up to 50 instance ids per call); each
- * instance's invocation is polled with backoff until it reaches a final status, and its output is
- * decoded and verified: a reply cut off by the 24,000-character output limit is an error, never a
- * short reply.
+ * whose batches are identical share one SendCommand (up to 50 instance ids per call), and every
+ * SendCommand of a call runs at once (up to `maxConcurrentCommands` in flight). Each instance's
+ * invocation is polled with backoff until it reaches a final status, and its output is decoded and
+ * verified: a reply cut off by the 24,000-character output limit is an error, never a short reply.
+ *
+ * With an output bucket, the agent writes each instance's output to S3 (no size limit) and the
+ * relay reads it from there when GetCommandInvocation's copy is cut: then the observation of every
+ * backend is one command for up to 50 load balancers, whatever the number of servers. Without
+ * one, observation is cut into one command per backend, each within the output limit (the
+ * document sends only the columns the weighter reads, so a 1,000-server backend fits).
+ *
+ * Writes are never split here: the cycle cuts them to `maxBatchChars`, each part with its own
+ * operator-state read, so that every write is guarded by the state read in the same exchange.
  */
 
 /** SendCommand accepts at most this many `InstanceIds`. */
@@ -34,23 +44,39 @@ export const MAX_INSTANCE_IDS_PER_COMMAND = 50;
 /** GetCommandInvocation returns at most this many characters of stdout. */
 export const STDOUT_LIMIT_CHARS = 24_000;
 
-/**
- * Longest `Commands` value sent in one SendCommand. The SendCommand API reference puts no length
- * constraint on parameter values and the document itself may be 64 KB, but the only figure we
- * found for the payload a command may carry is 16 KB (third-party, unverified), so a batch longer
- * than this is split into several commands, run one after the other.
- */
-export const DEFAULT_MAX_COMMAND_CHARS = 16_000;
+/** SSM's MaxDocumentSizeExceeded: "The size limit of a document is 64 KB", the document and its parameter values together. */
+export const MAX_DOCUMENT_BYTES = 64 * 1024;
 
 /**
- * `show` commands per SendCommand. One backend's observation (`show stat` + `show servers state`)
- * of 500 servers prints about 13 KB once compressed and encoded, so two `show` commands fit in the
- * 24,000 characters GetCommandInvocation returns and two backends would not.
+ * Room kept for the deployed document itself (its JSON, as CloudFormation sends it); a unit test
+ * checks that `infra/ssm-document.yaml` stays within it.
  */
-export const DEFAULT_MAX_SHOW_COMMANDS = 2;
+export const DOCUMENT_ALLOWANCE_BYTES = 16 * 1024;
+
+/** The longest SocketPath its allowedPattern admits (`/` and 200 characters). */
+export const MAX_SOCKET_PATH_BYTES = 201;
+
+/**
+ * Longest `Commands` value one SendCommand carries: what the 64 KB quota leaves once the document
+ * and the longest socket path are counted. Commands are ASCII, so characters are bytes.
+ */
+export const MAX_COMMANDS_CHARS = MAX_DOCUMENT_BYTES - DOCUMENT_ALLOWANCE_BYTES - MAX_SOCKET_PATH_BYTES;
+
+/**
+ * `show` commands per SendCommand without an output bucket: one backend's `show stat` and `show
+ * servers state`, as the document cuts them, print about 12,000 characters for 1,000 servers that
+ * carry traffic, within the 24,000 of GetCommandInvocation; two such backends would not fit.
+ */
+export const INLINE_MAX_SHOW_COMMANDS = 2;
 
 /** SendCommands in flight at once, so that many distinct batches do not trip the API rate. */
 export const DEFAULT_MAX_CONCURRENT_COMMANDS = 10;
+
+/** How long a command is expected to take before this relay has timed one (Run Command takes 1-3 s). */
+export const DEFAULT_EXPECTED_COMMAND_MS = 5_000;
+
+/** The one step of the document: the agent names its S3 output after it. */
+export const DOCUMENT_STEP_NAME = 'relayRuntimeCommands';
 
 const REPLY_HEADER = /^HAPROXY-WEIGHTER-REPLY 1 bytes=(\d{1,12}) sha256=([0-9a-f]{64})$/;
 const REPLY_END = 'HAPROXY-WEIGHTER-END';
@@ -106,21 +132,48 @@ export type SsmRelaySettings = Pick<SsmRelayConfig, 'documentName' | 'socketPath
 export interface SentCommand {
   readonly commandId: string;
   readonly instanceIds: readonly string[];
-  /** 1-based position of this part when a batch is split; `parts` is 1 when it is not. */
+  /** 1-based position of this part when a read batch is split; `parts` is 1 when it is not. */
   readonly part: number;
   readonly parts: number;
   readonly commands: number;
 }
 
+/** The one S3 operation the relay needs; `s3ApiFromClient` adapts the SDK client. */
+export interface S3Api {
+  getObject(bucket: string, key: string, signal?: AbortSignal): Promise<string>;
+}
+
+export function s3ApiFromClient(client: S3Client): S3Api {
+  return {
+    async getObject(bucket, key, signal) {
+      const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
+      if (out.Body === undefined) throw new Error(`s3://${bucket}/${key} has no body`);
+      return out.Body.transformToString('utf8');
+    },
+  };
+}
+
+/** Where the agent writes command output (SendCommand's OutputS3BucketName and OutputS3KeyPrefix). */
+export interface SsmOutputBucket {
+  readonly bucket: string;
+  /** Without a trailing `/`. */
+  readonly keyPrefix: string;
+  readonly s3: S3Api;
+}
+
 export interface SsmRelayOptions {
   readonly api: SsmApi;
+  /** Command output to S3: no output limit, so observation is one command per 50 load balancers. */
+  readonly output?: SsmOutputBucket;
   /** Injected so that unit tests do not wait for real polling. */
   readonly sleep?: (ms: number) => Promise<void>;
-  /** Milliseconds since the epoch, for the `maxWaitMs` deadline. */
+  /** Milliseconds since the epoch, for the `maxWaitMs` deadline and the time budget. */
   readonly now?: () => number;
   readonly maxCommandChars?: number;
   readonly maxShowCommands?: number;
   readonly maxConcurrentCommands?: number;
+  /** A command's expected duration until one has been timed (the longest timed one after that). */
+  readonly expectedCommandMs?: number;
   /** Told about every SendCommand, e.g. to log its command id. */
   readonly onCommand?: (sent: SentCommand) => void;
 }
@@ -160,9 +213,11 @@ export async function createSsmRelay(settings: SsmRelaySettings, options: SsmRel
   return createSsmRelayFor(settings, await resolveLoadBalancers(settings.targets, options.api), options);
 }
 
+const isRead = (command: string): boolean => command.startsWith('show ') || command.startsWith('get ');
+
 /**
- * Splits a batch into the parts sent as separate commands: each part stays under `maxChars` once
- * joined and holds at most `maxShow` `show` commands, whose replies are the large ones.
+ * Splits a read batch into the parts sent as separate commands: each part stays under `maxChars`
+ * once joined and holds at most `maxShow` `show` commands, whose replies are the large ones.
  */
 export function splitBatch(commands: readonly string[], maxChars: number, maxShow: number): string[][] {
   const parts: string[][] = [];
@@ -190,33 +245,55 @@ export function splitBatch(commands: readonly string[], maxChars: number, maxSho
  * Decodes what the document printed and checks it: the header's byte count and SHA-256 must match
  * the decompressed reply, and the end marker must be there. Throws a RelayError otherwise.
  */
-export function decodeDocumentOutput(stdout: string, loadBalancer: string): string {
+export function decodeDocumentOutput(stdout: string, loadBalancer: string, limit: number | null = STDOUT_LIMIT_CHARS): string {
   const lines = stdout.split('\n');
   const header = REPLY_HEADER.exec(lines[0] ?? '');
   const body = lines[1] ?? '';
   const endSeen = lines[2] === REPLY_END && lines.slice(3).every((l) => l === '');
   if (header === null || !endSeen) {
-    if (stdout.length >= STDOUT_LIMIT_CHARS) {
+    if (limit !== null && stdout.length >= limit) {
       throw new RelayError(
-        `${loadBalancer}: the reply was cut off at the ${STDOUT_LIMIT_CHARS.toLocaleString('en-US')}-character output limit of GetCommandInvocation; send fewer commands per call`,
+        `${loadBalancer}: the reply was cut off at the ${limit.toLocaleString('en-US')}-character output limit of GetCommandInvocation; send fewer commands per call or give the relay an output bucket`,
         { loadBalancer, reply: stdout.slice(0, 120) },
+        { mayHaveRun: true },
       );
     }
-    throw new RelayError(`${loadBalancer}: the SSM document printed something other than an encoded reply`, { loadBalancer, reply: stdout });
+    throw new RelayError(`${loadBalancer}: the SSM document printed something other than an encoded reply`, { loadBalancer, reply: stdout }, { mayHaveRun: true });
   }
-  if (!BASE64.test(body)) throw new RelayError(`${loadBalancer}: the encoded reply is not base64`, { loadBalancer, reply: body });
+  if (!BASE64.test(body)) throw new RelayError(`${loadBalancer}: the encoded reply is not base64`, { loadBalancer, reply: body }, { mayHaveRun: true });
   let raw: Buffer;
   try {
     raw = gunzipSync(Buffer.from(body, 'base64'));
   } catch (cause) {
-    throw new RelayError(`${loadBalancer}: the encoded reply does not decompress: ${describeError(cause)}`, { loadBalancer, reply: body }, { cause });
+    throw new RelayError(`${loadBalancer}: the encoded reply does not decompress: ${describeError(cause)}`, { loadBalancer, reply: body }, { cause, mayHaveRun: true });
   }
   const bytes = Number(header[1]);
   const sha = createHash('sha256').update(raw).digest('hex');
   if (raw.length !== bytes || sha !== header[2]) {
-    throw new RelayError(`${loadBalancer}: the decoded reply is ${raw.length} bytes with SHA-256 ${sha}, the instance announced ${bytes} bytes with ${String(header[2])}`, { loadBalancer });
+    throw new RelayError(`${loadBalancer}: the decoded reply is ${raw.length} bytes with SHA-256 ${sha}, the instance announced ${bytes} bytes with ${String(header[2])}`, { loadBalancer }, { mayHaveRun: true });
   }
   return raw.toString('utf8');
+}
+
+/**
+ * The S3 key of an invocation's stdout: taken from GetCommandInvocation's StandardOutputUrl
+ * (path-style or virtual-hosted), or built the way the agent names it when the URL is empty; either
+ * way it must lie under `<prefix>/<command id>/<instance id>/`, so that a forged URL cannot make
+ * the relay read another object.
+ */
+export function outputKeyOf(url: string, bucket: string, keyPrefix: string, commandId: string, instanceId: string): string | null {
+  const base = `${keyPrefix === '' ? '' : `${keyPrefix}/`}${commandId}/${instanceId}/`;
+  if (url === '') return `${base}awsrunShellScript/${DOCUMENT_STEP_NAME}/stdout`;
+  if (!URL.canParse(url)) return null;
+  const parsed = new URL(url);
+  let path: string;
+  try {
+    path = parsed.pathname.split('/').map(decodeURIComponent).join('/');
+  } catch {
+    return null;
+  }
+  const key = parsed.hostname.startsWith(`${bucket}.`) ? path.slice(1) : path.startsWith(`/${bucket}/`) ? path.slice(bucket.length + 2) : null;
+  return key !== null && key.startsWith(base) && !key.includes('..') ? key : null;
 }
 
 type PartOutcome = { readonly ok: true; readonly reply: string } | { readonly ok: false; readonly error: RelayError };
@@ -225,8 +302,8 @@ function errorName(error: unknown): string {
   return error instanceof Error ? error.name : '';
 }
 
-/** Runs `tasks` with at most `limit` in flight. */
-async function inBatches<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+/** Runs `task` on every item with at most `limit` in flight. */
+async function inParallel<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {
@@ -237,80 +314,156 @@ async function inBatches<T>(items: readonly T[], limit: number, task: (item: T) 
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleepUnless(sleep: (ms: number) => Promise<void>, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return sleep(ms);
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    void sleep(ms).then(done, done);
+  });
+}
+
+/** One SendCommand to be made: one part of one distinct batch, for up to 50 instances. */
+interface Task {
+  readonly group: number;
+  readonly part: number;
+  readonly parts: number;
+  readonly commands: readonly string[];
+  readonly instanceIds: readonly string[];
+}
+
 export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: readonly string[], options: SsmRelayOptions): RuntimeRelay {
   const api = options.api;
   const sleep = options.sleep ?? ((ms: number) => delay(ms));
   const now = options.now ?? Date.now;
-  const maxChars = options.maxCommandChars ?? DEFAULT_MAX_COMMAND_CHARS;
-  const maxShow = options.maxShowCommands ?? DEFAULT_MAX_SHOW_COMMANDS;
+  const maxChars = Math.min(options.maxCommandChars ?? MAX_COMMANDS_CHARS, MAX_COMMANDS_CHARS);
+  const maxShow = options.maxShowCommands ?? (options.output === undefined ? INLINE_MAX_SHOW_COMMANDS : Number.POSITIVE_INFINITY);
   const maxConcurrent = options.maxConcurrentCommands ?? DEFAULT_MAX_CONCURRENT_COMMANDS;
   const known = new Set(loadBalancers);
+  // The longest command timed so far: what the next one is expected to take.
+  let longestMs: number | undefined;
+  const expectedMs = (): number => longestMs ?? options.expectedCommandMs ?? DEFAULT_EXPECTED_COMMAND_MS;
 
-  /** Polls one invocation until it is final or the deadline passes. */
-  const waitFor = async (commandId: string, instanceId: string, deadline: number): Promise<PartOutcome> => {
-    let delay = settings.pollIntervalMs;
+  const stopped = (instanceId: string, commandId: string, last: string): PartOutcome => ({
+    ok: false,
+    error: new RelayError(`${instanceId}: stopped waiting for SSM command ${commandId} (last: ${last}): the cycle's time budget ran out; it may still run on the instance`, { loadBalancer: instanceId, status: last }, { mayHaveRun: true }),
+  });
+
+  /** Polls one invocation until it is final, the deadline passes or the budget runs out. */
+  const waitFor = async (commandId: string, instanceId: string, deadline: number, signal: AbortSignal | undefined): Promise<PartOutcome> => {
+    let wait = settings.pollIntervalMs;
     let last = 'not yet registered (InvocationDoesNotExist)';
     for (;;) {
-      await sleep(delay);
-      delay = Math.min(Math.round(delay * 1.5), settings.pollIntervalMs * 8);
+      await sleepUnless(sleep, wait, signal);
+      if (signal?.aborted === true) return stopped(instanceId, commandId, last);
+      wait = Math.min(Math.round(wait * 1.5), settings.pollIntervalMs * 8);
       let out: GetCommandInvocationCommandOutput | undefined;
       try {
         out = await api.getCommandInvocation({ CommandId: commandId, InstanceId: instanceId });
       } catch (error) {
         // Right after SendCommand the invocation may not exist yet: keep polling until the deadline.
         if (errorName(error) !== 'InvocationDoesNotExist') {
-          return { ok: false, error: new RelayError(`${instanceId}: GetCommandInvocation for command ${commandId} failed: ${errorName(error) === '' ? '' : `${errorName(error)}: `}${describeError(error)}`, { loadBalancer: instanceId }, { cause: error }) };
+          return {
+            ok: false,
+            error: new RelayError(`${instanceId}: GetCommandInvocation for command ${commandId} failed: ${errorName(error) === '' ? '' : `${errorName(error)}: `}${describeError(error)}`, { loadBalancer: instanceId }, { cause: error, mayHaveRun: true }),
+          };
         }
       }
       if (out !== undefined) {
         const status = out.Status ?? 'unknown';
         const details = out.StatusDetails ?? '';
         last = details !== '' && details !== status ? `${status} (${details})` : status;
-        if (FINAL_STATUSES.has(status) || FINAL_STATUSES.has(details)) return finish(commandId, instanceId, out, last);
+        if (FINAL_STATUSES.has(status) || FINAL_STATUSES.has(details)) return finish(commandId, instanceId, out, last, signal);
       }
       if (now() >= deadline) {
         return {
           ok: false,
-          error: new RelayError(`${instanceId}: no final status for SSM command ${commandId} within ${settings.maxWaitMs} ms (last: ${last}); it may still run on the instance`, {
-            loadBalancer: instanceId,
-            status: last,
-          }),
+          error: new RelayError(
+            `${instanceId}: no final status for SSM command ${commandId} within ${settings.maxWaitMs} ms (last: ${last}); it may still run on the instance`,
+            { loadBalancer: instanceId, status: last },
+            { mayHaveRun: true },
+          ),
         };
       }
     }
   };
 
-  const finish = (commandId: string, instanceId: string, out: GetCommandInvocationCommandOutput, shown: string): PartOutcome => {
+  /** The instance's reply: GetCommandInvocation's copy when it is whole, else the S3 object. */
+  const readOutput = async (commandId: string, instanceId: string, out: GetCommandInvocationCommandOutput, signal: AbortSignal | undefined): Promise<string> => {
+    const inline = out.StandardOutputContent ?? '';
+    const output = options.output;
+    if (output === undefined || inline.length < STDOUT_LIMIT_CHARS) return decodeDocumentOutput(inline, instanceId);
+    const key = outputKeyOf(out.StandardOutputUrl ?? '', output.bucket, output.keyPrefix, commandId, instanceId);
+    if (key === null) {
+      throw new RelayError(`${instanceId}: the output URL of SSM command ${commandId} is not an object of s3://${output.bucket}/${output.keyPrefix}: ${snippet(out.StandardOutputUrl ?? '', 120)}`, { loadBalancer: instanceId }, { mayHaveRun: true });
+    }
+    let text: string;
+    try {
+      text = await output.s3.getObject(output.bucket, key, signal);
+    } catch (error) {
+      const name = errorName(error);
+      const hint =
+        name === 'NoSuchKey'
+          ? `: the agent did not write it; the instance profile of ${instanceId} needs s3:PutObject on arn:aws:s3:::${output.bucket}/${output.keyPrefix}/*`
+          : name === 'AccessDenied'
+            ? `: the function's role needs s3:GetObject on arn:aws:s3:::${output.bucket}/${output.keyPrefix}/*`
+            : '';
+      throw new RelayError(`${instanceId}: cannot read the output of SSM command ${commandId} from s3://${output.bucket}/${key} (${name === '' ? '' : `${name}: `}${describeError(error)})${hint}`, { loadBalancer: instanceId }, { cause: error, mayHaveRun: true });
+    }
+    return decodeDocumentOutput(text, instanceId, null);
+  };
+
+  const finish = async (commandId: string, instanceId: string, out: GetCommandInvocationCommandOutput, shown: string, signal: AbortSignal | undefined): Promise<PartOutcome> => {
     const stderr = out.StandardErrorContent ?? '';
     if (out.Status === 'Success' && (out.StatusDetails === undefined || out.StatusDetails === 'Success')) {
       try {
-        return { ok: true, reply: decodeDocumentOutput(out.StandardOutputContent ?? '', instanceId) };
+        return { ok: true, reply: await readOutput(commandId, instanceId, out, signal) };
       } catch (error) {
-        return { ok: false, error: error instanceof RelayError ? error : new RelayError(describeError(error), { loadBalancer: instanceId }, { cause: error }) };
+        return { ok: false, error: error instanceof RelayError ? error : new RelayError(describeError(error), { loadBalancer: instanceId }, { cause: error, mayHaveRun: true }) };
       }
     }
     const code = out.ResponseCode === undefined || out.ResponseCode === -1 ? '' : `, exit code ${out.ResponseCode}`;
     const why = stderr.trim() === '' ? '' : `: ${snippet(stderr.trim())}`;
+    // Known not to have reached the socket: the document's own refusals (exit 64-67, before socat)
+    // and invocations the agent never started. Anything else may have run, in part.
+    const details = out.StatusDetails ?? '';
+    const notRun = (out.Status === 'Failed' && [64, 65, 66, 67].includes(out.ResponseCode ?? -1)) || details === 'Undeliverable' || details === 'DeliveryTimedOut';
+    const mayHaveRun = !notRun;
     return {
       ok: false,
-      error: new RelayError(`${instanceId}: SSM command ${commandId} ended ${shown}${code}${why}`, { loadBalancer: instanceId, status: shown, reply: stderr }),
+      error: new RelayError(`${instanceId}: SSM command ${commandId} ended ${shown}${code}${why}`, { loadBalancer: instanceId, status: shown, reply: stderr }, { mayHaveRun }),
     };
   };
 
   /** Sends one part to a set of instances (≤ 50) and waits for each of them. */
-  const sendPart = async (part: readonly string[], instanceIds: readonly string[], index: number, parts: number): Promise<Map<string, PartOutcome>> => {
+  const sendPart = async (task: Task, run: RelayRunOptions): Promise<Map<string, PartOutcome>> => {
     const outcomes = new Map<string, PartOutcome>();
+    const { instanceIds } = task;
+    const signal = run.signal;
+    if (signal?.aborted === true || (run.deadline !== undefined && now() + expectedMs() > run.deadline)) {
+      const left = run.deadline === undefined ? 0 : Math.max(0, run.deadline - now());
+      const why = signal?.aborted === true ? 'the cycle ran out of time' : `${left} ms of the cycle's time budget left and a command takes about ${Math.round(expectedMs())} ms`;
+      for (const id of instanceIds) outcomes.set(id, { ok: false, error: new RelayError(`${id}: not sent: ${why}`, { loadBalancer: id }, { notStarted: true }) });
+      return outcomes;
+    }
+    const started = now();
     let commandId: string | undefined;
     try {
       const sent = await api.sendCommand({
         DocumentName: settings.documentName,
         InstanceIds: [...instanceIds],
-        Parameters: { Commands: [part.join('; ')], SocketPath: [settings.socketPath] },
+        Parameters: { Commands: [task.commands.join('; ')], SocketPath: [settings.socketPath] },
         TimeoutSeconds: settings.commandTimeoutSeconds,
         // One failing load balancer must never stop the command on the others.
         MaxConcurrency: '100%',
         MaxErrors: '100%',
-        Comment: parts === 1 ? 'haproxy-weighter' : `haproxy-weighter part ${index + 1}/${parts}`,
+        Comment: task.parts === 1 ? 'haproxy-weighter' : `haproxy-weighter part ${task.part + 1}/${task.parts}`,
+        ...(options.output === undefined ? {} : { OutputS3BucketName: options.output.bucket, OutputS3KeyPrefix: options.output.keyPrefix }),
       });
       commandId = sent.Command?.CommandId;
     } catch (error) {
@@ -322,57 +475,23 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
       for (const id of instanceIds) outcomes.set(id, { ok: false, error: new RelayError(`${id}: SendCommand returned no command id`, { loadBalancer: id }) });
       return outcomes;
     }
-    options.onCommand?.({ commandId, instanceIds, part: index + 1, parts, commands: part.length });
+    options.onCommand?.({ commandId, instanceIds, part: task.part + 1, parts: task.parts, commands: task.commands.length });
     const deadline = now() + settings.maxWaitMs;
     const id = commandId;
     await Promise.all(
       instanceIds.map(async (instanceId) => {
-        outcomes.set(instanceId, await waitFor(id, instanceId, deadline));
+        const outcome = await waitFor(id, instanceId, deadline, signal);
+        if (outcome.ok) longestMs = Math.max(longestMs ?? 0, now() - started);
+        outcomes.set(instanceId, outcome);
       }),
     );
     return outcomes;
   };
 
-  /** One distinct batch for a group of load balancers: its parts in order, every part to every instance still healthy. */
-  const runGroup = async (commands: readonly string[], instanceIds: readonly string[]): Promise<Map<string, RelayResult>> => {
-    const parts = splitBatch(commands, maxChars, maxShow);
-    const replies = new Map<string, string>(instanceIds.map((id) => [id, '']));
-    const results = new Map<string, RelayResult>();
-    for (let index = 0; index < parts.length; index++) {
-      const part = parts[index] ?? [];
-      const alive = instanceIds.filter((id) => !results.has(id));
-      if (alive.length === 0) break;
-      const slices: string[][] = [];
-      for (let i = 0; i < alive.length; i += MAX_INSTANCE_IDS_PER_COMMAND) slices.push(alive.slice(i, i + MAX_INSTANCE_IDS_PER_COMMAND));
-      const outcomes = await Promise.all(slices.map((slice) => sendPart(part, slice, index, parts.length)));
-      for (const map of outcomes) {
-        for (const [instanceId, outcome] of map) {
-          if (outcome.ok) {
-            replies.set(instanceId, (replies.get(instanceId) ?? '') + outcome.reply);
-            continue;
-          }
-          const done = parts.slice(0, index).reduce((n, p) => n + p.length, 0);
-          const error =
-            parts.length === 1
-              ? outcome.error
-              : new RelayError(
-                  `${outcome.error.message} [part ${index + 1} of ${parts.length}; the first ${done} of ${commands.length} commands had already run]`,
-                  outcome.error.context,
-                  { cause: outcome.error },
-                );
-          results.set(instanceId, { loadBalancer: instanceId, ok: false, error });
-        }
-      }
-    }
-    for (const id of instanceIds) {
-      if (!results.has(id)) results.set(id, { loadBalancer: id, ok: true, reply: replies.get(id) ?? '' });
-    }
-    return results;
-  };
-
   return {
     loadBalancers: [...loadBalancers],
-    async run(requests: readonly RelayRequest[]): Promise<readonly RelayResult[]> {
+    maxBatchChars: maxChars,
+    async run(requests: readonly RelayRequest[], run: RelayRunOptions = {}): Promise<readonly RelayResult[]> {
       const early = new Map<number, RelayResult>();
       const groups = new Map<string, { commands: readonly string[]; instanceIds: string[] }>();
       requests.forEach((req, i) => {
@@ -389,20 +508,61 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
           early.set(i, { loadBalancer: req.loadBalancer, ok: false, error: new UnsafeInputError(message, { loadBalancer: req.loadBalancer }) });
           return;
         }
+        const length = req.commands.reduce((n, c) => n + c.length + 2, -2);
+        if (length > maxChars && !req.commands.every(isRead)) {
+          // Split, the tail of a write batch would run without the operator-state read at its head.
+          early.set(i, {
+            loadBalancer: req.loadBalancer,
+            ok: false,
+            error: new UnsafeInputError(`${req.loadBalancer}: refused a write batch of ${length} characters: one SSM command carries at most ${maxChars}; the cycle cuts writes to fit`, { loadBalancer: req.loadBalancer }),
+          });
+          return;
+        }
         // Commands never contain a newline (checked above), so it separates them unambiguously.
         const key = req.commands.join('\n');
         const group = groups.get(key) ?? { commands: req.commands, instanceIds: [] };
         if (!group.instanceIds.includes(req.loadBalancer)) group.instanceIds.push(req.loadBalancer);
         groups.set(key, group);
       });
-      const byInstance = new Map<string, Map<string, RelayResult>>();
-      await inBatches([...groups.entries()], maxConcurrent, async ([key, group]) => {
-        byInstance.set(key, await runGroup(group.commands, group.instanceIds));
+
+      // Every part of every distinct batch, for at most 50 instances each: all of them at once.
+      const entries = [...groups.values()];
+      const partsOf = entries.map((g) => splitBatch(g.commands, maxChars, maxShow));
+      const tasks: Task[] = [];
+      entries.forEach((g, group) => {
+        const parts = partsOf[group] ?? [];
+        parts.forEach((commands, part) => {
+          for (let i = 0; i < g.instanceIds.length; i += MAX_INSTANCE_IDS_PER_COMMAND) {
+            tasks.push({ group, part, parts: parts.length, commands, instanceIds: g.instanceIds.slice(i, i + MAX_INSTANCE_IDS_PER_COMMAND) });
+          }
+        });
       });
+      const outcomes = new Map<string, PartOutcome>();
+      const at = (group: number, part: number, id: string): string => `${group}/${part}/${id}`;
+      await inParallel(tasks, maxConcurrent, async (task) => {
+        for (const [id, outcome] of await sendPart(task, run)) outcomes.set(at(task.group, task.part, id), outcome);
+      });
+
+      const results = new Map<string, RelayResult>();
+      entries.forEach((g, group) => {
+        const parts = partsOf[group] ?? [];
+        for (const id of g.instanceIds) {
+          let reply = '';
+          let failure: RelayError | undefined;
+          for (let part = 0; part < parts.length && failure === undefined; part++) {
+            const outcome = outcomes.get(at(group, part, id));
+            if (outcome === undefined) failure = new RelayError(`${id}: no result`, { loadBalancer: id });
+            else if (outcome.ok) reply += outcome.reply;
+            else failure = parts.length === 1 ? outcome.error : new RelayError(`${outcome.error.message} [part ${part + 1} of ${parts.length}]`, outcome.error.context, { cause: outcome.error, mayHaveRun: outcome.error.mayHaveRun, notStarted: outcome.error.notStarted });
+          }
+          results.set(`${group}/${id}`, failure === undefined ? { loadBalancer: id, ok: true, reply } : { loadBalancer: id, ok: false, error: failure });
+        }
+      });
+      const groupIndex = new Map([...groups.keys()].map((key, i) => [key, i]));
       return requests.map((req, i) => {
         const failed = early.get(i);
         if (failed !== undefined) return failed;
-        const result = byInstance.get(req.commands.join('\n'))?.get(req.loadBalancer);
+        const result = results.get(`${groupIndex.get(req.commands.join('\n')) ?? -1}/${req.loadBalancer}`);
         return result ?? { loadBalancer: req.loadBalancer, ok: false, error: new RelayError(`${req.loadBalancer}: no result`, { loadBalancer: req.loadBalancer }) };
       });
     },

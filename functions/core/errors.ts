@@ -104,9 +104,12 @@ export class RelayError extends WeighterError {
   readonly code = 'relay';
   /** True when the batch reached the load balancer before the failure: it may have run, in part. */
   readonly mayHaveRun: boolean;
-  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown; mayHaveRun?: boolean }) {
+  /** True when the batch was never sent because the cycle's time budget ran out: nothing of it ran. */
+  readonly notStarted: boolean;
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown; mayHaveRun?: boolean; notStarted?: boolean }) {
     super(message, context, options);
     this.mayHaveRun = options?.mayHaveRun === true;
+    this.notStarted = options?.notStarted === true;
   }
 }
 

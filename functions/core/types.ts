@@ -143,7 +143,21 @@ export type RelayResult =
  */
 export interface RuntimeRelay {
   readonly loadBalancers: readonly string[];
-  run(requests: readonly RelayRequest[]): Promise<readonly RelayResult[]>;
+  /**
+   * Longest batch (commands joined by `; `) one request may carry, when the relay has a limit (one
+   * SSM command); the cycle cuts write batches to fit, each part with its own operator-state read.
+   */
+  readonly maxBatchChars?: number;
+  /** Requests for the same load balancer may run at once; results come back in request order. */
+  run(requests: readonly RelayRequest[], options?: RelayRunOptions): Promise<readonly RelayResult[]>;
+}
+
+/** The cycle's time budget, as a relay sees it. */
+export interface RelayRunOptions {
+  /** Aborted when the cycle is out of time: nothing more is started and waiting stops at once. */
+  readonly signal?: AbortSignal;
+  /** Milliseconds since the epoch: a batch that would not finish by then is not started. */
+  readonly deadline?: number;
 }
 
 /** One Graphite series after validation: a name and its datapoint values (nulls kept). */

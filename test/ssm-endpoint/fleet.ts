@@ -1,11 +1,15 @@
 /**
  * A fleet of emulated load balancers behind the local SSM endpoint: one real HAProxy process per
  * instance id, each instance seeing its own admin socket at the same path (`SOCKET_PATH`), as real
- * load balancers configured alike would.
+ * load balancers configured alike would. A benchmark of many instances may let several instances
+ * share one HAProxy process (`haproxies`) to save CPU: the document still runs once per instance.
+ * With `s3`, a local S3 endpoint holds the stack's output bucket and the agent writes there.
  */
+import { S3Client } from '@aws-sdk/client-s3';
 import { fileURLToPath } from 'node:url';
-import { createSsmClient, ssmApiFromClient, type SsmApi, type SsmRelaySettings } from '../../functions/adapters/ssm-relay.js';
+import { createSsmClient, s3ApiFromClient, ssmApiFromClient, type SsmApi, type SsmOutputBucket, type SsmRelaySettings } from '../../functions/adapters/ssm-relay.js';
 import { startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
+import { startS3Endpoint, type S3Endpoint } from './s3-endpoint.js';
 import { startSsmEndpoint, type SsmEndpoint, type SsmEndpointOptions, type StoredParameter } from './ssm-endpoint.js';
 
 export const DOCUMENT_PATH = fileURLToPath(new URL('../../infra/ssm-document.yaml', import.meta.url));
@@ -13,6 +17,9 @@ export const DOCUMENT_NAME = 'haproxy-weighter-test-relay';
 /** Where every emulated instance has its admin socket. */
 export const SOCKET_PATH = '/run/haproxy/admin.sock';
 export const TAG = { key: 'haproxy-weighter', value: 'test' } as const;
+/** The stack's output bucket and key prefix, in the local S3 endpoint. */
+export const OUTPUT_BUCKET = 'haproxy-weighter-test-relay-output';
+export const OUTPUT_PREFIX = 'haproxy-weighter';
 
 /** Instance ids of the form EC2 uses, stable per index. */
 export function instanceId(index: number): string {
@@ -23,6 +30,10 @@ export interface SsmFleet {
   readonly haproxies: readonly HaproxyHandle[];
   readonly instanceIds: readonly string[];
   readonly endpoint: SsmEndpoint;
+  /** The local S3 endpoint, when the fleet was started with `s3`. */
+  readonly s3: S3Endpoint | undefined;
+  /** The relay's output bucket (real S3 SDK against the local S3 endpoint), when started with `s3`. */
+  readonly output: SsmOutputBucket | undefined;
   /** An SSM API client of the real SDK, pointed at the endpoint. */
   readonly api: SsmApi;
   /** Relay settings for these instances, fast polling. */
@@ -33,30 +44,53 @@ export interface SsmFleet {
 
 export const TEST_CREDENTIALS = { accessKeyId: 'AKIDTESTTESTTESTTEST', secretAccessKey: 'test-secret-key-not-real' } as const;
 
-export async function startSsmFleet(
-  count: number,
-  backends: readonly BackendSpec[],
-  extra: Partial<Pick<SsmEndpointOptions, 'notFoundPolls' | 'pendingPolls'>> & { readonly parameters?: Readonly<Record<string, StoredParameter>> } = {},
-): Promise<SsmFleet> {
-  const haproxies = await startHaproxyFleet(count, { backends });
-  const instanceIds = haproxies.map((_, i) => instanceId(i));
+export interface SsmFleetOptions extends Partial<Pick<SsmEndpointOptions, 'notFoundPolls' | 'pendingPolls' | 'latency' | 'rateLimits'>> {
+  readonly parameters?: Readonly<Record<string, StoredParameter>>;
+  /** Start a local S3 endpoint with the output bucket, and let the agent write there. */
+  readonly s3?: boolean;
+  /** HAProxy processes to start when fewer than the instances (instance i uses process i mod n). */
+  readonly haproxies?: number;
+  /** The document to run (another version of it, e.g. for a before/after benchmark). */
+  readonly documentPath?: string;
+  /** SDK attempts per SSM API call (4 by default). */
+  readonly maxAttempts?: number;
+}
+
+export async function startSsmFleet(count: number, backends: readonly BackendSpec[], extra: SsmFleetOptions = {}): Promise<SsmFleet> {
+  const haproxies = await startHaproxyFleet(Math.min(count, extra.haproxies ?? count), { backends });
+  const instanceIds = Array.from({ length: count }, (_, i) => instanceId(i));
+  const processOf = (i: number): HaproxyHandle => {
+    const h = haproxies[i % haproxies.length];
+    if (h === undefined) throw new Error('no HAProxy started');
+    return h;
+  };
   let endpoint: SsmEndpoint;
+  let s3: S3Endpoint | undefined;
   try {
+    s3 = extra.s3 === true ? await startS3Endpoint({ buckets: [OUTPUT_BUCKET] }) : undefined;
     endpoint = await startSsmEndpoint({
-      documentPath: DOCUMENT_PATH,
+      documentPath: extra.documentPath ?? DOCUMENT_PATH,
       documentName: DOCUMENT_NAME,
-      instances: haproxies.map((h, i) => ({ id: instanceId(i), tags: { [TAG.key]: TAG.value }, paths: { [SOCKET_PATH]: h.adminSocket } })),
-      ...extra,
+      instances: instanceIds.map((id, i) => ({ id, tags: { [TAG.key]: TAG.value }, paths: { [SOCKET_PATH]: processOf(i).adminSocket } })),
+      ...(extra.notFoundPolls === undefined ? {} : { notFoundPolls: extra.notFoundPolls }),
+      ...(extra.pendingPolls === undefined ? {} : { pendingPolls: extra.pendingPolls }),
+      ...(extra.latency === undefined ? {} : { latency: extra.latency }),
+      ...(extra.rateLimits === undefined ? {} : { rateLimits: extra.rateLimits }),
+      ...(extra.parameters === undefined ? {} : { parameters: extra.parameters }),
+      ...(s3 === undefined ? {} : { s3: { endpoint: s3.url } }),
     });
   } catch (error) {
-    await stopAll(haproxies);
+    await Promise.allSettled([stopAll(haproxies), s3?.close()]);
     throw error;
   }
-  const client = createSsmClient({ endpoint: endpoint.url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: 4 });
+  const client = createSsmClient({ endpoint: endpoint.url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: extra.maxAttempts ?? 4 });
+  const s3Client = s3 === undefined ? undefined : new S3Client({ endpoint: s3.url, forcePathStyle: true, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: 4 });
   return {
     haproxies,
     instanceIds,
     endpoint,
+    s3,
+    output: s3Client === undefined ? undefined : { bucket: OUTPUT_BUCKET, keyPrefix: OUTPUT_PREFIX, s3: s3ApiFromClient(s3Client) },
     api: ssmApiFromClient(client),
     settings: {
       documentName: DOCUMENT_NAME,
@@ -67,13 +101,14 @@ export async function startSsmFleet(
       maxWaitMs: 15_000,
     },
     byInstance(id) {
-      const h = haproxies[instanceIds.indexOf(id)];
-      if (h === undefined) throw new Error(`no HAProxy for ${id}`);
-      return h;
+      const index = instanceIds.indexOf(id);
+      if (index < 0) throw new Error(`no HAProxy for ${id}`);
+      return processOf(index);
     },
     async stop() {
       client.destroy();
-      await Promise.allSettled([endpoint.close(), stopAll(haproxies)]);
+      s3Client?.destroy();
+      await Promise.allSettled([endpoint.close(), stopAll(haproxies), s3?.close()]);
     },
   };
 }

@@ -3,11 +3,14 @@ import { gzipSync } from 'node:zlib';
 import type { GetCommandInvocationCommandOutput, SendCommandCommandInput } from '@aws-sdk/client-ssm';
 import { describe, expect, it } from 'vitest';
 import {
+  MAX_COMMANDS_CHARS,
   MAX_INSTANCE_IDS_PER_COMMAND,
   createSsmRelayFor,
   decodeDocumentOutput,
+  outputKeyOf,
   resolveLoadBalancers,
   splitBatch,
+  type S3Api,
   type SsmApi,
   type SsmRelaySettings,
 } from '../../functions/adapters/ssm-relay.js';
@@ -44,17 +47,20 @@ type Step = Partial<GetCommandInvocationCommandOutput> | 'not-found';
  */
 function fakeApi(script: (commandId: string, instanceId: string) => readonly Step[], reply: (commands: string) => string = () => '\n') {
   const sent: SendCommandCommandInput[] = [];
+  const order: string[] = [];
   const polls = new Map<string, number>();
   const commands = new Map<string, string>();
   let clock = 0;
   const api: SsmApi = {
     sendCommand: async (input) => {
       sent.push(input);
+      order.push('send');
       const commandId = `cmd-${sent.length}`;
       commands.set(commandId, input.Parameters?.Commands?.[0] ?? '');
       return { Command: { CommandId: commandId }, $metadata: {} };
     },
     getCommandInvocation: async (input) => {
+      order.push('poll');
       const key = `${input.CommandId}/${input.InstanceId}`;
       const n = polls.get(key) ?? 0;
       polls.set(key, n + 1);
@@ -74,7 +80,7 @@ function fakeApi(script: (commandId: string, instanceId: string) => readonly Ste
     await Promise.resolve();
     clock = Math.max(clock, wake);
   };
-  return { api, sent, polls, sleeps, sleep, now: () => clock };
+  return { api, sent, order, polls, sleeps, sleep, now: () => clock, advance: (ms: number) => (clock += ms) };
 }
 
 const SUCCESS: readonly Step[] = ['not-found', { Status: 'Pending' }, { Status: 'InProgress' }, { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 }];
@@ -232,16 +238,42 @@ describe('SSM relay', () => {
     for (const [i, r] of results.entries()) expect(error(r).message).toBe(`${lbs[i]}: SendCommand hw-relay failed: ThrottlingException: Rate exceeded`);
   });
 
-  it('stops sending the rest of a split batch to an instance that failed a part, and says how far it got', async () => {
-    const lbs = ids(2);
-    const fake = fakeApi((commandId, instanceId) => (commandId === 'cmd-2' && instanceId === lbs[1] ? [{ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 1 }] : SUCCESS));
+  it('refuses a write batch longer than one command instead of splitting it away from its operator-state read', async () => {
+    const lbs = ids(1);
+    const fake = fakeApi(() => SUCCESS);
     const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, maxCommandChars: 60 });
-    const commands = Array.from({ length: 6 }, (_, i) => `set server be/s${i} weight 9`);
+    const commands = ['show servers state be', ...Array.from({ length: 6 }, (_, i) => `set server be/s${i} weight 9`)];
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands }]);
+
+    expect(error(results[0])).toBeInstanceOf(UnsafeInputError);
+    expect(error(results[0]).message).toMatch(/refused a write batch of \d+ characters: one SSM command carries at most 60/);
+    expect(fake.sent).toEqual([]);
+    expect(relay.maxBatchChars).toBe(60);
+  });
+
+  it('cuts a long read batch into parts sent at once, and joins their replies in order', async () => {
+    const lbs = ids(2);
+    const fake = fakeApi(() => SUCCESS, (commands) => commands.split('; ').map((c) => `${c}\n\n`).join(''));
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const commands = ['a', 'b', 'c'].flatMap((b) => [`show stat ${b} 6 -1`, `show servers state ${b}`]);
     const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands })));
 
-    expect(fake.sent.map((s) => s.InstanceIds)).toEqual([lbs, lbs, [lbs[0]]]);
-    expect(reply(results[0])).toBe('\n\n\n');
-    expect(error(results[1]).message).toMatch(/\[part 2 of 3; the first 2 of 6 commands had already run\]$/);
+    expect(fake.sent.map((s) => s.Parameters?.Commands)).toEqual([['show stat a 6 -1; show servers state a'], ['show stat b 6 -1; show servers state b'], ['show stat c 6 -1; show servers state c']]);
+    expect(reply(results[1])).toBe(commands.map((c) => `${c}\n\n`).join(''));
+    // All three were sent before the first one was polled.
+    expect(fake.order.indexOf('poll')).toBe(3);
+  });
+
+  it(`never puts more than ${MAX_COMMANDS_CHARS.toLocaleString('en-US')} characters in one command: what the 64 KB quota leaves`, async () => {
+    const lbs = ids(1);
+    const fake = fakeApi(() => SUCCESS, (commands) => '\n'.repeat(commands.split('; ').length));
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, maxCommandChars: 1_000_000 });
+    const commands = Array.from({ length: 3_000 }, (_, i) => `get weight be_ingest/ingest-${i}.eu-west-1.internal`);
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands }]);
+
+    expect(reply(results[0])).toBe('\n'.repeat(3_000));
+    expect(fake.sent.length).toBeGreaterThan(1);
+    for (const sent of fake.sent) expect(sent.Parameters?.Commands?.[0]?.length).toBeLessThanOrEqual(MAX_COMMANDS_CHARS);
   });
 
   it.each([
@@ -271,6 +303,132 @@ describe('SSM relay', () => {
 
     expect(error(results[0]).message).toBe('Unknown load balancer i-00000000000000bad');
     expect(results[1]?.ok).toBe(true);
+  });
+});
+
+describe('SSM relay with an output bucket', () => {
+  const BUCKET = 'hw-output';
+  const PREFIX = 'haproxy-weighter';
+  const big = Array.from({ length: 4_000 }, (_, i) => `be,${createHash('md5').update(String(i)).digest('hex')}\n`).join('');
+  const printed = encode(big);
+
+  /** The invocation's output as SSM keeps it: cut in GetCommandInvocation, whole in S3. */
+  function withBucket(objects: Map<string, string>, url: (commandId: string, instanceId: string) => string) {
+    const fake = fakeApi((commandId, instanceId) => [
+      'not-found',
+      { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0, StandardOutputContent: printed.slice(0, 24_000), StandardOutputUrl: url(commandId, instanceId) },
+    ]);
+    const reads: string[] = [];
+    const s3: S3Api = {
+      getObject: async (bucket, key) => {
+        reads.push(`${bucket}/${key}`);
+        const found = objects.get(key);
+        if (found === undefined) throw Object.assign(new Error('The specified key does not exist.'), { name: 'NoSuchKey' });
+        return found;
+      },
+    };
+    return { fake, reads, output: { bucket: BUCKET, keyPrefix: PREFIX, s3 } };
+  }
+
+  it('observes every backend in one command and reads the whole reply from S3 when the inline copy is cut', async () => {
+    const lbs = ids(2);
+    const objects = new Map<string, string>();
+    const { fake, reads, output } = withBucket(objects, (c, i) => {
+      objects.set(`${PREFIX}/${c}/${i}/awsrunShellScript/relayRuntimeCommands/stdout`, printed);
+      return `https://s3.eu-west-1.amazonaws.com/${BUCKET}/${PREFIX}/${c}/${i}/awsrunShellScript/relayRuntimeCommands/stdout`;
+    });
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, output });
+    const commands = ['a', 'b', 'c', 'd'].flatMap((b) => [`show stat ${b} 6 -1`, `show servers state ${b}`]);
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands })));
+
+    expect(fake.sent).toHaveLength(1);
+    expect(fake.sent[0]).toMatchObject({ OutputS3BucketName: BUCKET, OutputS3KeyPrefix: PREFIX, InstanceIds: lbs });
+    expect(results.map(reply)).toEqual([big, big]);
+    expect(reads).toEqual(lbs.map((i) => `${BUCKET}/${PREFIX}/cmd-1/${i}/awsrunShellScript/relayRuntimeCommands/stdout`));
+  });
+
+  it('says which permission is missing when the agent wrote no output object', async () => {
+    const lbs = ids(1);
+    const { fake, output } = withBucket(new Map(), () => '');
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, output });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['show stat be 6 -1'] }]);
+
+    expect(error(results[0]).message).toBe(
+      `${lbs[0]}: cannot read the output of SSM command cmd-1 from s3://${BUCKET}/${PREFIX}/cmd-1/${lbs[0]}/awsrunShellScript/relayRuntimeCommands/stdout (NoSuchKey: The specified key does not exist.): the agent did not write it; the instance profile of ${lbs[0]} needs s3:PutObject on arn:aws:s3:::${BUCKET}/${PREFIX}/*`,
+    );
+  });
+
+  it('refuses an output URL that points outside the command’s own objects', async () => {
+    const lbs = ids(1);
+    const { fake, reads, output } = withBucket(new Map(), () => `https://s3.eu-west-1.amazonaws.com/${BUCKET}/${PREFIX}/other-command/x/stdout`);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, output });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['show stat be 6 -1'] }]);
+
+    expect(error(results[0]).message).toMatch(/the output URL of SSM command cmd-1 is not an object of s3:\/\/hw-output\/haproxy-weighter/);
+    expect(reads).toEqual([]);
+  });
+});
+
+describe('outputKeyOf', () => {
+  const base = 'pre/cmd/i-1/';
+  it.each<[string, string, string | null]>([
+    ['a path-style URL', 'https://s3.eu-west-1.amazonaws.com/bkt/pre/cmd/i-1/awsrunShellScript/step/stdout', `${base}awsrunShellScript/step/stdout`],
+    ['a virtual-hosted URL', 'https://bkt.s3.eu-west-1.amazonaws.com/pre/cmd/i-1/awsrunShellScript/step/stdout', `${base}awsrunShellScript/step/stdout`],
+    ['no URL: the agent’s layout', '', `${base}awsrunShellScript/relayRuntimeCommands/stdout`],
+    ['another command’s object', 'https://s3.eu-west-1.amazonaws.com/bkt/pre/cmd2/i-1/x/stdout', null],
+    ['another instance’s object', 'https://s3.eu-west-1.amazonaws.com/bkt/pre/cmd/i-2/x/stdout', null],
+    ['another bucket', 'https://s3.eu-west-1.amazonaws.com/other/pre/cmd/i-1/x/stdout', null],
+    ['a climb out of the prefix', 'https://s3.eu-west-1.amazonaws.com/bkt/pre/cmd/i-1/../../x', null],
+    ['no URL at all', 'not a url', null],
+  ])('reads %s', (_label, url, expected) => {
+    expect(outputKeyOf(url, 'bkt', 'pre', 'cmd', 'i-1')).toBe(expected);
+  });
+});
+
+describe('SSM relay within a time budget', () => {
+  it('starts no command that cannot finish before the deadline, and says so', async () => {
+    const lbs = ids(1);
+    const fake = fakeApi(() => SUCCESS);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, expectedCommandMs: 3_000 });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['set server be/s1 weight 5'] }], { deadline: fake.now() + 2_000 });
+
+    const e = error(results[0]);
+    expect(e).toBeInstanceOf(RelayError);
+    expect(e).toMatchObject({ notStarted: true, mayHaveRun: false });
+    expect(e.message).toBe(`${lbs[0]}: not sent: 2000 ms of the cycle's time budget left and a command takes about 3000 ms`);
+    expect(fake.sent).toEqual([]);
+  });
+
+  it('expects the next command to take as long as the longest it has timed', async () => {
+    const lbs = ids(1);
+    const fake = fakeApi(() => SUCCESS);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, expectedCommandMs: 10 });
+    await relay.run([{ loadBalancer: String(lbs[0]), commands: ['get weight be/s1'] }]);
+    const took = fake.now();
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['set server be/s1 weight 5'] }], { deadline: fake.now() + took - 1 });
+
+    expect(error(results[0]).message).toContain(`a command takes about ${took} ms`);
+    expect(fake.sent).toHaveLength(1);
+  });
+
+  it('stops waiting when the budget’s signal aborts, saying the command may still run', async () => {
+    const lbs = ids(1);
+    const fake = fakeApi(() => ['not-found', { Status: 'InProgress', StatusDetails: 'InProgress' }]);
+    const controller = new AbortController();
+    let polls = 0;
+    const api: SsmApi = {
+      ...fake.api,
+      getCommandInvocation: async (input) => {
+        if (++polls === 3) controller.abort();
+        return fake.api.getCommandInvocation(input);
+      },
+    };
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['set server be/s1 weight 5'] }], { signal: controller.signal });
+
+    expect(error(results[0])).toMatchObject({ mayHaveRun: true, notStarted: false });
+    expect(error(results[0]).message).toBe(`${lbs[0]}: stopped waiting for SSM command cmd-1 (last: InProgress): the cycle's time budget ran out; it may still run on the instance`);
+    expect(polls).toBe(3);
   });
 });
 
