@@ -1,10 +1,12 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_COMMAND_CHARS } from '../../functions/adapters/ssm-relay.js';
+import { DOCUMENT_ALLOWANCE_BYTES, MAX_COMMANDS_CHARS, MAX_DOCUMENT_BYTES, MAX_SOCKET_PATH_BYTES, decodeDocumentOutput } from '../../functions/adapters/ssm-relay.js';
+import { parseObservedBackend, parseServerStates, splitReplies } from '../../functions/core/haproxy-protocol.js';
 import {
   BACKEND_NAME_SOURCE,
   COMMANDS_PATTERN_SOURCE,
@@ -17,8 +19,7 @@ import {
   WEIGHT_SOURCE,
   isAllowedCommand,
 } from '../../functions/core/runtime-grammar.js';
-import { loadCommandDocument } from '../ssm-endpoint/ssm-endpoint.js';
-import { readFileSync } from 'node:fs';
+import { MAX_DOCUMENT_BYTES as ENDPOINT_MAX_DOCUMENT_BYTES, commandBytes, loadCommandDocument } from '../ssm-endpoint/ssm-endpoint.js';
 
 const DOCUMENT = fileURLToPath(new URL('../../infra/ssm-document.yaml', import.meta.url));
 const doc = loadCommandDocument(DOCUMENT);
@@ -150,12 +151,6 @@ describe('the SSM Command document', () => {
     expect(value.split('; ').every(isAllowedCommand)).toBe(false);
   });
 
-  it('stays within the 64 KB quota of a document and its parameters with the largest batch the relay sends', () => {
-    const documentBytes = Buffer.byteLength(readFileSync(DOCUMENT, 'utf8'));
-    const socketPathBytes = 201;
-    expect(documentBytes + DEFAULT_MAX_COMMAND_CHARS + socketPathBytes).toBeLessThan(64 * 1024);
-  });
-
   it.each([
     ['/run/haproxy/admin.sock', true],
     ['/var/lib/haproxy/stats', true],
@@ -166,6 +161,18 @@ describe('the SSM Command document', () => {
     ['/tmp/a\n', false],
   ])('judges the socket path %j allowed: %s', (value, allowed) => {
     expect(socketPattern.test(value)).toBe(allowed);
+  });
+
+  it(`stays within the ${DOCUMENT_ALLOWANCE_BYTES.toLocaleString('en-US')} bytes the relay keeps for it, as deployed (JSON)`, () => {
+    expect(doc.contentBytes).toBeLessThanOrEqual(DOCUMENT_ALLOWANCE_BYTES);
+  });
+
+  it('takes the longest Commands value the relay sends with the longest socket path within the 64 KB quota', () => {
+    const longest = { Commands: 'x'.repeat(MAX_COMMANDS_CHARS), SocketPath: `/${'a'.repeat(MAX_SOCKET_PATH_BYTES - 1)}` };
+    expect(socketPattern.test(longest.SocketPath)).toBe(true);
+    expect(ENDPOINT_MAX_DOCUMENT_BYTES).toBe(MAX_DOCUMENT_BYTES);
+    expect(commandBytes(doc.contentBytes, longest)).toBeLessThanOrEqual(MAX_DOCUMENT_BYTES);
+    expect(commandBytes(doc.contentBytes, { ...longest, Commands: 'x'.repeat(MAX_DOCUMENT_BYTES) })).toBeGreaterThan(MAX_DOCUMENT_BYTES);
   });
 
   it('admits every name the configuration and the observation admit', () => {
@@ -227,5 +234,90 @@ describe('the document’s script, run with bash as the agent runs it', () => {
     const r = run({});
     expect(r.status).toBe(64);
     expect(r.stderr).toContain('SSM Agent 3.3.2746.0 or later is required');
+  });
+});
+
+const FIXTURES = fileURLToPath(new URL('../fixtures/haproxy/', import.meta.url));
+const OBSERVE_FIXTURES = readdirSync(FIXTURES)
+  .filter((f) => /^observe-.*\.request\.txt$/.test(f))
+  .map((f) => f.replace(/\.request\.txt$/, ''));
+
+/** What the core reads from one backend's blocks: the observation, or the error it throws. */
+function readBackend(backend: string, stat: string, state: string): unknown {
+  try {
+    return parseObservedBackend(backend, stat, state, { loadBalancer: 'lb' });
+  } catch (error) {
+    return { threw: error instanceof Error ? error.name : String(error), kind: Reflect.get(Object(error), 'kind') };
+  }
+}
+
+describe('the document’s reply, cut to the columns the weighter reads', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hw-ssm-doc-compact-'));
+  const path = join(dir, '_script.sh');
+  writeFileSync(path, script, { mode: 0o755 });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Runs the script against a socket that answers with a recorded HAProxy reply. */
+  const relayThrough = async (request: string, reply: string): Promise<string> => {
+    const socket = join(dir, `${Math.random().toString(16).slice(2)}.sock`);
+    const server = createServer((c) => {
+      c.on('data', () => undefined);
+      c.end(reply);
+    });
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      const child = spawn('sh', ['-c', path], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SSM_Commands: request, SSM_SocketPath: socket }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      return decodeDocumentOutput(stdout, 'lb');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  };
+
+  it.each(OBSERVE_FIXTURES)('gives the core the same reading of %s as the full reply', async (name) => {
+    const request = readFileSync(join(FIXTURES, `${name}.request.txt`), 'utf8').replace(/\n$/, '');
+    const raw = readFileSync(join(FIXTURES, `${name}.reply.txt`), 'utf8');
+    const commands = request.split('; ');
+    const compact = await relayThrough(request, raw);
+    const full = splitReplies(commands, raw);
+    const cut = splitReplies(commands, compact);
+
+    commands.forEach((command, i) => {
+      const stat = /^show stat (\S+) 6 -1$/.exec(command);
+      if (stat !== null) {
+        const backend = stat[1] ?? '';
+        expect(readBackend(backend, cut[i] ?? '', cut[i + 1] ?? '')).toEqual(readBackend(backend, full[i] ?? '', full[i + 1] ?? ''));
+        if (!(full[i] ?? '').startsWith('# ')) expect(cut[i]).toBe(full[i]);
+      } else if (!command.startsWith('show servers state ')) {
+        expect(cut[i]).toBe(full[i]);
+      }
+    });
+    expect(compact.length).toBeLessThanOrEqual(raw.length);
+  });
+
+  it('keeps a quoted field holding a comma in its column (a tcp-check comment, recorded from HAProxy)', async () => {
+    const raw = readFileSync(join(FIXTURES, 'observe-quoted-comma.reply.txt'), 'utf8');
+    expect(raw).toContain('"Connection refused at step 2 of tcp-check (connect) comment: \'hello, world\'"');
+    const compact = await relayThrough('show stat be_a 6 -1; show servers state be_a; get weight be_a/s2', raw);
+
+    expect(compact.split('\n').slice(0, 4)).toEqual(['# pxname,svname,type,status,scur,uweight,algo', 'be_a,s1,2,DOWN,0,10,', 'be_a,s2,2,no check,0,20,', 'be_a,BACKEND,1,UP,0,20,leastconn']);
+    expect(compact.endsWith('\n20 (initial 20)\n\n')).toBe(true);
+  });
+
+  it('cuts the operator-state read of a write batch too, which the guards still read', async () => {
+    const raw = readFileSync(join(FIXTURES, 'observe-ingest.reply.txt'), 'utf8');
+    const full = splitReplies(['show stat ingest 6 -1', 'show servers state ingest'], raw);
+    const state = full[1] ?? '';
+    const compact = await relayThrough('show servers state ingest; set server ingest/ing-a weight 5', `${state}\n\n`);
+    const [cut = '', written = ''] = splitReplies(['show servers state ingest', 'set server ingest/ing-a weight 5'], compact);
+
+    expect(cut.split('\n')[1]).toBe('# be_name srv_name srv_admin_state srv_uweight srv_iweight');
+    expect(parseServerStates('ingest', cut)).toEqual(parseServerStates('ingest', state));
+    expect(written).toBe('');
   });
 });
