@@ -174,37 +174,65 @@ describe('SSM relay with 500 servers per backend', () => {
   });
 
   it('detects a reply cut at 24,000 characters instead of parsing it', async () => {
-    const relay = createSsmRelayFor(fleet.settings, fleet.instanceIds, { api: fleet.api, maxShowCommands: 6 });
-    const results = await relay.run([{ loadBalancer: String(fleet.instanceIds[0]), commands: observe }]);
+    const relay = createSsmRelayFor(fleet.settings, fleet.instanceIds, { api: fleet.api, maxShowCommands: 100 });
+    const results = await relay.run([{ loadBalancer: String(fleet.instanceIds[0]), commands: [...observe, ...observe, ...observe] }]);
 
     const error = failed(results[0]);
     expect(error.message).toContain('cut off at the 24,000-character output limit');
     expect(fleet.endpoint.invocations().at(-1)?.stdout.length).toBeGreaterThan(STDOUT_LIMIT_CHARS);
   });
 
-  it('splits three 500-server observations into one command per backend and joins the replies in order', async () => {
+  it('without an output bucket, observes each 500-server backend in its own command, all sent at once, and joins the replies in order', async () => {
     const relay = createSsmRelayFor(fleet.settings, fleet.instanceIds, { api: fleet.api });
-    const before = fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand').length;
+    const before = fleet.endpoint.calls.length;
     const results = await relay.run([{ loadBalancer: String(fleet.instanceIds[0]), commands: observe }]);
     const reply = ok(results[0]);
 
-    expect(fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand').length - before).toBe(3);
+    const calls = fleet.endpoint.calls.slice(before).map((c) => c.operation);
+    expect(calls.filter((c) => c === 'SendCommand')).toHaveLength(3);
+    // The three were sent before any of them was polled.
+    expect(calls.slice(0, 3)).toEqual(['SendCommand', 'SendCommand', 'SendCommand']);
     const backendsSeen = reply.split('\n').filter((l) => /^be_[abc],BACKEND,/.test(l)).map((l) => l.split(',')[0]);
     expect(backendsSeen).toEqual(['be_a', 'be_b', 'be_c']);
   });
 
-  it('splits a 500-server weight batch into commands under the parameter size cap and applies every weight', async () => {
+  it('with an output bucket, observes every backend in one command', async () => {
+    const local = await startSsmFleet(2, backends, { s3: true });
+    try {
+      const relay = createSsmRelayFor(local.settings, local.instanceIds, { api: local.api, ...(local.output === undefined ? {} : { output: local.output }) });
+      const results = await relay.run(local.instanceIds.map((loadBalancer) => ({ loadBalancer, commands: [...observe, ...observe, ...observe] })));
+
+      expect(local.endpoint.calls.filter((c) => c.operation === 'SendCommand')).toHaveLength(1);
+      for (const r of results) expect(ok(r).split('\n').filter((l) => /^be_[abc],BACKEND,/.test(l))).toHaveLength(9);
+      expect(local.endpoint.invocations().every((i) => i.stdout.length > STDOUT_LIMIT_CHARS)).toBe(true);
+    } finally {
+      await local.stop();
+    }
+  });
+
+  it('refuses a weight batch longer than one command, leaving HAProxy untouched', async () => {
     const relay = createSsmRelayFor(fleet.settings, fleet.instanceIds, { api: fleet.api });
     const id = String(fleet.instanceIds[0]);
-    const commands = servers.map((s, i) => `set server be_b/${s.name} weight ${(i % 200) + 7}`);
+    const commands = [...servers, ...servers, ...servers].map((s, i) => `set server be_b/${s.name} weight ${(i % 200) + 7}`);
+    const before = fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand').length;
+    const results = await relay.run([{ loadBalancer: id, commands }]);
+
+    expect(failed(results[0])).toBeInstanceOf(UnsafeInputError);
+    expect(fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand').length - before).toBe(0);
+    expect((await fleet.byInstance(id).getWeight('be_b', 'ingest-001.eu-west-1.internal')).current).toBe(100);
+  });
+
+  it('applies a 500-server weight batch in one command', async () => {
+    const relay = createSsmRelayFor(fleet.settings, fleet.instanceIds, { api: fleet.api });
+    const id = String(fleet.instanceIds[0]);
+    const commands = servers.map((s, i) => `set server be_c/${s.name} weight ${(i % 200) + 7}`);
     const before = fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand').length;
     const results = await relay.run([{ loadBalancer: id, commands }]);
 
     expect(ok(results[0])).toBe('\n'.repeat(500));
-    const sends = fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand').slice(before);
-    expect(sends.length).toBeGreaterThan(1);
+    expect(fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand').length - before).toBe(1);
     const h = fleet.byInstance(id);
-    expect((await h.getWeight('be_b', 'ingest-001.eu-west-1.internal')).current).toBe(7);
-    expect((await h.getWeight('be_b', 'ingest-500.eu-west-1.internal')).current).toBe((499 % 200) + 7);
+    expect((await h.getWeight('be_c', 'ingest-001.eu-west-1.internal')).current).toBe(7);
+    expect((await h.getWeight('be_c', 'ingest-500.eu-west-1.internal')).current).toBe((499 % 200) + 7);
   });
 });
