@@ -246,6 +246,8 @@ interface Invocation {
   readonly startedAt: Date;
   /** Never final before this instant (ms since the epoch): the command's completion latency. */
   readonly readyAt: number;
+  /** Statuses follow time (latency given), not the number of polls. */
+  readonly timed: boolean;
   readonly output: { readonly bucket: string; readonly prefix: string } | undefined;
   outputKey: string | undefined;
   /** InvocationDoesNotExist answers still to give. */
@@ -420,9 +422,10 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         fault: faults.get(id),
         startedAt: new Date(),
         readyAt: Date.now() + draw(options.latency?.commandMs),
+        timed: options.latency?.commandMs !== undefined,
         output,
         outputKey: undefined,
-        notFoundLeft: notFoundOverrides.get(id) ?? notFoundPolls,
+        notFoundLeft: notFoundOverrides.get(id) ?? (options.latency?.commandMs === undefined ? notFoundPolls : 0),
         polls: 0,
         ran: false,
         finished: false,
@@ -510,7 +513,16 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     const afterPending = inv.polls - pendingPolls;
     const fault = inv.fault;
     let result: { status: InvocationStatus; details: string } | undefined;
-    if (afterPending <= 0) result = { status: 'Pending', details: 'Pending' };
+    if (inv.timed && fault === undefined) {
+      // With latency, time decides as on AWS: Pending while the agent picks the command up (the
+      // first quarter of its duration), InProgress until it is done, whatever the number of polls.
+      const now = Date.now();
+      const span = inv.readyAt - inv.startedAt.getTime();
+      if (now < inv.startedAt.getTime() + span / 4) result = { status: 'Pending', details: 'Pending' };
+      else if (!inv.finished || now < inv.readyAt) result = { status: 'InProgress', details: 'InProgress' };
+      else if (inv.timedOut) result = { status: 'TimedOut', details: 'ExecutionTimedOut' };
+      else result = inv.exitCode === 0 ? { status: 'Success', details: 'Success' } : { status: 'Failed', details: 'Failed' };
+    } else if (afterPending <= 0) result = { status: 'Pending', details: 'Pending' };
     else if (fault?.kind === 'delay' && afterPending <= fault.polls) result = { status: 'Delayed', details: 'Delayed' };
     else if (fault?.kind === 'undeliverable') result = { status: 'Failed', details: 'Undeliverable' };
     else if (fault?.kind === 'fail') result = { status: 'Failed', details: 'Failed' };
@@ -540,6 +552,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     if (body.PluginName === undefined && document.steps.length > 1) throw new ApiError('InvalidPluginName', 'PluginName is required for a document with several steps');
     const inv = invocations.get(`${commandId}/${instanceId}`);
     if (inv === undefined) throw new ApiError('InvocationDoesNotExist', '');
+    if (inv.timed && !notFoundOverrides.has(instanceId) && Date.now() < inv.startedAt.getTime() + (inv.readyAt - inv.startedAt.getTime()) / 10) throw new ApiError('InvocationDoesNotExist', '');
     if (inv.notFoundLeft > 0) {
       inv.notFoundLeft--;
       throw new ApiError('InvocationDoesNotExist', '');

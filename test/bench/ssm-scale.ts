@@ -1,0 +1,171 @@
+/**
+ * Fleet-scale benchmark of the SSM path: one apply cycle (every weight changes) through the local
+ * SSM endpoint with realistic latency (API calls 10-40 ms, a command 1-3 s to complete, seeded),
+ * for 1, 5 and 20 backends of 500 servers on 3 and on 50 load balancers, with the code on main
+ * before this work (BEFORE, taken from git) and the code of this tree (AFTER, with the S3 output
+ * bucket), run in the same process, scenario by scenario, so both see the same machine.
+ *
+ * What it measures is the SSM path: Graphite is replaced by an in-process metric source that
+ * returns one fixed series per server (every load differs, so every weight changes). HAProxy is
+ * real: 50 emulated instances share 3 HAProxy processes to save CPU (instance i uses process
+ * i mod 3), but the document runs once per instance, with bash, socat, awk and gzip, as the agent
+ * would run it. All of that runs on this machine's cores, where on AWS each instance has its own.
+ *
+ * Usage: npm run bench:ssm -- [--before <commit>] [--scenarios 1x3,5x3,20x3,1x50,5x50,20x50] [--only before|after] [--out <file.md>]
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { RuntimeRelay, MetricSource, Series } from '../../functions/core/types.js';
+import type { BackendSpec } from '../harness/haproxy.js';
+import { startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const SERVERS = 500;
+/** The commit main was at when this work started: the BEFORE code. */
+const DEFAULT_BEFORE = '73857c5';
+
+const { values } = parseArgs({
+  options: {
+    before: { type: 'string', default: DEFAULT_BEFORE },
+    scenarios: { type: 'string', default: '1x3,5x3,20x3,1x50,5x50,20x50' },
+    only: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+
+interface Scenario {
+  readonly backends: number;
+  readonly loadBalancers: number;
+}
+
+const scenarios: Scenario[] = (values.scenarios ?? '').split(',').map((s) => {
+  const m = /^(\d+)x(\d+)$/.exec(s.trim());
+  if (m === null) throw new Error(`scenario ${s}: expected <backends>x<load balancers>`);
+  return { backends: Number(m[1]), loadBalancers: Number(m[2]) };
+});
+
+interface CodeUnderTest {
+  readonly label: 'before' | 'after';
+  readonly root: string;
+  readonly useOutputBucket: boolean;
+}
+
+interface Figures {
+  readonly wallMs: number;
+  readonly outcome: string;
+  readonly serversChanged: number;
+  readonly observeSends: number;
+  readonly writeSends: number;
+  readonly polls: number;
+  readonly otherSsm: number;
+  readonly s3Gets: number;
+  readonly throttled: number;
+  readonly problems: readonly string[];
+}
+
+/** The BEFORE tree: `git archive` of the commit into a temp dir, sharing this tree's node_modules. */
+function checkout(commit: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'hw-bench-before-'));
+  execFileSync('bash', ['-c', `git -C "${ROOT}" archive "${commit}" functions infra | tar -x -C "${dir}"`]);
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+
+const serverNames = Array.from({ length: SERVERS }, (_, i) => `ingest-${String(i + 1).padStart(3, '0')}.eu-west-1.internal`);
+
+/** One series per server; loads 1000..1499 give weights far from the configured 100. */
+function metricsSource(): MetricSource {
+  return {
+    render: async (): Promise<readonly Series[]> => serverNames.map((name, i) => ({ name, values: [1000 + i] })),
+  };
+}
+
+async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures> {
+  const backends: BackendSpec[] = Array.from({ length: scenario.backends }, (_, b) => ({ name: `be_${b}`, balance: 'leastconn', servers: serverNames.map((name) => ({ name })) }));
+  const fleet: SsmFleet = await startSsmFleet(scenario.loadBalancers, backends, {
+    haproxies: Math.min(3, scenario.loadBalancers),
+    s3: code.useOutputBucket,
+    documentPath: join(code.root, 'infra/ssm-document.yaml'),
+    latency: { apiMs: [10, 40], commandMs: [1_000, 3_000], seed: 42 },
+    maxAttempts: 6,
+  });
+  try {
+    const load = async <T>(path: string): Promise<T> => (await import(pathToFileURL(join(code.root, path)).href)) as T;
+    const { parseConfig } = await load<{ parseConfig: (input: unknown) => { relay: unknown } }>('functions/core/config.ts');
+    const { runCycle } = await load<{ runCycle: (deps: unknown, options: unknown) => Promise<{ outcome: string; serversChanged: number; problems: readonly string[] }> }>('functions/core/cycle.ts');
+    const { createSsmRelayFor } = await load<{ createSsmRelayFor: (settings: unknown, ids: readonly string[], options: unknown) => RuntimeRelay }>('functions/adapters/ssm-relay.ts');
+    const config = parseConfig({
+      graphite: { url: 'http://127.0.0.1:9/' },
+      // The product's defaults (poll every second, growing to 8 s), not the tests' fast polling.
+      relay: { type: 'ssm', documentName: fleet.settings.documentName, socketPath: fleet.settings.socketPath, targets: { instanceIds: [...fleet.instanceIds] } },
+      backends: backends.map((b) => ({ name: b.name, target: `${b.name}.*.load`, weighting: { function: 'limited-proportions' } })),
+    });
+    const relay = createSsmRelayFor(config.relay, fleet.instanceIds, { api: fleet.api, ...(code.useOutputBucket && fleet.output !== undefined ? { output: fleet.output } : {}) });
+    const before = fleet.endpoint.calls.length;
+    const s3Before = fleet.s3?.requests.length ?? 0;
+    const started = performance.now();
+    const report = await runCycle({ config, metrics: metricsSource(), relay, now: Date.now }, { mode: 'apply' });
+    const wallMs = performance.now() - started;
+    const calls = fleet.endpoint.calls.slice(before);
+    const sends = calls.filter((c) => c.operation === 'SendCommand' && c.status === 200);
+    const isWrite = (body: unknown): boolean => JSON.stringify(body).includes('set server ');
+    return {
+      wallMs,
+      outcome: report.outcome,
+      serversChanged: report.serversChanged,
+      observeSends: sends.filter((c) => !isWrite(c.body)).length,
+      writeSends: sends.filter((c) => isWrite(c.body)).length,
+      polls: calls.filter((c) => c.operation === 'GetCommandInvocation').length,
+      otherSsm: calls.filter((c) => c.operation !== 'GetCommandInvocation' && !(c.operation === 'SendCommand' && c.status === 200)).length,
+      s3Gets: (fleet.s3?.requests.slice(s3Before) ?? []).filter((r) => r.method === 'GET').length,
+      throttled: calls.filter((c) => c.error === 'ThrottlingException').length,
+      problems: report.problems,
+    };
+  } finally {
+    await fleet.stop();
+  }
+}
+
+const codes: CodeUnderTest[] = [];
+let beforeRoot: string | undefined;
+if (values.only !== 'after') {
+  beforeRoot = checkout(values.before ?? DEFAULT_BEFORE);
+  codes.push({ label: 'before', root: beforeRoot, useOutputBucket: false });
+}
+if (values.only !== 'before') codes.push({ label: 'after', root: resolve(ROOT), useOutputBucket: true });
+
+const rows: string[] = [];
+const header = '| backends × 500 servers | load balancers | code | cycle wall time (s) | SendCommand observe | SendCommand write | GetCommandInvocation | other SSM calls | S3 GetObject | throttled | outcome | servers changed |';
+rows.push(header, `|${'---|'.repeat(12)}`);
+const walls = new Map<string, number>();
+try {
+  for (const scenario of scenarios) {
+    for (const code of codes) {
+      const f = await runOne(code, scenario);
+      walls.set(`${scenario.backends}x${scenario.loadBalancers}/${code.label}`, f.wallMs);
+      const row = `| ${scenario.backends} | ${scenario.loadBalancers} | ${code.label} | ${(f.wallMs / 1000).toFixed(1)} | ${f.observeSends} | ${f.writeSends} | ${f.polls} | ${f.otherSsm} | ${f.s3Gets} | ${f.throttled} | ${f.outcome} | ${f.serversChanged} |`;
+      rows.push(row);
+      console.log(row);
+      if (f.problems.length > 0) console.log(`    problems: ${f.problems.slice(0, 3).join(' | ').slice(0, 400)}`);
+    }
+  }
+} finally {
+  if (beforeRoot !== undefined) rmSync(beforeRoot, { recursive: true, force: true });
+}
+
+const ratios = scenarios.flatMap((s) => {
+  const b = walls.get(`${s.backends}x${s.loadBalancers}/before`);
+  const a = walls.get(`${s.backends}x${s.loadBalancers}/after`);
+  return b === undefined || a === undefined ? [] : [`| ${s.backends} | ${s.loadBalancers} | ${(b / a).toFixed(1)}× |`];
+});
+const text = [
+  ...rows,
+  '',
+  ...(ratios.length > 0 ? ['| backends | load balancers | before / after wall time |', '|---|---|---|', ...ratios, ''] : []),
+].join('\n');
+console.log(`\n${text}`);
+if (values.out !== undefined) writeFileSync(values.out, `${text}\n`);
