@@ -2,12 +2,13 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { S3Client } from '@aws-sdk/client-s3';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createGraphiteSource } from './adapters/graphite.js';
-import { createSsmClient, createSsmRelay, ssmApiFromClient, ssmClientConfig, type SsmApi, type SsmClientOptions } from './adapters/ssm-relay.js';
+import { createSsmClient, createSsmRelay, s3ApiFromClient, ssmApiFromClient, ssmClientConfig, type S3Api, type SsmApi, type SsmClientOptions } from './adapters/ssm-relay.js';
 import { emitCycleMetrics } from './aws/cycle-metrics.js';
-import { graphiteSecretOrigin, readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
+import { RELAY_OUTPUT_PREFIX, graphiteSecretOrigin, readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
 import { lambdaParameters, setupOf } from './aws/parameters.js';
 import { metricsTimestamp, parseInvocation } from './aws/payload.js';
 import { checkTargetsAllowed } from './aws/target-guard.js';
@@ -40,7 +41,23 @@ export interface HandlerOptions {
   readonly relaySleep?: (ms: number) => Promise<void>;
   /** Parameter cache: key and lifetime in ms (-1: for the life of the container). */
   readonly cache?: { readonly key: string; readonly expiryMs: number };
+  /** S3 endpoint for the command output bucket (tests point it at the local S3 endpoint, path-style). */
+  readonly s3Endpoint?: string;
+  /** How long before Lambda's limit the cycle must have returned its report (default TIME_RESERVE_MS). */
+  readonly timeReserveMs?: number;
 }
+
+/**
+ * The cycle's time budget ends this long before Lambda's limit: enough to assemble, log and return
+ * the report and flush the metrics after the last write it waited for.
+ */
+export const TIME_RESERVE_MS = 10_000;
+
+/**
+ * Middy's early timeout: the last resort if the cycle has not returned by then (it answers an
+ * error and aborts the signal), a little before Lambda would kill the function with no answer.
+ */
+export const EARLY_TIMEOUT_MS = 1_000;
 
 /** Parameters are re-read at most this often, so that a config change needs no deploy. */
 const DEFAULT_CACHE_MS = 5 * 60_000;
@@ -95,9 +112,26 @@ export function createHandler(options: HandlerOptions = {}) {
   const controlMemory = createControlMemory();
   let runCommandApi: SsmApi | undefined;
   const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(createSsmClient(options.aws)));
+  let s3Api: S3Api | undefined;
+  const s3 = (): S3Api =>
+    (s3Api ??= s3ApiFromClient(
+      new S3Client({
+        ...(options.aws?.region === undefined ? {} : { region: options.aws.region }),
+        ...(options.aws?.credentials === undefined ? {} : { credentials: { ...options.aws.credentials } }),
+        ...(options.s3Endpoint === undefined ? {} : { endpoint: options.s3Endpoint, forcePathStyle: true }),
+        maxAttempts: options.aws?.maxAttempts ?? 6,
+        retryMode: 'adaptive',
+      }),
+    ));
+  const reserveMs = options.timeReserveMs ?? TIME_RESERVE_MS;
 
-  const cycle = async (event: unknown, context: Context): Promise<CycleReport> => {
+  const cycle = async (event: unknown, context: Context, { signal }: { signal: AbortSignal }): Promise<CycleReport> => {
     const startedAt = now();
+    // The budget: what Lambda leaves this invocation, less the reserve to report in. Middy's signal
+    // (its early timeout) also ends it.
+    const leftMs = typeof context.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : Number.POSITIVE_INFINITY;
+    const budgetMs = Math.max(0, leftMs - reserveMs);
+    const budget = Number.isFinite(budgetMs) ? { signal: AbortSignal.any([signal, AbortSignal.timeout(budgetMs)]), deadline: startedAt + budgetMs } : { signal };
     const setup = setupOf(context);
     if (setup === undefined || stackEnv === undefined) throw new Error('the Parameter Store middleware did not prepare this invocation');
     try {
@@ -112,6 +146,9 @@ export function createHandler(options: HandlerOptions = {}) {
       const relay = await createSsmRelay(setup.relay, {
         api: api(),
         ...(options.relaySleep === undefined ? {} : { sleep: options.relaySleep }),
+        ...(stackEnv.relayOutputBucket === undefined ? {} : { output: { bucket: stackEnv.relayOutputBucket, keyPrefix: RELAY_OUTPUT_PREFIX, s3: s3() } }),
+        now,
+        maxConcurrentCommands: setup.relay.maxConcurrentCommands,
         onCommand: (sent) => logger.debug('SSM command sent', { ...sent }),
       });
       logger.info('cycle started', { trigger: request.trigger, mode: request.mode, force: request.force, backends: request.backends ?? 'all', loadBalancers: relay.loadBalancers.length });
@@ -123,6 +160,7 @@ export function createHandler(options: HandlerOptions = {}) {
             force: request.force,
             knownStatic: staticMemory.current(now()),
             memory: controlMemory,
+            budget,
             ...(request.backends === undefined ? {} : { backends: request.backends }),
           },
         ),
@@ -155,7 +193,14 @@ export function createHandler(options: HandlerOptions = {}) {
     }
   };
 
-  return middy<unknown, CycleReport, Error, Context>()
+  return middy<unknown, CycleReport, Error, Context>({
+    timeoutEarlyInMillis: EARLY_TIMEOUT_MS,
+    timeoutEarlyResponse: () => {
+      const message = `the cycle had not returned ${EARLY_TIMEOUT_MS} ms before the Lambda time limit: no report (its own budget ended ${reserveMs} ms before the limit)`;
+      logger.error('cycle timed out', { error: message });
+      throw Object.assign(new Error(message), { name: 'TimeoutError' });
+    },
+  })
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(logMetrics(metrics, { captureColdStartMetric: true }))
     .use(failureLog(logger))

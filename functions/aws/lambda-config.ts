@@ -11,6 +11,8 @@ export interface LambdaEnvironment {
   readonly relayDocumentName: string | undefined;
   /** The tag of the instances the role may run commands on (its ssm:SendCommand condition), when the stack says. */
   readonly targetTag: TargetTag | undefined;
+  /** The stack's bucket for Run Command output; without it, output comes through GetCommandInvocation (24,000-character limit). */
+  readonly relayOutputBucket: string | undefined;
 }
 
 /** An EC2 / managed-instance tag: key and value. */
@@ -18,6 +20,11 @@ export interface TargetTag {
   readonly key: string;
   readonly value: string;
 }
+
+/** The key prefix the relay's output goes under (the IAM policies of the stack are scoped to it). */
+export const RELAY_OUTPUT_PREFIX = 'haproxy-weighter';
+
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
 const PARAMETER_NAME = /^[A-Za-z0-9_.\-/]{1,1011}$/;
 
@@ -27,11 +34,14 @@ export function readLambdaEnvironment(env: Readonly<Record<string, string | unde
   const key = env.GRAPHITE_KEY_PARAMETER;
   if (key !== undefined && key !== '' && !PARAMETER_NAME.test(key)) throw new ConfigError('GRAPHITE_KEY_PARAMETER is not a valid SSM parameter name');
   const document = env.RELAY_DOCUMENT_NAME;
+  const bucket = env.RELAY_OUTPUT_BUCKET;
+  if (bucket !== undefined && bucket !== '' && !BUCKET_NAME.test(bucket)) throw new ConfigError(`RELAY_OUTPUT_BUCKET ${JSON.stringify(bucket.slice(0, 80))} is not an S3 bucket name`);
   return {
     configParameter,
     graphiteKeyParameter: key === undefined || key === '' ? undefined : key,
     relayDocumentName: document === undefined || document === '' ? undefined : document,
     targetTag: readTargetTag(env),
+    relayOutputBucket: bucket === undefined || bucket === '' ? undefined : bucket,
   };
 }
 
