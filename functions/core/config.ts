@@ -165,6 +165,8 @@ const ssmRelay = z.strictObject({
   commandTimeoutSeconds: z.number().int().min(30).max(2_592_000).default(60),
   pollIntervalMs: z.number().int().min(10).max(60_000).default(1_000),
   maxWaitMs: z.number().int().min(1_000).max(900_000).default(120_000),
+  /** SendCommands in flight at once (each for up to 50 load balancers); more are queued. */
+  maxConcurrentCommands: z.number().int().min(1).max(50).default(10),
 });
 
 export const configSchema = z.strictObject({

@@ -112,7 +112,8 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
     const wallMs = performance.now() - started;
     const calls = fleet.endpoint.calls.slice(before);
     const sends = calls.filter((c) => c.operation === 'SendCommand' && c.status === 200);
-    const isWrite = (body: unknown): boolean => JSON.stringify(body).includes('set server ');
+    // Observation is the commands that hold `show stat`; the state reads that lead writes belong to the writes.
+    const isWrite = (body: unknown): boolean => !JSON.stringify(body).includes('show stat ');
     return {
       wallMs,
       outcome: report.outcome,
