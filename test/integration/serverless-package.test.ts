@@ -189,4 +189,27 @@ describe('serverless package (osls, offline)', () => {
       Variables: { CONFIG_PARAMETER: '/haproxy-weighter/dev/config', GRAPHITE_KEY_PARAMETER: '/haproxy-weighter/dev/graphite-key' },
     });
   });
+
+  it('keeps command output in a private, encrypted bucket of the stack that forgets it after a day', () => {
+    const bucket = prod.resources.RelayOutputBucket?.Properties ?? {};
+    expect(bucket.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    expect(bucket.BucketEncryption).toEqual({ ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] });
+    expect(bucket.LifecycleConfiguration).toEqual({ Rules: [{ Id: 'expire-command-output', Status: 'Enabled', Prefix: 'haproxy-weighter/', ExpirationInDays: 1 }] });
+    const fn = only(prod, 'AWS::Lambda::Function').Properties;
+    const env = isObject(fn.Environment) && isObject(fn.Environment.Variables) ? fn.Environment.Variables : {};
+    expect(text(env.RELAY_OUTPUT_BUCKET)).toBe('${RelayOutputBucket}');
+  });
+
+  it('lets the function read the command output under the relay’s prefix only, and offers the load balancers a policy to write it', () => {
+    const s3 = statements(prod).filter((s) => asList(s.Action).some((a) => String(a).startsWith('s3:')));
+    expect(s3.flatMap((s) => asList(s.Action))).toEqual(['s3:GetObject']);
+    expect(s3.flatMap((s) => asList(s.Resource).map(text))).toEqual(['arn:${AWS::Partition}:s3:::${RelayOutputBucket}/haproxy-weighter/*']);
+    const write = only(prod, 'AWS::IAM::ManagedPolicy').Properties;
+    const doc = isObject(write.PolicyDocument) ? asList(write.PolicyDocument.Statement).filter(isObject) : [];
+    expect(doc.map((st) => [asList(st.Action), asList(st.Resource).map(text)])).toEqual([
+      [['s3:PutObject'], ['arn:${AWS::Partition}:s3:::${RelayOutputBucket}/haproxy-weighter/*']],
+      [['s3:GetEncryptionConfiguration'], ['arn:${AWS::Partition}:s3:::${RelayOutputBucket}']],
+    ]);
+    expect(prod.outputs.RelayOutputWritePolicyArn).toMatchObject({ Value: { Ref: 'RelayOutputWritePolicy' } });
+  });
 });
