@@ -81,6 +81,10 @@ export interface TestHandlerOptions {
   readonly keyParameter?: string;
   /** The stack's TARGET_TAG_KEY/VALUE; the fleet's tag by default, `null` for none. */
   readonly targetTag?: { readonly key: string; readonly value: string } | null;
+  /** The handler's clock (the cycle's, its time budget's and the relay's). */
+  readonly now?: () => number;
+  /** Give the handler the fleet's S3 output bucket (RELAY_OUTPUT_BUCKET), when the fleet has one. */
+  readonly outputBucket?: boolean;
 }
 
 /**
@@ -95,7 +99,10 @@ export function testHandler(fleet: SsmFleet, config: unknown, options: TestHandl
       RELAY_DOCUMENT_NAME: DOCUMENT_NAME,
       ...(options.keyParameter === undefined ? {} : { GRAPHITE_KEY_PARAMETER: options.keyParameter }),
       ...(options.targetTag === null ? {} : { TARGET_TAG_KEY: (options.targetTag ?? TAG).key, TARGET_TAG_VALUE: (options.targetTag ?? TAG).value }),
+      ...(options.outputBucket === true && fleet.output !== undefined ? { RELAY_OUTPUT_BUCKET: fleet.output.bucket } : {}),
     },
+    ...(options.now === undefined ? {} : { now: options.now }),
+    ...(options.outputBucket === true && fleet.s3 !== undefined ? { s3Endpoint: fleet.s3.url } : {}),
     aws: { endpoint: fleet.endpoint.url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: options.maxAttempts ?? 4 },
     logger: new Logger({ serviceName: 'haproxy-weighter', logLevel: 'DEBUG' }),
     metrics: new Metrics({ serviceName: 'haproxy-weighter', namespace: 'HaproxyWeighterTest' }),
