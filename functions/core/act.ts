@@ -1,22 +1,17 @@
 import type { BackendConfig } from './config.js';
 import { RelayError, describeError } from './errors.js';
 import { observeBackends } from './observe.js';
-import {
-  parseServerStates,
-  parseSetWeightReply,
-  restoreWeightCommand,
-  serversStateCommand,
-  setWeightCommand,
-  splitReplies,
-  type ServerGuardState,
-} from './haproxy-protocol.js';
+import { parseServerStates, parseSetWeightReply, restoreWeightCommand, splitReplies, type ServerGuardState } from './haproxy-protocol.js';
 import { causeOf, problem, staticKey, type ApplyReport, type LoadBalancerReport, type Problem, type ProblemCause, type ServerFailure } from './report.js';
-import type { BackendPlan, ObservedBackend, RelayRequest, RelayResult, RuntimeRelay } from './types.js';
+import type { BackendPlan, ObservedBackend, RelayRequest, RelayResult, RelayRunOptions, RuntimeRelay } from './types.js';
+import { splitWrites } from './write-batches.js';
 
 /**
- * Step 4 and 5 of the cycle for writes: one batch per load balancer, every reply read per command,
- * weights read back after an unknown outcome, and an operator's weight put back where the write
- * raced with a MAINT, DRAIN or weight 0.
+ * Step 4 and 5 of the cycle for writes: the writes for each load balancer in as few batches as
+ * the relay can carry (one unless it has a limit), each led by its own operator-state read, every
+ * reply read per command, weights read back after an unknown outcome, and an operator's weight put
+ * back where the write raced with a MAINT, DRAIN or weight 0. Within the cycle's time budget: a
+ * batch the relay did not send is reported as not sent, its servers keeping their weights.
  */
 
 function hashAlgo(plans: ReadonlyMap<string, ReadonlyMap<string, BackendPlan>>, backend: string, lb: string): string {
@@ -60,15 +55,17 @@ interface BackendTally {
 interface BatchError {
   readonly text: string;
   readonly cause: ProblemCause;
+  /** The relay never sent it (the time budget ran out): nothing of it ran. */
+  readonly notSent: boolean;
 }
 
 /** One write batch: the guard state of every backend it touches, then the weights. */
 interface WriteRequest {
   readonly loadBalancer: string;
-  readonly commands: string[];
-  readonly owners: Owner[];
+  readonly commands: readonly string[];
+  readonly owners: readonly Owner[];
   /** Backends whose `show servers state` leads the batch: their state at the instant of the write. */
-  readonly guarded: string[];
+  readonly guarded: readonly string[];
 }
 
 /** A server an operator took out (MAINT, DRAIN, weight 0) between our observation and our write. */
@@ -90,10 +87,17 @@ function guardConflict(state: ServerGuardState | undefined): string | null {
 const PARTLY = 'the batch may have been partly applied';
 
 function batchErrorOf(result: RelayResult | undefined): BatchError | undefined {
-  if (result === undefined) return { text: 'no result from relay', cause: { type: 'other', kind: null, message: 'no result from relay' } };
+  if (result === undefined) return { text: 'no result from relay', cause: { type: 'other', kind: null, message: 'no result from relay' }, notSent: false };
   if (result.ok) return undefined;
   const mayHaveRun = result.error instanceof RelayError && result.error.mayHaveRun;
-  return { text: mayHaveRun ? `${describeError(result.error)}; ${PARTLY}` : describeError(result.error), cause: causeOf(result.error) };
+  const notSent = result.error instanceof RelayError && result.error.notStarted;
+  return { text: mayHaveRun ? `${describeError(result.error)}; ${PARTLY}` : describeError(result.error), cause: causeOf(result.error), notSent };
+}
+
+/** The relay's reason for not sending, without the load balancer and `not sent:` it starts with. */
+function notSentReason(text: string, loadBalancer: string): string {
+  const head = `${loadBalancer}: not sent: `;
+  return text.startsWith(head) ? text.slice(head.length) : text;
 }
 
 interface Tally {
@@ -114,7 +118,7 @@ function tally(req: WriteRequest, result: RelayResult | undefined): Tally {
     try {
       blocks = splitReplies(req.commands, result.reply);
     } catch (error) {
-      batchError = { text: `${describeError(error)}; ${PARTLY}`, cause: causeOf(error) };
+      batchError = { text: `${describeError(error)}; ${PARTLY}`, cause: causeOf(error), notSent: false };
     }
   }
   const states = new Map<string, Map<string, ServerGuardState>>();
@@ -133,8 +137,8 @@ function tally(req: WriteRequest, result: RelayResult | undefined): Tally {
     const e = perBackend.get(o.backend) ?? { applied: 0, failed: [] };
     perBackend.set(o.backend, e);
     if (blocks === null) {
-      const error = batchError ?? { text: 'unknown', cause: { type: 'other', kind: null, message: 'unknown' } };
-      e.failed.push({ failure: { server: o.server, weight: o.weight, code: 'batch-unconfirmed', kind: null, error: error.text, heldWeight: null }, cause: error.cause });
+      const error = batchError ?? { text: 'unknown', cause: { type: 'other', kind: null, message: 'unknown' }, notSent: false };
+      e.failed.push({ failure: { server: o.server, weight: o.weight, code: error.notSent ? 'not-sent' : 'batch-unconfirmed', kind: null, error: error.text, heldWeight: null }, cause: error.cause });
       return;
     }
     const err = parseSetWeightReply(blocks[offset + i] ?? '', { backend: o.backend, server: o.server, loadBalancer: req.loadBalancer });
@@ -156,12 +160,12 @@ function tally(req: WriteRequest, result: RelayResult | undefined): Tally {
  * The batch read its state at the instant of the write, so its previous weight is known exactly
  * and is put back at once, and the report says so.
  */
-async function putBack(relay: RuntimeRelay, conflicts: ReadonlyMap<string, readonly Conflict[]>): Promise<{ problems: Problem[]; failed: Set<string> }> {
+async function putBack(relay: RuntimeRelay, conflicts: ReadonlyMap<string, readonly Conflict[]>, budget: RelayRunOptions): Promise<{ problems: Problem[]; failed: Set<string> }> {
   const problems: Problem[] = [];
   const failed = new Set<string>();
   const requests: RelayRequest[] = [...conflicts].map(([loadBalancer, list]) => ({ loadBalancer, commands: list.map((c) => restoreWeightCommand(c.backend, c.server, c.weight)) }));
   if (requests.length === 0) return { problems, failed };
-  const results = await relay.run(requests);
+  const results = await relay.run(requests, budget);
   for (const req of requests) {
     const list = conflicts.get(req.loadBalancer) ?? [];
     const result = results.find((r) => r.loadBalancer === req.loadBalancer);
@@ -202,10 +206,10 @@ async function putBack(relay: RuntimeRelay, conflicts: ReadonlyMap<string, reado
  * After a batch whose outcome is unknown (connection lost, reply cut short), reads the weights back
  * so the report can say exactly what each load balancer holds instead of guessing.
  */
-async function readBack(relay: RuntimeRelay, unknown: ReadonlyMap<string, readonly string[]>): Promise<Map<string, Map<string, ObservedBackend>>> {
+async function readBack(relay: RuntimeRelay, unknown: ReadonlyMap<string, readonly string[]>, budget: RelayRunOptions): Promise<Map<string, Map<string, ObservedBackend>>> {
   const out = new Map<string, Map<string, ObservedBackend>>();
   // Best effort: what cannot be read back stays "not confirmed" in the report.
-  for (const [lb, perBackend] of await observeBackends(relay, unknown)) {
+  for (const [lb, perBackend] of await observeBackends(relay, unknown, budget)) {
     if (perBackend instanceof Error) continue;
     const seen = new Map<string, ObservedBackend>();
     for (const [backend, o] of perBackend) if (o.ok) seen.set(backend, o.backend);
@@ -219,7 +223,25 @@ function unconfirmedMessage(weight: number, held: number | null | undefined): st
   return held === null ? `weight ${weight} not confirmed; the server is gone (read back)` : `weight ${weight} not confirmed; HAProxy holds weight ${held} (read back)`;
 }
 
-export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plans: ReadonlyMap<string, ReadonlyMap<string, BackendPlan>>): Promise<ActResult> {
+interface Merged {
+  readonly loadBalancer: string;
+  readonly perBackend: Map<string, BackendTally>;
+  /** The first batch error that was not a budget stop, else the budget stop, if any batch failed. */
+  batchError: BatchError | undefined;
+}
+
+/** Adds one batch's tally to its load balancer's. */
+function merge(into: Merged, t: Tally): void {
+  for (const [backend, e] of t.perBackend) {
+    const m = into.perBackend.get(backend) ?? { applied: 0, failed: [] };
+    m.applied += e.applied;
+    m.failed.push(...e.failed);
+    into.perBackend.set(backend, m);
+  }
+  if (t.batchError !== undefined && (into.batchError === undefined || (into.batchError.notSent && !t.batchError.notSent))) into.batchError = t.batchError;
+}
+
+export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[], plans: ReadonlyMap<string, ReadonlyMap<string, BackendPlan>>, budget: RelayRunOptions = {}): Promise<ActResult> {
   const result = emptyActResult();
   const requests: WriteRequest[] = [];
   for (const lb of relay.loadBalancers) {
@@ -230,66 +252,71 @@ export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[
       for (const a of plan.actions) if (a.kind === 'set-weight') owners.push({ backend: b.name, server: a.server, weight: a.weight });
     }
     if (owners.length === 0) result.lbApply.set(lb, 'not-needed');
-    else {
-      const guarded = [...new Set(owners.map((o) => o.backend))];
-      requests.push({
-        loadBalancer: lb,
-        commands: [...guarded.map(serversStateCommand), ...owners.map((o) => setWeightCommand(o.backend, o.server, o.weight))],
-        owners,
-        guarded,
-      });
-    }
+    for (const batch of splitWrites(owners, relay.maxBatchChars)) requests.push({ loadBalancer: lb, ...batch });
   }
-  const replies = requests.length === 0 ? [] : await relay.run(requests);
-  const tallies = requests.map((req) => ({ req, ...tally(req, replies.find((r) => r.loadBalancer === req.loadBalancer)) }));
+  // Results come back in request order: a load balancer may have several batches.
+  const replies = requests.length === 0 ? [] : await relay.run(requests, budget);
+  const tallies = requests.map((req, i) => ({ req, ...tally(req, replies[i]) }));
+  const merged = new Map<string, Merged>();
+  for (const t of tallies) {
+    const m = merged.get(t.req.loadBalancer) ?? { loadBalancer: t.req.loadBalancer, perBackend: new Map<string, BackendTally>(), batchError: undefined };
+    merge(m, t);
+    merged.set(t.req.loadBalancer, m);
+  }
 
+  // Only a batch that may have run is read back: one the relay never sent changed nothing.
   const unknown = new Map<string, string[]>();
-  for (const t of tallies) if (t.batchError !== undefined) unknown.set(t.req.loadBalancer, [...t.perBackend.keys()]);
-  const conflicts = new Map(tallies.filter((t) => t.conflicts.length > 0).map((t) => [t.req.loadBalancer, t.conflicts] as const));
+  for (const t of tallies) {
+    if (t.batchError === undefined || t.batchError.notSent) continue;
+    unknown.set(t.req.loadBalancer, [...new Set([...(unknown.get(t.req.loadBalancer) ?? []), ...t.perBackend.keys()])]);
+  }
+  const conflicts = new Map<string, Conflict[]>();
+  for (const t of tallies) if (t.conflicts.length > 0) conflicts.set(t.req.loadBalancer, [...(conflicts.get(t.req.loadBalancer) ?? []), ...t.conflicts]);
   // Disjoint load balancers (a conflict needs a reply that parsed, a read-back one that did not): both at once.
-  const [actual, restored] = await Promise.all([readBack(relay, unknown), putBack(relay, conflicts)]);
+  const [actual, restored] = await Promise.all([readBack(relay, unknown, budget), putBack(relay, conflicts, budget)]);
   for (const t of tallies) result.problems.push(...t.problems);
   result.problems.push(...restored.problems);
 
   let serversChanged = 0;
-  for (const { req, perBackend, batchError } of tallies) {
+  for (const { loadBalancer, perBackend, batchError } of merged.values()) {
     let anyFailed = false;
     for (const [backend, e] of perBackend) {
-      const place = { loadBalancer: req.loadBalancer, backend };
-      const seen = actual.get(req.loadBalancer)?.get(backend);
+      const place = { loadBalancer, backend };
+      const seen = unknown.get(loadBalancer)?.includes(backend) === true ? actual.get(loadBalancer)?.get(backend) : undefined;
       const now = seen === undefined ? undefined : new Map(seen.servers.map((s) => [s.name, s.weight]));
       let failed = e.failed;
       if (now !== undefined) {
         // Weights read back after an unknown outcome: count what landed, keep the rest as failures.
-        e.applied += failed.filter((f) => now.get(f.failure.server) === f.failure.weight).length;
-        failed = failed
-          .filter((f) => now.get(f.failure.server) !== f.failure.weight)
-          .map((f) => ({ ...f, failure: { ...f.failure, heldWeight: now.get(f.failure.server) ?? null } }));
+        const landed = (f: PendingFailure): boolean => f.failure.code === 'batch-unconfirmed' && now.get(f.failure.server) === f.failure.weight;
+        e.applied += failed.filter(landed).length;
+        failed = failed.filter((f) => !landed(f)).map((f) => (f.failure.code === 'batch-unconfirmed' ? { ...f, failure: { ...f.failure, heldWeight: now.get(f.failure.server) ?? null } } : f));
       }
       serversChanged += e.applied;
-      const unconfirmed = failed.some((f) => f.failure.code === 'batch-unconfirmed');
+      const unconfirmed = failed.find((f) => f.failure.code === 'batch-unconfirmed');
+      const unsent = failed.filter((f) => f.failure.code === 'not-sent');
       const res: ApplyReport = {
         status: failed.length === 0 ? 'applied' : 'failed',
         changed: e.applied,
         failed: failed.map((f) => f.failure),
-        error: unconfirmed && batchError !== undefined ? batchError.text : null,
+        error: unconfirmed !== undefined && batchError !== undefined && !batchError.notSent ? batchError.text : unsent.length > 0 ? `not sent: ${notSentReason(unsent[0]?.failure.error ?? '', loadBalancer)}` : null,
         readBack: now !== undefined,
       };
       if (failed.length > 0) {
         anyFailed = true;
-        const allStatic = e.applied === 0 && failed.every((f) => f.failure.kind === 'static-algorithm');
+        const sent = failed.filter((f) => f.failure.code !== 'not-sent');
+        const allStatic = e.applied === 0 && sent.length > 0 && sent.every((f) => f.failure.kind === 'static-algorithm');
         if (allStatic) {
-          result.staticRefusals.push(staticKey(backend, req.loadBalancer));
+          result.staticRefusals.push(staticKey(backend, loadBalancer));
           result.problems.push(
             problem(
               'static-refused',
               place,
-              `refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, req.loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`,
-              failed[0]?.cause ?? null,
+              `refused every weight: it uses a static algorithm (map-based hashing shows as '${hashAlgo(plans, backend, loadBalancer)}'); use 'hash-type consistent' or a dynamic balance algorithm`,
+              sent[0]?.cause ?? null,
             ),
           );
         } else {
-          for (const { failure, cause } of failed) {
+          for (const { failure, cause } of sent) {
             const where = { ...place, server: failure.server };
             result.problems.push(
               failure.code === 'weight-refused'
@@ -298,13 +325,19 @@ export async function act(relay: RuntimeRelay, backends: readonly BackendConfig[
             );
           }
         }
+        const first = unsent[0];
+        if (first !== undefined) {
+          result.problems.push(
+            problem('write-not-sent', place, `${unsent.length} weight(s) not sent: ${notSentReason(first.failure.error, loadBalancer)}; HAProxy keeps the weights it had`, first.cause),
+          );
+        }
       }
       const map = result.applyResults.get(backend) ?? new Map<string, ApplyReport>();
-      map.set(req.loadBalancer, res);
+      map.set(loadBalancer, res);
       result.applyResults.set(backend, map);
     }
-    result.lbApply.set(req.loadBalancer, anyFailed || restored.failed.has(req.loadBalancer) ? 'failed' : 'ok');
-    if (batchError !== undefined) result.lbErrors.set(req.loadBalancer, batchError.text);
+    result.lbApply.set(loadBalancer, anyFailed || restored.failed.has(loadBalancer) ? 'failed' : 'ok');
+    if (batchError !== undefined) result.lbErrors.set(loadBalancer, batchError.text);
   }
   return { ...result, serversChanged };
 }

@@ -21,7 +21,7 @@ import {
   type PlanReport,
   type Problem,
 } from './report.js';
-import type { Action, BackendPlan, MetricSource, ObservedServer, RuntimeRelay } from './types.js';
+import type { Action, BackendPlan, MetricSource, ObservedServer, RelayRunOptions, RuntimeRelay } from './types.js';
 
 export { exitCodeFor, staticKey } from './report.js';
 export type { ApplyReport, BackendReport, CycleOutcome, CycleReport, LoadBalancerPlanReport, LoadBalancerReport, Problem, ProblemCode, ServerFailure } from './report.js';
@@ -57,6 +57,12 @@ export interface CycleOptions {
    * loads as measured.
    */
   readonly memory?: ControlMemory;
+  /**
+   * The cycle's time budget (the caller's clock and timers, never read here): the relay starts no
+   * batch that cannot finish by `deadline` and stops waiting when `signal` aborts; what was not
+   * written is in the report, as not sent.
+   */
+  readonly budget?: RelayRunOptions;
 }
 
 /** How long a long-running caller remembers a static refusal before trying that backend again. */
@@ -93,9 +99,9 @@ function selectBackends(config: Config, names: readonly string[] | undefined): r
 type MeasureResult = { readonly ok: true; readonly measurement: Measurement } | { readonly ok: false; readonly error: unknown };
 
 /** Step 1: one round trip per load balancer reads every selected backend. */
-function observe(relay: RuntimeRelay, backends: readonly BackendConfig[]): Promise<Map<string, Map<string, Observation> | Error>> {
+function observe(relay: RuntimeRelay, backends: readonly BackendConfig[], budget: RelayRunOptions): Promise<Map<string, Map<string, Observation> | Error>> {
   const names = backends.map((b) => b.name);
-  return observeBackends(relay, new Map(relay.loadBalancers.map((lb) => [lb, names])));
+  return observeBackends(relay, new Map(relay.loadBalancers.map((lb) => [lb, names])), budget);
 }
 
 /** Step 2: one Graphite render per backend, in parallel; a failure skips only that backend. */
@@ -162,7 +168,8 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
   const backends = selectBackends(deps.config, options.backends);
   const problems: Problem[] = [];
 
-  const [observations, measurements] = await Promise.all([observe(deps.relay, backends), measureAll(deps.metrics, backends)]);
+  const budget = options.budget ?? {};
+  const [observations, measurements] = await Promise.all([observe(deps.relay, backends, budget), measureAll(deps.metrics, backends)]);
 
   // What failed as a whole is reported once: a load balancer that could not be read, a backend Graphite failed for.
   for (const lb of deps.relay.loadBalancers) {
@@ -237,8 +244,8 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
     plans.set(b.name, perLb);
   }
 
-  // Step 4: act, one batch per load balancer holding every backend's changes.
-  const acted = options.mode === 'apply' ? await act(deps.relay, backends, plans) : emptyActResult();
+  // Step 4: act, in as few batches per load balancer as the relay carries, within the budget.
+  const acted = options.mode === 'apply' ? await act(deps.relay, backends, plans, budget) : emptyActResult();
   const { applyResults, lbApply, lbErrors } = acted;
   const serversChanged = acted.serversChanged;
   problems.push(...acted.problems);

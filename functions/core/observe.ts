@@ -1,6 +1,6 @@
 import { describeError } from './errors.js';
 import { observeCommands, parseObservedBackend, splitReplies } from './haproxy-protocol.js';
-import type { ObservedBackend, RelayRequest, RuntimeRelay } from './types.js';
+import type { ObservedBackend, RelayRequest, RelayRunOptions, RuntimeRelay } from './types.js';
 
 /** One backend as one load balancer reported it, or why it could not be read. */
 export type Observation = { readonly ok: true; readonly backend: ObservedBackend } | { readonly ok: false; readonly error: Error };
@@ -13,11 +13,15 @@ const asError = (error: unknown): Error => (error instanceof Error ? error : new
  * a backend that fails on a load balancer that answered gives a failed Observation, and never
  * hides the others.
  */
-export async function observeBackends(relay: RuntimeRelay, backendsPerLoadBalancer: ReadonlyMap<string, readonly string[]>): Promise<Map<string, Map<string, Observation> | Error>> {
+export async function observeBackends(
+  relay: RuntimeRelay,
+  backendsPerLoadBalancer: ReadonlyMap<string, readonly string[]>,
+  budget: RelayRunOptions = {},
+): Promise<Map<string, Map<string, Observation> | Error>> {
   const requests: RelayRequest[] = [...backendsPerLoadBalancer].map(([loadBalancer, backends]) => ({ loadBalancer, commands: backends.flatMap((b) => observeCommands(b)) }));
   const out = new Map<string, Map<string, Observation> | Error>();
   if (requests.length === 0) return out;
-  const results = await relay.run(requests);
+  const results = await relay.run(requests, budget);
   for (const result of results) {
     const req = requests.find((r) => r.loadBalancer === result.loadBalancer);
     const backends = backendsPerLoadBalancer.get(result.loadBalancer);

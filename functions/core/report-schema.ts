@@ -32,6 +32,8 @@ export const PROBLEM_CODES = [
   'static-refused',
   'weight-refused',
   'batch-unconfirmed',
+  // The cycle's time budget ran out before these weights' batch was sent: HAProxy keeps its weights.
+  'write-not-sent',
   'guard-unchecked',
   'operator-conflict-restored',
   'operator-conflict-restore-failed',
@@ -109,13 +111,15 @@ export const planReportSchema = z
 export const serverFailureSchema = z
   .strictObject({
     server: z.string(),
-    weight: z.number().int().describe('The weight that was sent'),
-    code: z.enum(['weight-refused', 'batch-unconfirmed']).describe('weight-refused: HAProxy answered with an error; batch-unconfirmed: the batch failed as a whole, so no reply confirms the weight'),
+    weight: z.number().int().describe('The weight that was sent (not-sent: that was to be sent)'),
+    code: z
+      .enum(['weight-refused', 'batch-unconfirmed', 'not-sent'])
+      .describe("weight-refused: HAProxy answered with an error; batch-unconfirmed: the batch failed as a whole, so no reply confirms the weight; not-sent: the cycle's time budget ran out before the batch was sent, so HAProxy keeps the weight it had"),
     kind: z.string().nullable().describe("HAProxy's error class (weight-refused), e.g. permission-denied, no-such-server, static-algorithm; null otherwise"),
     error: z.string().describe("HAProxy's error, or the batch's"),
     heldWeight: z.number().int().nullable().describe('The weight HAProxy held when read back after an unknown outcome; null when not read back or the server is gone'),
   })
-  .describe('A weight that was sent and is not confirmed');
+  .describe('A weight that was sent and is not confirmed, or that the time budget left unsent');
 
 export const applyReportSchema = z
   .strictObject({
