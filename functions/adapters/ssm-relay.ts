@@ -75,6 +75,9 @@ export const DEFAULT_MAX_CONCURRENT_COMMANDS = 10;
 /** How long a command is expected to take before this relay has timed one (Run Command takes 1-3 s). */
 export const DEFAULT_EXPECTED_COMMAND_MS = 5_000;
 
+/** Connections the SSM client keeps open at once (polls of many instances run together). */
+const MAX_SOCKETS = 128;
+
 /** The one step of the document: the agent names its S3 output after it. */
 export const DOCUMENT_STEP_NAME = 'relayRuntimeCommands';
 
@@ -109,6 +112,8 @@ export function ssmClientConfig(options: SsmClientOptions = {}): SSMClientConfig
   return {
     retryMode: 'adaptive',
     maxAttempts: options.maxAttempts ?? 6,
+    // Every instance of every command in flight is polled: more than the SDK's default 50 sockets.
+    requestHandler: { httpAgent: { maxSockets: MAX_SOCKETS }, httpsAgent: { maxSockets: MAX_SOCKETS } },
     ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
     ...(options.region === undefined ? {} : { region: options.region }),
     ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } }),
@@ -429,10 +434,11 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
     }
     const code = out.ResponseCode === undefined || out.ResponseCode === -1 ? '' : `, exit code ${out.ResponseCode}`;
     const why = stderr.trim() === '' ? '' : `: ${snippet(stderr.trim())}`;
-    // Known not to have reached the socket: the document's own refusals (exit 64-67, before socat)
-    // and invocations the agent never started. Anything else may have run, in part.
+    // Known not to have reached the socket: the document's own refusals before socat (exit 64-67,
+    // 71, and 75 when another command held the socket's lock) and invocations the agent never
+    // started. Anything else may have run, in part.
     const details = out.StatusDetails ?? '';
-    const notRun = (out.Status === 'Failed' && [64, 65, 66, 67].includes(out.ResponseCode ?? -1)) || details === 'Undeliverable' || details === 'DeliveryTimedOut';
+    const notRun = (out.Status === 'Failed' && [64, 65, 66, 67, 71, 75].includes(out.ResponseCode ?? -1)) || details === 'Undeliverable' || details === 'DeliveryTimedOut';
     const mayHaveRun = !notRun;
     return {
       ok: false,

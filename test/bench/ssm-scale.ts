@@ -14,7 +14,7 @@
  * Usage: npm run bench:ssm -- [--before <commit>] [--scenarios 1x3,5x3,20x3,1x50,5x50,20x50] [--only before|after] [--out <file.md>]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -56,6 +56,10 @@ interface CodeUnderTest {
 
 interface Figures {
   readonly wallMs: number;
+  /** CPU of this process (the weighter, the emulated SSM and S3 APIs, the SDK clients). */
+  readonly selfCpuS: number;
+  /** CPU of the documents run for the emulated instances (bash, socat, awk, gzip...): on AWS, each instance's own. */
+  readonly instanceCpuS: number;
   readonly outcome: string;
   readonly serversChanged: number;
   readonly observeSends: number;
@@ -65,6 +69,12 @@ interface Figures {
   readonly s3Gets: number;
   readonly throttled: number;
   readonly problems: readonly string[];
+}
+
+/** CPU seconds of this process's finished children (cutime + cstime of /proc/self/stat, 100 ticks a second). */
+function childrenCpuS(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / 100;
 }
 
 /** The BEFORE tree: `git archive` of the commit into a temp dir, sharing this tree's node_modules. */
@@ -96,7 +106,9 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
   try {
     const load = async <T>(path: string): Promise<T> => (await import(pathToFileURL(join(code.root, path)).href)) as T;
     const { parseConfig } = await load<{ parseConfig: (input: unknown) => { relay: unknown } }>('functions/core/config.ts');
-    const { runCycle } = await load<{ runCycle: (deps: unknown, options: unknown) => Promise<{ outcome: string; serversChanged: number; problems: readonly string[] }> }>('functions/core/cycle.ts');
+    const { runCycle } = await load<{
+      runCycle: (deps: unknown, options: unknown) => Promise<{ outcome: string; serversChanged: number; problems: readonly unknown[]; loadBalancers: readonly { error?: string | null }[] }>;
+    }>('functions/core/cycle.ts');
     const { createSsmRelayFor } = await load<{ createSsmRelayFor: (settings: unknown, ids: readonly string[], options: unknown) => RuntimeRelay }>('functions/adapters/ssm-relay.ts');
     const config = parseConfig({
       graphite: { url: 'http://127.0.0.1:9/' },
@@ -107,15 +119,22 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
     const relay = createSsmRelayFor(config.relay, fleet.instanceIds, { api: fleet.api, ...(code.useOutputBucket && fleet.output !== undefined ? { output: fleet.output } : {}) });
     const before = fleet.endpoint.calls.length;
     const s3Before = fleet.s3?.requests.length ?? 0;
+    const cpuBefore = process.cpuUsage();
+    const childrenBefore = childrenCpuS();
     const started = performance.now();
-    const report = await runCycle({ config, metrics: metricsSource(), relay, now: Date.now }, { mode: 'apply' });
+    const report = await runCycle({ config, metrics: metricsSource(), relay, now: Date.now, version: 'bench' }, { mode: 'apply' });
     const wallMs = performance.now() - started;
+    const cpu = process.cpuUsage(cpuBefore);
+    const selfCpuS = (cpu.user + cpu.system) / 1e6;
+    const instanceCpuS = childrenCpuS() - childrenBefore;
     const calls = fleet.endpoint.calls.slice(before);
     const sends = calls.filter((c) => c.operation === 'SendCommand' && c.status === 200);
     // Observation is the commands that hold `show stat`; the state reads that lead writes belong to the writes.
     const isWrite = (body: unknown): boolean => !JSON.stringify(body).includes('show stat ');
     return {
       wallMs,
+      selfCpuS,
+      instanceCpuS,
       outcome: report.outcome,
       serversChanged: report.serversChanged,
       observeSends: sends.filter((c) => !isWrite(c.body)).length,
@@ -124,7 +143,7 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
       otherSsm: calls.filter((c) => c.operation !== 'GetCommandInvocation' && !(c.operation === 'SendCommand' && c.status === 200)).length,
       s3Gets: (fleet.s3?.requests.slice(s3Before) ?? []).filter((r) => r.method === 'GET').length,
       throttled: calls.filter((c) => c.error === 'ThrottlingException').length,
-      problems: report.problems,
+      problems: [...report.problems.map((p) => (typeof p === 'string' ? p : JSON.stringify(p))), ...new Set(report.loadBalancers.flatMap((l) => (typeof l.error === 'string' ? [l.error.replace(/i-[0-9a-f]+/g, 'i-…').replace(/[0-9a-f-]{36}/g, '<id>')] : [])))],
     };
   } finally {
     await fleet.stop();
@@ -140,15 +159,16 @@ if (values.only !== 'after') {
 if (values.only !== 'before') codes.push({ label: 'after', root: resolve(ROOT), useOutputBucket: true });
 
 const rows: string[] = [];
-const header = '| backends × 500 servers | load balancers | code | cycle wall time (s) | SendCommand observe | SendCommand write | GetCommandInvocation | other SSM calls | S3 GetObject | throttled | outcome | servers changed |';
-rows.push(header, `|${'---|'.repeat(12)}`);
+const header =
+  '| backends × 500 servers | load balancers | code | cycle wall time (s) | SendCommand observe | SendCommand write | GetCommandInvocation | other SSM calls | S3 GetObject | throttled | outcome | servers changed | weighter + emulated APIs CPU (s) | instance documents CPU (s) |';
+rows.push(header, `|${'---|'.repeat(14)}`);
 const walls = new Map<string, number>();
 try {
   for (const scenario of scenarios) {
     for (const code of codes) {
       const f = await runOne(code, scenario);
       walls.set(`${scenario.backends}x${scenario.loadBalancers}/${code.label}`, f.wallMs);
-      const row = `| ${scenario.backends} | ${scenario.loadBalancers} | ${code.label} | ${(f.wallMs / 1000).toFixed(1)} | ${f.observeSends} | ${f.writeSends} | ${f.polls} | ${f.otherSsm} | ${f.s3Gets} | ${f.throttled} | ${f.outcome} | ${f.serversChanged} |`;
+      const row = `| ${scenario.backends} | ${scenario.loadBalancers} | ${code.label} | ${(f.wallMs / 1000).toFixed(1)} | ${f.observeSends} | ${f.writeSends} | ${f.polls} | ${f.otherSsm} | ${f.s3Gets} | ${f.throttled} | ${f.outcome} | ${f.serversChanged} | ${f.selfCpuS.toFixed(1)} | ${f.instanceCpuS.toFixed(1)} |`;
       rows.push(row);
       console.log(row);
       if (f.problems.length > 0) console.log(`    problems: ${f.problems.slice(0, 3).join(' | ').slice(0, 400)}`);

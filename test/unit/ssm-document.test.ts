@@ -128,13 +128,13 @@ describe('the SSM Command document', () => {
   });
 
   it('addresses the socket with UNIX-CONNECT, never as a bare path', () => {
-    expect(script).toContain('socat -t5 -T30 stdio "UNIX-CONNECT:$SSM_SocketPath"');
+    expect(script).toContain('socat -t5 -T30 stdio "UNIX-CONNECT:$SSM_SocketPath,shut-none"');
     expect(script).toMatch(/^set -euo pipefail$/m);
   });
 
   it('holds the lock next to the socket for exactly the socat exchange, giving up after 10 s with its own exit code', () => {
     expect(script).toContain('lock="$SSM_SocketPath.haproxy-weighter.lock"');
-    expect(script).toContain('flock -E 75 -w 10 "$lock" socat -t5 -T30 stdio "UNIX-CONNECT:$SSM_SocketPath"');
+    expect(script).toContain('flock -E 75 -w 10 "$lock" socat -t5 -T30 stdio "UNIX-CONNECT:$SSM_SocketPath,shut-none"');
   });
 
   it.each(HOSTILE_COMMANDS)('rejects %s in its allowedPattern', (_label, value) => {
