@@ -340,6 +340,8 @@ interface Task {
   readonly parts: number;
   readonly commands: readonly string[];
   readonly instanceIds: readonly string[];
+  /** Sent to the tag the load balancers were found by, rather than to their ids (more than 50 of them). */
+  readonly byTag?: { readonly key: string; readonly value: string };
 }
 
 export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: readonly string[], options: SsmRelayOptions): RuntimeRelay {
@@ -462,7 +464,7 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
     try {
       const sent = await api.sendCommand({
         DocumentName: settings.documentName,
-        InstanceIds: [...instanceIds],
+        ...(task.byTag === undefined ? { InstanceIds: [...instanceIds] } : { Targets: [{ Key: `tag:${task.byTag.key}`, Values: [task.byTag.value] }] }),
         Parameters: { Commands: [task.commands.join('; ')], SocketPath: [settings.socketPath] },
         TimeoutSeconds: settings.commandTimeoutSeconds,
         // One failing load balancer must never stop the command on the others.
@@ -538,6 +540,13 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
       entries.forEach((g, group) => {
         const parts = partsOf[group] ?? [];
         parts.forEach((commands, part) => {
+          // A read for every load balancer found by tag goes to the tag: one command for any number
+          // of them. Never a write: an instance offline now would run it when it comes back.
+          const everyOne = g.instanceIds.length > MAX_INSTANCE_IDS_PER_COMMAND && g.instanceIds.length === known.size && commands.every(isRead);
+          if (everyOne && 'tag' in settings.targets) {
+            tasks.push({ group, part, parts: parts.length, commands, instanceIds: g.instanceIds, byTag: settings.targets.tag });
+            return;
+          }
           for (let i = 0; i < g.instanceIds.length; i += MAX_INSTANCE_IDS_PER_COMMAND) {
             tasks.push({ group, part, parts: parts.length, commands, instanceIds: g.instanceIds.slice(i, i + MAX_INSTANCE_IDS_PER_COMMAND) });
           }

@@ -138,6 +138,21 @@ describe('SSM relay through the local SSM endpoint and three real HAProxy proces
     expect(fleet.endpoint.calls.length).toBe(before);
   });
 
+  it('observes 60 load balancers found by tag with one SendCommand to the tag', async () => {
+    const many = await startSsmFleet(60, [BACKEND], { haproxies: 3 });
+    try {
+      const relay = await createSsmRelay({ ...many.settings, targets: { tag: TAG } }, { api: many.api });
+      const results = await relay.run(relay.loadBalancers.map((loadBalancer) => ({ loadBalancer, commands: ['show stat be_ingest 6 -1', 'show servers state be_ingest'] })));
+
+      const sends = many.endpoint.calls.filter((c) => c.operation === 'SendCommand');
+      expect(sends.map((c) => (c.body as { Targets?: unknown }).Targets)).toEqual([[{ Key: `tag:${TAG.key}`, Values: [TAG.value] }]]);
+      expect(results.map((r) => r.ok)).toEqual(Array.from({ length: 60 }, () => true));
+      expect(new Set(many.endpoint.invocations().map((i) => i.instanceId)).size).toBe(60);
+    } finally {
+      await many.stop();
+    }
+  });
+
   it('finds the load balancers by tag', async () => {
     const relay = await createSsmRelay({ ...fleet.settings, targets: { tag: TAG } }, { api: fleet.api });
     expect([...relay.loadBalancers].sort()).toEqual([...fleet.instanceIds].sort());

@@ -186,6 +186,23 @@ describe('SSM relay', () => {
     expect(results.every((r) => r.ok)).toBe(true);
   });
 
+  it('sends a read for more than 50 load balancers found by tag to the tag, in one command, and a write to their ids', async () => {
+    const fake = fakeApi(() => SUCCESS);
+    const lbs = ids(120);
+    const tagged = { ...settings(lbs), targets: { tag: { key: 'haproxy-weighter', value: 'prod' } } };
+    const relay = createSsmRelayFor(tagged, lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const reads = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['show servers state be'] })));
+    expect(fake.sent.map((s) => [s.Targets, s.InstanceIds])).toEqual([[[{ Key: 'tag:haproxy-weighter', Values: ['prod'] }], undefined]]);
+    expect(reads.every((r) => r.ok)).toBe(true);
+
+    await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['set server be/s1 weight 5'] })));
+    expect(fake.sent.slice(1).map((s) => [s.Targets, s.InstanceIds?.length])).toEqual([
+      [undefined, 50],
+      [undefined, 50],
+      [undefined, 20],
+    ]);
+  });
+
   it('gives up on an invocation that never finishes, naming the instance and its last status', async () => {
     const fake = fakeApi(() => ['not-found', { Status: 'InProgress', StatusDetails: 'InProgress' }]);
     const lbs = ids(1);
