@@ -195,9 +195,9 @@ export function createHandler(options: HandlerOptions = {}) {
 
   return middy<unknown, CycleReport, Error, Context>({
     timeoutEarlyInMillis: EARLY_TIMEOUT_MS,
+    // Thrown into the middlewares' onError: failureLog writes it to the log.
     timeoutEarlyResponse: () => {
       const message = `the cycle had not returned ${EARLY_TIMEOUT_MS} ms before the Lambda time limit: no report (its own budget ended ${reserveMs} ms before the limit)`;
-      logger.error('cycle timed out', { error: message });
       throw Object.assign(new Error(message), { name: 'TimeoutError' });
     },
   })

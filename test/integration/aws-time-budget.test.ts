@@ -7,6 +7,7 @@
  * slow write would, so when the budget runs out does not depend on how fast this machine is (a
  * real command here may take up to ten seconds without changing the outcome).
  */
+import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Context } from 'aws-lambda';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
@@ -96,5 +97,44 @@ describe('a cycle whose time budget runs out while it writes', () => {
     // No write command went to the load balancers the report says were not written.
     const writes = fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand' && c.status === 200 && commandsOf(c.body as Record<string, unknown>).includes('set server '));
     expect(writes.flatMap((c) => (c.body as { InstanceIds?: string[] }).InstanceIds ?? [])).toEqual(written);
+  });
+});
+
+describe('a cycle that has not returned when Lambda is about to stop it', () => {
+  let fleet: SsmFleet;
+  let blackHole: Server;
+  const held: Socket[] = [];
+  let url = '';
+
+  beforeAll(async () => {
+    fleet = await startSsmFleet(1, [BACKEND]);
+    // A Graphite that accepts the connection and never answers: the cycle waits on it.
+    blackHole = createServer((socket) => {
+      held.push(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => blackHole.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    const address = blackHole.address();
+    if (address === null || typeof address !== 'object') throw new Error('no port');
+    url = `http://127.0.0.1:${address.port}/`;
+  });
+  afterAll(async () => {
+    for (const s of held) s.destroy();
+    await new Promise<void>((resolve) => blackHole.close(() => resolve()));
+    await fleet?.stop();
+  });
+
+  it('fails with a clear error in the log from middy’s early timeout instead of being killed without a word', async () => {
+    const handler = testHandler(fleet, ssmTestConfig(fleet, { url, timeoutMs: 30_000 }, 'x.*'));
+    // 1.2 s left: the budget is already spent, and middy answers 1 s before the limit.
+    const context: Context = { ...LAMBDA_CONTEXT, getRemainingTimeInMillis: () => 1_200 };
+    const { result, error, output } = await capture(() => handler(SCHEDULED_EVENT, context));
+
+    expect(result).toBeUndefined();
+    expect(error).toMatchObject({ name: 'TimeoutError', message: 'the cycle had not returned 1000 ms before the Lambda time limit: no report (its own budget ended 10000 ms before the limit)' });
+    expect(output).toContain('cycle failed');
+    expect(output).toContain('the cycle had not returned 1000 ms before the Lambda time limit');
+    // Nothing was sent: the budget had run out before the first command.
+    expect(fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand')).toEqual([]);
   });
 });
