@@ -100,6 +100,10 @@ export async function startS3Endpoint(options: { readonly buckets: readonly stri
       requests.push({ method: String(req.method), bucket: decodeURIComponent(parts[1] ?? ''), key: decodeURIComponent(parts.slice(2).join('/')), status, accessKeyId: accessKeyOf(req) });
     });
   });
+  // AWS endpoints keep idle connections far longer than Node's 5 s default; a shorter server
+  // timeout makes the SDK reuse sockets the server has just closed ("socket hang up").
+  server.keepAliveTimeout = 60_000;
+  server.headersTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: '127.0.0.1', port: 0 }, () => resolve());

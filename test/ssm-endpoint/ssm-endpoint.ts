@@ -707,6 +707,10 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       else setTimeout(() => handle(req, res, Buffer.concat(chunks).toString('utf8')), wait);
     });
   });
+  // AWS endpoints keep idle connections far longer than Node's 5 s default; a shorter server
+  // timeout makes the SDK reuse sockets the server has just closed ("socket hang up").
+  server.keepAliveTimeout = 60_000;
+  server.headersTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: '127.0.0.1', port: 0 }, () => resolve());
