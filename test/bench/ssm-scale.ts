@@ -69,6 +69,7 @@ interface Figures {
   readonly s3Gets: number;
   readonly throttled: number;
   readonly problems: readonly string[];
+  readonly phases: readonly string[];
 }
 
 /** CPU seconds of this process's finished children (cutime + cstime of /proc/self/stat, 100 ticks a second). */
@@ -116,7 +117,20 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
       relay: { type: 'ssm', documentName: fleet.settings.documentName, socketPath: fleet.settings.socketPath, targets: { instanceIds: [...fleet.instanceIds] } },
       backends: backends.map((b) => ({ name: b.name, target: `${b.name}.*.load`, weighting: { function: 'limited-proportions' } })),
     });
-    const relay = createSsmRelayFor(config.relay, fleet.instanceIds, { api: fleet.api, ...(code.useOutputBucket && fleet.output !== undefined ? { output: fleet.output } : {}) });
+    const inner = createSsmRelayFor(config.relay, fleet.instanceIds, { api: fleet.api, ...(code.useOutputBucket && fleet.output !== undefined ? { output: fleet.output } : {}) });
+    // Timed per call (observe, write, read-back...), to see where a cycle spends its time.
+    const phases: string[] = [];
+    const relay: RuntimeRelay = {
+      ...inner,
+      loadBalancers: inner.loadBalancers,
+      run: async (requests, options) => {
+        const t = performance.now();
+        const out = await inner.run(requests, options);
+        const kind = requests.some((r) => r.commands.some((c) => c.startsWith('show stat '))) ? 'observe' : 'write';
+        phases.push(`${kind} ${((performance.now() - t) / 1000).toFixed(1)} s`);
+        return out;
+      },
+    };
     const before = fleet.endpoint.calls.length;
     const s3Before = fleet.s3?.requests.length ?? 0;
     const cpuBefore = process.cpuUsage();
@@ -143,6 +157,7 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
       otherSsm: calls.filter((c) => c.operation !== 'GetCommandInvocation' && !(c.operation === 'SendCommand' && c.status === 200)).length,
       s3Gets: (fleet.s3?.requests.slice(s3Before) ?? []).filter((r) => r.method === 'GET').length,
       throttled: calls.filter((c) => c.error === 'ThrottlingException').length,
+      phases,
       problems: [...report.problems.map((p) => (typeof p === 'string' ? p : JSON.stringify(p))), ...new Set(report.loadBalancers.flatMap((l) => (typeof l.error === 'string' ? [l.error.replace(/i-[0-9a-f]+/g, 'i-…').replace(/[0-9a-f-]{36}/g, '<id>')] : [])))],
     };
   } finally {
@@ -163,6 +178,8 @@ const header =
   '| backends × 500 servers | load balancers | code | cycle wall time (s) | SendCommand observe | SendCommand write | GetCommandInvocation | other SSM calls | S3 GetObject | throttled | outcome | servers changed | weighter + emulated APIs CPU (s) | instance documents CPU (s) |';
 rows.push(header, `|${'---|'.repeat(14)}`);
 const walls = new Map<string, number>();
+/** Per run: the time of each relay call (observe, write, read-back) and what went wrong, if anything. */
+const notes: string[] = [];
 try {
   for (const scenario of scenarios) {
     for (const code of codes) {
@@ -171,7 +188,9 @@ try {
       const row = `| ${scenario.backends} | ${scenario.loadBalancers} | ${code.label} | ${(f.wallMs / 1000).toFixed(1)} | ${f.observeSends} | ${f.writeSends} | ${f.polls} | ${f.otherSsm} | ${f.s3Gets} | ${f.throttled} | ${f.outcome} | ${f.serversChanged} | ${f.selfCpuS.toFixed(1)} | ${f.instanceCpuS.toFixed(1)} |`;
       rows.push(row);
       console.log(row);
+      console.log(`    phases: ${f.phases.join(', ')}`);
       if (f.problems.length > 0) console.log(`    problems: ${f.problems.slice(0, 3).join(' | ').slice(0, 400)}`);
+      notes.push(`- ${scenario.backends}x${scenario.loadBalancers} ${code.label}: ${f.phases.join(', ')}${f.problems.length > 0 ? `; ${f.problems.slice(0, 2).join(' | ').slice(0, 300)}` : ''}`);
     }
   }
 } finally {
@@ -187,6 +206,10 @@ const text = [
   ...rows,
   '',
   ...(ratios.length > 0 ? ['| backends | load balancers | before / after wall time |', '|---|---|---|', ...ratios, ''] : []),
+  'Time per relay call (a write after an unknown outcome is followed by a read-back, which shows as another observe):',
+  '',
+  ...notes,
+  '',
 ].join('\n');
 console.log(`\n${text}`);
 if (values.out !== undefined) writeFileSync(values.out, `${text}\n`);

@@ -6,9 +6,12 @@
  * With `s3`, a local S3 endpoint holds the stack's output bucket and the agent writes there.
  */
 import { S3Client } from '@aws-sdk/client-s3';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createSsmClient, s3ApiFromClient, ssmApiFromClient, type SsmApi, type SsmOutputBucket, type SsmRelaySettings } from '../../functions/adapters/ssm-relay.js';
 import { startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
+import { makeTempDir, removeTempDir } from '../harness/processes.js';
 import { startS3Endpoint, type S3Endpoint } from './s3-endpoint.js';
 import { startSsmEndpoint, type SsmEndpoint, type SsmEndpointOptions, type StoredParameter } from './ssm-endpoint.js';
 
@@ -64,6 +67,16 @@ export async function startSsmFleet(count: number, backends: readonly BackendSpe
     if (h === undefined) throw new Error('no HAProxy started');
     return h;
   };
+  // Instances that share a HAProxy process still each see their own socket path (a symbolic link
+  // to the shared socket), so that each has its own lock file next to it, as on real instances.
+  const links = haproxies.length < count ? makeTempDir('hw-fleet-links') : undefined;
+  const socketOf = (i: number): string => {
+    if (links === undefined) return processOf(i).adminSocket;
+    const dir = join(links, instanceIds[i] ?? String(i));
+    mkdirSync(dir);
+    symlinkSync(processOf(i).adminSocket, join(dir, 'admin.sock'));
+    return join(dir, 'admin.sock');
+  };
   let endpoint: SsmEndpoint;
   let s3: S3Endpoint | undefined;
   try {
@@ -71,7 +84,7 @@ export async function startSsmFleet(count: number, backends: readonly BackendSpe
     endpoint = await startSsmEndpoint({
       documentPath: extra.documentPath ?? DOCUMENT_PATH,
       documentName: DOCUMENT_NAME,
-      instances: instanceIds.map((id, i) => ({ id, tags: { [TAG.key]: TAG.value }, paths: { [SOCKET_PATH]: processOf(i).adminSocket } })),
+      instances: instanceIds.map((id, i) => ({ id, tags: { [TAG.key]: TAG.value }, paths: { [SOCKET_PATH]: socketOf(i) } })),
       ...(extra.notFoundPolls === undefined ? {} : { notFoundPolls: extra.notFoundPolls }),
       ...(extra.pendingPolls === undefined ? {} : { pendingPolls: extra.pendingPolls }),
       ...(extra.latency === undefined ? {} : { latency: extra.latency }),
@@ -81,6 +94,7 @@ export async function startSsmFleet(count: number, backends: readonly BackendSpe
     });
   } catch (error) {
     await Promise.allSettled([stopAll(haproxies), s3?.close()]);
+    if (links !== undefined) removeTempDir(links);
     throw error;
   }
   const client = createSsmClient({ endpoint: endpoint.url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: extra.maxAttempts ?? 4 });
@@ -109,6 +123,7 @@ export async function startSsmFleet(count: number, backends: readonly BackendSpe
       client.destroy();
       s3Client?.destroy();
       await Promise.allSettled([endpoint.close(), stopAll(haproxies), s3?.close()]);
+      if (links !== undefined) removeTempDir(links);
     },
   };
 }
