@@ -33,7 +33,8 @@ describe('the local SSM endpoint’s limits', () => {
   const send = (commands: string) => fleet.api.sendCommand({ DocumentName: DOCUMENT_NAME, InstanceIds: [...fleet.instanceIds], Parameters: { Commands: [commands] }, TimeoutSeconds: 60 });
 
   it('refuses a command whose document and parameters pass 64 KB with MaxDocumentSizeExceeded, running nothing', async () => {
-    const commands = commandsOf(MAX_DOCUMENT_BYTES - documentBytes);
+    // One command more than fits, whatever the document's own size.
+    const commands = commandsOf(MAX_DOCUMENT_BYTES - documentBytes + 60);
     const socketPath = '/run/haproxy/admin.sock';
     expect(commandBytes(documentBytes, { Commands: commands, SocketPath: socketPath })).toBeGreaterThan(MAX_DOCUMENT_BYTES);
     const before = fleet.endpoint.invocations().length;
