@@ -15,7 +15,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -203,6 +203,10 @@ const ratios = scenarios.flatMap((s) => {
   return b === undefined || a === undefined ? [] : [`| ${s.backends} | ${s.loadBalancers} | ${(b / a).toFixed(1)}× |`];
 });
 const text = [
+  `# bench:ssm — ${new Date().toISOString().slice(0, 10)}`,
+  '',
+  `\`npm run bench:ssm\` (${process.argv.slice(2).join(' ') || 'defaults'}): one apply cycle in which every weight changes, through the local SSM endpoint with realistic latency (API calls 10-40 ms, a command 1-3 s, seed 42), real HAProxy 2.6 (50 instances share 3 processes; the document runs once per instance), Graphite replaced by fixed loads. BEFORE = git ${values.before ?? DEFAULT_BEFORE}, AFTER = this tree with the S3 output bucket. Measured on ${cpus().length} cores shared with other work (load average ${loadavg()[0]?.toFixed(1) ?? '?'} at the end).`,
+  '',
   ...rows,
   '',
   ...(ratios.length > 0 ? ['| backends | load balancers | before / after wall time |', '|---|---|---|', ...ratios, ''] : []),
