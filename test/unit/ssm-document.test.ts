@@ -305,7 +305,7 @@ describe('the document’s reply, cut to the columns the weighter reads', () => 
     expect(raw).toContain('"Connection refused at step 2 of tcp-check (connect) comment: \'hello, world\'"');
     const compact = await relayThrough('show stat be_a 6 -1; show servers state be_a; get weight be_a/s2', raw);
 
-    expect(compact.split('\n').slice(0, 4)).toEqual(['# pxname,svname,type,status,scur,uweight,algo', 'be_a,s1,2,DOWN,0,10,', 'be_a,s2,2,no check,0,20,', 'be_a,BACKEND,1,UP,0,20,leastconn']);
+    expect(compact.split('\n').slice(0, 4)).toEqual(['# pxname,svname,type,status,scur,stot,uweight,algo', 'be_a,s1,2,DOWN,0,0,10,', 'be_a,s2,2,no check,0,0,20,', 'be_a,BACKEND,1,UP,0,0,20,leastconn']);
     expect(compact.endsWith('\n20 (initial 20)\n\n')).toBe(true);
   });
 
