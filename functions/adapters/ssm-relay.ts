@@ -30,7 +30,8 @@ import type { RelayRequest, RelayResult, RelayRunOptions, RuntimeRelay } from '.
  *
  * With an output bucket, the agent writes each instance's output to S3 (no size limit) and the
  * relay reads it from there when GetCommandInvocation's copy is cut: then the observation of every
- * backend is one command for up to 50 load balancers, whatever the number of servers. Without
+ * backend is one command for up to 50 load balancers (for more found by tag, one command to the
+ * tag), whatever the number of servers. Without
  * one, observation is cut into one command per backend, each within the output limit (the
  * document sends only the columns the weighter reads, so a 1,000-server backend fits).
  *
