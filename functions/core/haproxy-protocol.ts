@@ -7,6 +7,7 @@ import {
   SAFE_NAME_RULE,
   SAFE_SERVER_NAME,
   SERVER_NAME_SOURCE,
+  SHOW_CLI_LEVEL,
   WEIGHT_SOURCE,
   commandForms,
   unaddressableServerName,
@@ -24,12 +25,13 @@ export { MAX_WEIGHT, MIN_SET_WEIGHT } from './runtime-grammar.js';
  * HaproxyError: a reply we do not fully understand is never turned into a weight.
  */
 
-/** The four command forms we may send; anything else is refused before it reaches a socket. */
+/** The five command forms we may send; anything else is refused before it reaches a socket. */
 export type RuntimeCommand =
   | { readonly kind: 'set-weight'; readonly backend: string; readonly server: string; readonly weight: number }
   | { readonly kind: 'get-weight'; readonly backend: string; readonly server: string }
   | { readonly kind: 'show-stat'; readonly backend: string }
-  | { readonly kind: 'show-servers-state'; readonly backend: string };
+  | { readonly kind: 'show-servers-state'; readonly backend: string }
+  | { readonly kind: 'show-cli-level' };
 
 // The grammar's forms with capturing groups: backend, server, weight.
 const CAPTURING = commandForms(`(${BACKEND_NAME_SOURCE})`, `(${SERVER_NAME_SOURCE})`, `(${WEIGHT_SOURCE})`);
@@ -100,11 +102,38 @@ export function observeCommands(backend: string): string[] {
   return [forms.showStat, forms.showServersState];
 }
 
+/** `show cli level`: the level of the session, read without changing anything (see SHOW_CLI_LEVEL). */
+export function showCliLevelCommand(): string {
+  return SHOW_CLI_LEVEL;
+}
+
+/** The levels of a runtime API session, lowest first; `set server ... weight` needs `admin`. */
+export const CLI_LEVELS = ['user', 'operator', 'admin'] as const;
+export type CliLevel = (typeof CLI_LEVELS)[number];
+
+/**
+ * Reads the reply block of `show cli level`. Returns the level, or throws a classified
+ * HaproxyError: an HAProxy older than 2.0 does not know the command and answers with its help
+ * ("Unknown command"), which is an unexpected reply here, never a level.
+ */
+export function parseCliLevel(block: string, context: ErrorContext = {}): CliLevel {
+  const level = CLI_LEVELS.find((l) => block === `${l}\n`);
+  if (level !== undefined) return level;
+  throw (
+    classifyReplyError(block, context) ??
+    new HaproxyError('unexpected-reply', `${messageFor('unexpected-reply', context)}: show cli level did not print admin, operator or user (HAProxy older than 2.0?)`, {
+      ...context,
+      reply: String(block),
+    })
+  );
+}
+
 /** Parses one command against the whitelist; throws UnsafeInputError for anything else. */
 export function parseCommand(command: string): RuntimeCommand {
+  if (command === SHOW_CLI_LEVEL) return { kind: 'show-cli-level' };
   if (typeof command === 'string') {
     // The forms leave name lengths to SAFE_NAME and SAFE_SERVER_NAME (see BACKEND_NAME_SOURCE).
-    const named = <T extends RuntimeCommand>(parsed: T): T | null =>
+    const named = <T extends Exclude<RuntimeCommand, { kind: 'show-cli-level' }>>(parsed: T): T | null =>
       SAFE_NAME.test(parsed.backend) && (!('server' in parsed) || SAFE_SERVER_NAME.test(parsed.server)) ? parsed : null;
     const set = SET_WEIGHT.exec(command);
     const get = GET_WEIGHT.exec(command);

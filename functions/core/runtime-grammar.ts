@@ -1,6 +1,6 @@
 /**
  * What may ever reach an HAProxy runtime API, defined once: names, weights, admin socket paths and
- * the four command forms. The configuration schema, the command builders and parser
+ * the five command forms. The configuration schema, the command builders and parser
  * (haproxy-protocol.ts), the SSM relay's check and the SSM document's `allowedPattern` (a unit test
  * keeps infra/ssm-document.yaml equal to it) are all built from these sources, so the socket path
  * and the SSM path can never disagree about what may be sent.
@@ -75,7 +75,15 @@ export const SOCKET_PATH_SOURCE = '^/[A-Za-z0-9_./-]{1,200}$';
 export const SOCKET_PATH = new RegExp(SOCKET_PATH_SOURCE);
 
 /**
- * The four command forms, written once: filled with names and a weight they are commands (the
+ * `show cli level` prints the level of the session (`admin`, `operator` or `user`) and changes
+ * nothing: how `doctor` proves a socket may set weights without setting one. Measured on HAProxy
+ * 2.6.12 with one socket of each level; `set server` needs `admin`. It takes no argument, so it
+ * is one fixed text in every pattern.
+ */
+export const SHOW_CLI_LEVEL = 'show cli level';
+
+/**
+ * The five command forms, written once: filled with names and a weight they are commands (the
  * builders in haproxy-protocol.ts), filled with the name and weight sources they are the patterns
  * (plain for the SSM document, with capturing groups for the parser).
  */
@@ -83,20 +91,21 @@ export function commandForms(
   backend: string,
   server: string,
   weight: string,
-): { readonly showStat: string; readonly showServersState: string; readonly getWeight: string; readonly setWeight: string } {
+): { readonly showStat: string; readonly showServersState: string; readonly getWeight: string; readonly setWeight: string; readonly showCliLevel: string } {
   return {
     // Type mask 6 = backend row (2) + server rows (4); -1 = every service id.
     showStat: `show stat ${backend} 6 -1`,
     showServersState: `show servers state ${backend}`,
     getWeight: `get weight ${backend}/${server}`,
     setWeight: `set server ${backend}/${server} weight ${weight}`,
+    showCliLevel: SHOW_CLI_LEVEL,
   };
 }
 
 const FORMS = commandForms(BACKEND_NAME_SOURCE, SERVER_NAME_SOURCE, WEIGHT_SOURCE);
 
-/** One command of the four forms. */
-export const COMMAND_SOURCE = `(${[FORMS.showStat, FORMS.showServersState, FORMS.getWeight, FORMS.setWeight].join('|')})`;
+/** One command of the five forms. */
+export const COMMAND_SOURCE = `(${[FORMS.showStat, FORMS.showServersState, FORMS.getWeight, FORMS.setWeight, FORMS.showCliLevel].join('|')})`;
 
 /** The SSM document's `Commands` parameter: one or more commands joined by `; `. */
 export const COMMANDS_PATTERN_SOURCE = `^${COMMAND_SOURCE}(; ${COMMAND_SOURCE})*$`;

@@ -190,6 +190,10 @@ record glued-errors-middle "$admin" "set server rr/rr-a weight x; get weight rr/
 record_interactive glued-errors-middle "$admin" "set server rr/rr-a weight x; get weight rr/rr-a; set server rr/rr-a weight 5x; get weight rr/rr-a"
 record glued-error-end "$admin" "get weight rr/rr-a; set server rr/rr-a weight 9x"
 record_interactive glued-error-end "$admin" "get weight rr/rr-a; set server rr/rr-a weight 9x"
+# The doctor's probe: the session's level, read without changing anything (admin vs operator).
+record cli-level-admin "$admin" "show cli level; get weight rr/rr-a"
+record_interactive cli-level-admin "$admin" "show cli level; get weight rr/rr-a"
+record cli-level-operator "$operator" "show cli level; get weight rr/rr-a"
 
 haproxy -v | head -1 >"$out/haproxy-version.txt"
 sed "s#$work#/tmp/FIXTURE-DIR#g" "$work/haproxy.cfg" >"$out/haproxy.cfg.txt"

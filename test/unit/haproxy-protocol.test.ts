@@ -10,6 +10,7 @@ import {
   getWeightCommand,
   isStaticAlgorithm,
   observeCommands,
+  parseCliLevel,
   parseCommand,
   parseGetWeight,
   parseObservedBackend,
@@ -607,6 +608,36 @@ describe('parseObservedBackend and server names HAProxy accepts but we do not ad
   it('refuses a server row without a name', () => {
     const error = haproxyError(() => observeEdited((stat, state) => [setStatColumn(stat, 'ing-b', 'svname', ''), state]));
     expect(error.message).toContain('a server row has no name');
+  });
+});
+
+describe('parseCliLevel', () => {
+  it.each([
+    ['cli-level-admin', 'admin'],
+    ['cli-level-operator', 'operator'],
+  ])('reads the level HAProxy printed on the socket of %s', (name, level) => {
+    const { commands, reply } = fixture(name);
+    expect(commands[0]).toBe('show cli level');
+    expect(parseCliLevel(splitReplies(commands, reply)[0] ?? '')).toBe(level);
+  });
+
+  it('reads the same level from the interactive session', () => {
+    const { commands, reply } = interactiveFixture('cli-level-admin');
+    expect(parseCliLevel(splitReplies(commands, plainReplyFromInteractive(reply))[0] ?? '')).toBe('admin');
+  });
+
+  it.each([
+    ['an HAProxy that does not know the command', 'Unknown command, but maybe one of the following ones is a better match:\n  show cli sockets\n'],
+    ['a level HAProxy has not', 'root\n'],
+    ['a level without its newline', 'admin'],
+    ['two lines', 'admin\nadmin\n'],
+  ])('refuses %s as an unexpected reply', (_what, block) => {
+    expect(() => parseCliLevel(block, { loadBalancer: 'lb1' })).toThrow(HaproxyError);
+    expect(() => parseCliLevel(block, { loadBalancer: 'lb1' })).toThrow(/show cli level did not print admin, operator or user/);
+  });
+
+  it('classifies a refusal HAProxy prints as what it is', () => {
+    expect(() => parseCliLevel('Permission denied\n')).toThrow(expect.objectContaining({ kind: 'permission-denied' }));
   });
 });
 

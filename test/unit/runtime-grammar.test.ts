@@ -34,10 +34,16 @@ describe('the runtime grammar', () => {
     ['show servers state be', { kind: 'show-servers-state', backend: 'be' }],
     ['get weight be/s1', { kind: 'get-weight', backend: 'be', server: 's1' }],
     ['set server be/s1 weight 256', { kind: 'set-weight', backend: 'be', server: 's1', weight: 256 }],
+    ['show cli level', { kind: 'show-cli-level' }],
   ])('accepts %j in the SSM pattern and parses it the same way', (command, parsed) => {
     expect(new RegExp(COMMANDS_PATTERN_SOURCE).test(command)).toBe(true);
     expect(isAllowedCommand(command)).toBe(true);
     expect(parseCommand(command)).toEqual(parsed);
+  });
+
+  it.each(['show cli level ', 'show cli', 'show cli level; ', 'show cli levels', 'show cli level admin', 'operator'])('accepts show cli level only as its exact text, not %j', (command) => {
+    expect(isAllowedCommand(command)).toBe(false);
+    expect(() => parseCommand(command)).toThrow(/not one of the commands/);
   });
 
   it('refuses a name with a leading "-", which would address every proxy', () => {

@@ -65,6 +65,8 @@ const HOSTILE_COMMANDS: readonly (readonly [string, string])[] = [
   ['another runtime command', 'shutdown sessions server be/s1'],
   ['show stat of everything', 'show stat -1 6 -1'],
   ['an empty batch', ''],
+  ['show cli level with an argument', 'show cli level admin'],
+  ['a command that lowers the level', 'operator'],
   ['a dangling separator', 'get weight be/s1; '],
   ['a double space', 'get weight  be/s1'],
   ['a backend name that starts with -', 'show servers state -be'],
@@ -88,6 +90,9 @@ const ACCEPTED_COMMANDS: readonly string[] = [
   'set server be_ingest/ingest-1 weight 0',
   'show stat be_a 6 -1; show servers state be_a; show stat be_b 6 -1; show servers state be_b',
   'set server b/s1 weight 37; set server b/s2 weight 199; get weight b/s2',
+  // The doctor's probe of the level, before its observation.
+  'show cli level',
+  'show cli level; show stat be_a 6 -1; show servers state be_a',
   // HAProxy's own names: any of its characters, a server's first one included, up to NAME_MAX_LENGTH.
   `get weight be_ingest/${'s'.repeat(72)}`,
   'set server be_ingest/-canary weight 9',
