@@ -1,11 +1,17 @@
-// Writes docs/report.schema.json, the JSON Schema of the cycle report, from its zod schema in
-// functions/core/report-schema.ts. Run by `npm run schema`; test/unit/report-schema.test.ts fails
-// while the shipped file differs from what this writes.
+// Writes the JSON Schemas shipped in docs/: the cycle report's (docs/report.schema.json) and the
+// doctor report's (docs/doctor.schema.json), from their zod schemas in functions/core/. Run by
+// `npm run schema`; test/unit/report-schema.test.ts and doctor-schema.test.ts fail while a
+// shipped file differs from what this writes.
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { doctorJsonSchemaText } from '../functions/core/doctor-schema.js';
 import { reportJsonSchemaText } from '../functions/core/report-schema.js';
 
-const REPORT_SCHEMA_FILE = fileURLToPath(new URL('../docs/report.schema.json', import.meta.url));
-
-writeFileSync(REPORT_SCHEMA_FILE, reportJsonSchemaText());
-console.log(`wrote ${REPORT_SCHEMA_FILE}`);
+for (const [name, text] of [
+  ['report.schema.json', reportJsonSchemaText()],
+  ['doctor.schema.json', doctorJsonSchemaText()],
+] as const) {
+  const file = fileURLToPath(new URL(`../docs/${name}`, import.meta.url));
+  writeFileSync(file, text);
+  console.log(`wrote ${file}`);
+}

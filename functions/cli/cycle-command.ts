@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createGraphiteSource, type GraphiteSource } from '../adapters/graphite.js';
 import type { RunLock } from '../adapters/run-lock.js';
 import { createSocketRelay } from '../adapters/socket-relay.js';
-import { parseConfigText, type Config } from '../core/config.js';
+import { parseConfigText, type Config, type SocketRelayConfig } from '../core/config.js';
 import { createControlMemory } from '../core/control-memory.js';
 import { createStaticMemory, exitCodeFor, runCycle, type CycleDeps, type CycleReport } from '../core/cycle.js';
 import { displaySafeDeep } from '../core/display.js';
@@ -16,31 +16,34 @@ import type { CliIo, Parsed } from './main.js';
  * Graphite client and the socket relay, one cycle or a cycle every interval, the report.
  */
 
-async function loadConfig(path: string): Promise<Config> {
+/** Reads and validates the configuration file, and refuses the ssm relay: the CLI talks to the sockets. */
+export async function loadConfig(path: string): Promise<Config & { readonly relay: SocketRelayConfig }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (cause) {
     throw new ConfigError(`Cannot read config file ${path}: ${describeError(cause)}`, [], { cause });
   }
-  return await parseConfigText(text, path);
+  const config = await parseConfigText(text, path);
+  const relay = config.relay;
+  if (relay.type !== 'socket') {
+    throw new ConfigError(`relay.type is ${JSON.stringify(relay.type)}: the CLI talks to runtime sockets directly; use relay.type "socket" (the ssm relay is for the Lambda)`);
+  }
+  return { ...config, relay };
 }
 
-function emit(io: CliIo, report: CycleReport, json: boolean): void {
+function emit(io: CliIo, report: CycleReport, cli: Pick<Parsed, 'json' | 'changes'>): void {
   // Every string of the report made visible text first: a name or message can neither split a
   // line of the table nor reorder what the terminal shows, in either form.
   const shown = displaySafeDeep(report);
-  io.stdout(json ? JSON.stringify(shown) : formatReport(shown));
+  io.stdout(cli.json ? JSON.stringify(shown) : formatReport(shown, { changesOnly: cli.changes }));
 }
 
 /** Loads the configuration and runs the command; resolves with the exit code. */
 export async function runCycleCommand(cli: Parsed, io: CliIo): Promise<number> {
-  let config: Config;
+  let config: Config & { readonly relay: SocketRelayConfig };
   try {
     config = await loadConfig(cli.configPath);
-    if (config.relay.type !== 'socket') {
-      throw new ConfigError(`relay.type is ${JSON.stringify(config.relay.type)}: the CLI talks to runtime sockets directly; use relay.type "socket" (the ssm relay is for the Lambda)`);
-    }
   } catch (error) {
     io.stderr(`haproxy-weighter: ${describeError(error)}`);
     return 2;
@@ -83,7 +86,7 @@ async function runCommand(cli: Parsed, deps: CycleDeps, endpoints: readonly stri
     try {
       const report = await runCycle(deps, { ...cycleOptions, knownStatic: staticMemory.current(io.now()), memory: controlMemory });
       staticMemory.remember(report.staticRefusals, io.now());
-      emit(io, report, cli.json);
+      emit(io, report, cli);
       return exitCodeFor(report);
     } finally {
       await lock?.release();

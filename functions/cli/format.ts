@@ -1,7 +1,70 @@
 import type { HaproxyErrorKind } from '../core/errors.js';
-import type { ActionReport, ApplyReport, CycleReport, LoadBalancerPlanReport, Problem } from '../core/report.js';
+import type { ActionReport, ApplyReport, BackendReport, CycleReport, LoadBalancerPlanReport, Problem } from '../core/report.js';
 
 /** The human view of a cycle report. Every sentence shown to a person is made here, from the report's data. */
+
+export interface FormatOptions {
+  /**
+   * Only the rows that matter on a large backend: servers whose weight changes (or failed to),
+   * and servers left alone for a reason the operator did not choose (no data, an unaddressable
+   * name). Servers kept unchanged, and those an operator took out (MAINT, DRAIN, weight 0), are
+   * only counted in the backend's summary line.
+   */
+  readonly changesOnly?: boolean;
+}
+
+/** Skips an operator chose: counted, not listed, in the changes-only view. */
+const OPERATOR_SKIPS: ReadonlySet<string> = new Set(['maint', 'drain', 'weight-zero']);
+
+function mattersForChanges(action: ActionReport, failed: ReadonlyMap<string, string>): boolean {
+  if (action.kind === 'set-weight') return true;
+  if (action.kind === 'skip') return action.reason === null || !OPERATOR_SKIPS.has(action.reason);
+  return failed.has(action.server);
+}
+
+/**
+ * One line per backend: how many servers, what the cycle decides for them on every load balancer
+ * that planned it (changed, unchanged, skipped by reason), where it skipped the whole backend, and
+ * the imbalance.
+ */
+export function backendSummary(b: BackendReport, mode: CycleReport['mode']): string {
+  const servers = new Set<string>();
+  let changed = 0;
+  let unchanged = 0;
+  let failedWrites = 0;
+  let written = 0;
+  const skippedBy = new Map<string, number>();
+  const planned: string[] = [];
+  const skippedOn = new Map<string, string[]>();
+  for (const entry of b.loadBalancers) {
+    for (const a of entry.plan.actions) servers.add(a.server);
+    if (entry.plan.status === 'skipped') {
+      const reason = entry.plan.reason ?? 'unknown';
+      skippedOn.set(reason, [...(skippedOn.get(reason) ?? []), entry.loadBalancer]);
+      continue;
+    }
+    planned.push(entry.loadBalancer);
+    failedWrites += entry.apply.failed.length;
+    written += entry.apply.changed;
+    for (const a of entry.plan.actions) {
+      if (a.kind === 'set-weight') changed++;
+      else if (a.kind === 'unchanged') unchanged++;
+      else skippedBy.set(a.reason ?? 'unknown', (skippedBy.get(a.reason ?? 'unknown') ?? 0) + 1);
+    }
+  }
+  const parts: string[] = [`${servers.size} server(s)`];
+  if (planned.length > 0) {
+    const skipped = [...skippedBy.values()].reduce((n, c) => n + c, 0);
+    const reasons = [...skippedBy].map(([reason, n]) => `${reason} ${n}`).join(', ');
+    const each = planned.length > 1 ? ` over ${planned.length} load balancers` : '';
+    parts.push(
+      `${mode === 'plan' ? `${changed} to change` : `${written} changed`}, ${unchanged} unchanged, ${skipped} skipped${skipped > 0 ? ` (${reasons})` : ''}${failedWrites > 0 ? `, ${failedWrites} write(s) failed` : ''}${each}`,
+    );
+  }
+  for (const [reason, lbs] of skippedOn) parts.push(`backend skipped on ${lbs.join(', ')} (${reason})`);
+  parts.push(`imbalance ${b.imbalance === null ? '-' : b.imbalance.toFixed(2)}`);
+  return parts.join('; ');
+}
 
 function formatLoad(load: number | null): string {
   if (load === null) return '-';
@@ -132,11 +195,13 @@ function groupLoadBalancers(entries: readonly LoadBalancerPlanReport[]): { names
 }
 
 /** The human view of a cycle: one table per backend and load balancer, then a summary. */
-export function formatReport(report: CycleReport): string {
+export function formatReport(report: CycleReport, options: FormatOptions = {}): string {
+  const changesOnly = options.changesOnly === true;
   const out: string[] = [];
   for (const b of report.backends) {
     const graphite = b.graphite.ok ? '' : `  Graphite FAILED: ${b.graphite.error ?? 'unknown error'}`;
     out.push(`backend ${b.backend}${b.imbalance === null ? '' : `  imbalance ${b.imbalance.toFixed(2)} (max/mean load)`}${graphite}`);
+    out.push(`  summary: ${backendSummary(b, report.mode)}`);
     if (b.graphite.unmapped.length > 0) out.push(`  series not mapped to a server: ${b.graphite.unmapped.join(', ')}`);
     if (b.graphite.unknownServers.length > 0) out.push(`  series for servers no load balancer has: ${b.graphite.unknownServers.join(', ')}`);
     for (const { names, entry, messages } of groupLoadBalancers(b.loadBalancers)) {
@@ -152,9 +217,12 @@ export function formatReport(report: CycleReport): string {
           : `  on ${names.join(', ')}: SKIPPED (${plan.reason ?? 'unknown'})${why}`;
       out.push(head);
       if (plan.reload !== null) out.push(`    reload: ${plan.reload}`);
-      if (plan.actions.length > 0) {
+      // A skipped backend changes nothing: the changes-only view lists none of its servers.
+      const actions = changesOnly ? (plan.status === 'planned' ? plan.actions.filter((a) => mattersForChanges(a, failed)) : []) : plan.actions;
+      if (changesOnly && plan.status === 'planned' && actions.length === 0) out.push('    no weight to change');
+      if (actions.length > 0) {
         const rows: string[][] = [['    server', 'load', 'load now', 'sessions', 'weight', 'target', 'new', 'rule', 'action']];
-        for (const a of plan.actions) {
+        for (const a of actions) {
           const { next, what } = describeAction(a, failed);
           const planned = plan.status === 'planned';
           rows.push([

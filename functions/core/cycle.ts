@@ -86,7 +86,8 @@ export function createStaticMemory(ttlMs = STATIC_MEMORY_MS): { current(now: num
   };
 }
 
-function selectBackends(config: Config, names: readonly string[] | undefined): readonly BackendConfig[] {
+/** The configured backends a request names (all by default); a name not configured is a ConfigError. */
+export function selectBackends(config: Config, names: readonly string[] | undefined): readonly BackendConfig[] {
   if (names === undefined) return config.backends;
   const known = new Set(config.backends.map((b) => b.name));
   const unknown = names.filter((n) => !known.has(n));

@@ -7,14 +7,17 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
+import type { DoctorReport } from '../../functions/core/doctor-schema.js';
 import type { CycleReport } from '../../functions/core/report.js';
 
 export const REPORT_SCHEMA_PATH = new URL('../../docs/report.schema.json', import.meta.url);
+export const DOCTOR_SCHEMA_PATH = new URL('../../docs/doctor.schema.json', import.meta.url);
 
 const addFormats = addFormatsModule.default;
 const ajv = new Ajv2020({ allErrors: true, strict: true });
 addFormats(ajv);
 const validate = ajv.compile<CycleReport>(JSON.parse(readFileSync(REPORT_SCHEMA_PATH, 'utf8')));
+const validateDoctor = ajv.compile<DoctorReport>(JSON.parse(readFileSync(DOCTOR_SCHEMA_PATH, 'utf8')));
 
 /** The report, checked against the shipped JSON Schema; throws naming every violation. */
 export function checkedReport(value: unknown): CycleReport {
@@ -23,6 +26,19 @@ export function checkedReport(value: unknown): CycleReport {
   if (validate(json)) return json;
   const errors = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''}`).join('; ');
   throw new Error(`the report does not match docs/report.schema.json: ${errors}`);
+}
+
+/** The doctor's report, checked against the shipped docs/doctor.schema.json; throws naming every violation. */
+export function checkedDoctorReport(value: unknown): DoctorReport {
+  const json: unknown = JSON.parse(JSON.stringify(value));
+  if (validateDoctor(json)) return json;
+  const errors = (validateDoctor.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''}`).join('; ');
+  throw new Error(`the doctor report does not match docs/doctor.schema.json: ${errors}`);
+}
+
+/** Each check as [check, status, code, load balancer, backend]: what a test branches on, never the message text. */
+export function checksOf(report: Pick<DoctorReport, 'checks'>): [string, string, string | null, string | null, string | null][] {
+  return report.checks.map((c) => [c.check, c.status, c.code, c.loadBalancer, c.backend]);
 }
 
 /** Each problem as [code, load balancer, backend, server]: what a test branches on, never the message text. */

@@ -45,6 +45,13 @@ describe('the bundled CLI', () => {
     for (const word of ['plan', 'apply', 'run', '--config', '--json', '--force', 'Exit codes', '3  partial']) expect(result.stdout).toContain(word);
   });
 
+  it('prints the package version with --version, and nothing else', async () => {
+    for (const flag of ['--version', '-V']) {
+      const result = await haproxyWeighter([flag]);
+      expect(result).toMatchObject({ code: 0, stdout: `${String(PACKAGE_VERSION)}\n`, stderr: '' });
+    }
+  });
+
   it('exits 2 for an unknown command and names it', async () => {
     const result = await haproxyWeighter(['rebalance']);
     expect(result.code).toBe(2);

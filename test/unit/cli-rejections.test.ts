@@ -12,6 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { VERSION } from '../../functions/version.js';
 import { runMain, writeConfigFile } from '../harness/cli.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 
@@ -194,6 +195,22 @@ describe('invalid command lines: exit 2, the argument named, nothing sent', () =
   it('prints the help on stdout and exits 0 with --help, reading no configuration', async () => {
     const run = await cli(['--help']);
     expect(run).toMatchObject({ code: 0, stderr: '' });
-    for (const word of ['plan', 'apply', 'run', '--config', '--json', '--force', 'Exit codes', '3  partial']) expect(run.stdout).toContain(word);
+    for (const word of ['plan', 'apply', 'run', 'doctor', '--config', '--json', '--changes', '--force', '--version', 'Exit codes', '3  partial']) expect(run.stdout).toContain(word);
+  });
+
+  it('prints the version on stdout and exits 0 with --version, reading no configuration', async () => {
+    const run = await cli(['--version', '--config', '/nonexistent.yaml']);
+    expect(run).toMatchObject({ code: 0, stdout: `${VERSION}\n`, stderr: '' });
+  });
+
+  it.each([
+    [['doctor', '--force'], '--force has no meaning with doctor'],
+    [['doctor', '--changes'], '--changes has no meaning with doctor'],
+    [['plan', '--changes', '--json'], '--changes shapes the human report: it has no meaning with --json'],
+    [['apply', '--interval', '5'], '--interval has no meaning with apply'],
+  ])('refuses %j as a usage error', async (args, message) => {
+    const run = await cli([...args, '--config', config]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(message);
   });
 });
