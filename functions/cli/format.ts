@@ -62,7 +62,7 @@ export function backendSummary(b: BackendReport, mode: CycleReport['mode']): str
     );
   }
   for (const [reason, lbs] of skippedOn) parts.push(`backend skipped on ${lbs.join(', ')} (${reason})`);
-  parts.push(`imbalance ${b.imbalance === null ? '-' : b.imbalance.toFixed(2)}`);
+  parts.push(`imbalance ${b.imbalance === null ? '-' : `${b.imbalance.toFixed(2)} (max/mean load)`}`);
   return parts.join('; ');
 }
 
@@ -200,7 +200,7 @@ export function formatReport(report: CycleReport, options: FormatOptions = {}): 
   const out: string[] = [];
   for (const b of report.backends) {
     const graphite = b.graphite.ok ? '' : `  Graphite FAILED: ${b.graphite.error ?? 'unknown error'}`;
-    out.push(`backend ${b.backend}${b.imbalance === null ? '' : `  imbalance ${b.imbalance.toFixed(2)} (max/mean load)`}${graphite}`);
+    out.push(`backend ${b.backend}${graphite}`);
     out.push(`  summary: ${backendSummary(b, report.mode)}`);
     if (b.graphite.unmapped.length > 0) out.push(`  series not mapped to a server: ${b.graphite.unmapped.join(', ')}`);
     if (b.graphite.unknownServers.length > 0) out.push(`  series for servers no load balancer has: ${b.graphite.unknownServers.join(', ')}`);

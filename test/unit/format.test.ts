@@ -96,3 +96,56 @@ describe('formatReport', () => {
     expect(lines.find((l) => l.trim().startsWith('rr-a'))).toMatch(/rr-a +300 +- +0 +1 +85\.0 +85 +function +set-weight/);
   });
 });
+
+describe('the changes-only view and the summary line', () => {
+  // The recorded `ingest` backend: servers UP, DOWN, in MAINT (by hand and by tracking), DRAIN, at weight 0, and one without a series.
+  const OBSERVE_INGEST = readFileSync('test/fixtures/haproxy/observe-ingest.reply.txt', 'utf8');
+  const ingestReport = (mode: 'plan' | 'apply') =>
+    runCycle(
+      {
+        config: parseConfig({
+          graphite: { url: 'http://graphite.test' },
+          relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/x/1.sock' }] },
+          backends: [{ name: 'ingest', target: 'ingest.*', weighting: { function: 'feedback' } }],
+        }),
+        metrics: { render: async () => ['ing-a', 'ing-b', 'ing-c', 'ing-x', 'ing-m'].map((name) => ({ name, values: [name === 'ing-a' ? 500 : 100] })) },
+        relay: {
+          loadBalancers: ['lb1'],
+          run: async (requests) =>
+            requests.map((req) => ({
+              loadBalancer: req.loadBalancer,
+              ok: true,
+              // Writes: the state read that leads the batch, then an empty reply per weight.
+              reply: req.commands[0]?.startsWith('show stat') === true ? OBSERVE_INGEST : req.commands.map((c) => (c.startsWith('show servers state') ? `${splitReplies(['show stat ingest 6 -1', 'show servers state ingest'], OBSERVE_INGEST)[1] ?? ''}\n` : '\n')).join(''),
+            })),
+        },
+        now: () => 0,
+        version: '0.0.0-test',
+      },
+      { mode },
+    );
+  const rows = (text: string): string[] => text.split('\n').filter((l) => /^ {4}\S/.test(l)).map((l) => l.trim().split(/\s+/)[0] ?? '');
+
+  it('lists every server in the full view', async () => {
+    expect(rows(formatReport(await ingestReport('plan')))).toEqual(['server', 'ing-a', 'ing-b', 'ing-m', 'ing-t', 'ing-d', 'ing-z', 'ing-x', 'ing-c', 'node.eu-1:7000']);
+  });
+
+  it('lists only the weights that change and the servers left alone for want of data, not the ones an operator took out', async () => {
+    expect(rows(formatReport(await ingestReport('plan'), { changesOnly: true }))).toEqual(['server', 'ing-a', 'ing-b', 'ing-x', 'ing-c', 'node.eu-1:7000']);
+  });
+
+  it('sums each backend up in one line: servers, changes, skips by reason, imbalance', async () => {
+    const line = (text: string): string | undefined => text.split('\n').find((l) => l.startsWith('  summary: '));
+    expect(line(formatReport(await ingestReport('plan'), { changesOnly: true }))).toBe(
+      '  summary: 9 server(s); 4 to change, 0 unchanged, 5 skipped (maint 2, drain 1, weight-zero 1, no-data 1); imbalance 2.78 (max/mean load)',
+    );
+    expect(line(formatReport(await ingestReport('apply')))).toBe('  summary: 9 server(s); 4 changed, 0 unchanged, 5 skipped (maint 2, drain 1, weight-zero 1, no-data 1); imbalance 2.78 (max/mean load)');
+  });
+
+  it('says where a backend was skipped as a whole, and lists none of its servers in the changes-only view', async () => {
+    const report = await reportWith((lb, req) => ({ loadBalancer: lb, ok: true, reply: writeReply(req, '\n') }), ['rr', 'be_missing']);
+    const text = formatReport(report, { changesOnly: true });
+    expect(text).toContain('backend be_missing\n  summary: 0 server(s); backend skipped on lb1, lb2 (backend-not-found); imbalance 1.50 (max/mean load)\n  on lb1, lb2: SKIPPED (backend-not-found) (see the problems below)\n\n');
+    expect(text).toContain('backend rr\n  summary: 2 server(s); 4 changed, 0 unchanged, 0 skipped over 2 load balancers; imbalance 1.50 (max/mean load)\n');
+  });
+});
