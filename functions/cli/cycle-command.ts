@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { createGraphiteSource, type GraphiteSource } from '../adapters/graphite.js';
+import { createHistorySink } from '../adapters/history-sink.js';
 import type { RunLock } from '../adapters/run-lock.js';
 import { createSocketRelay } from '../adapters/socket-relay.js';
 import { parseConfigText, type Config, type SocketRelayConfig } from '../core/config.js';
@@ -7,6 +8,7 @@ import { createControlMemory } from '../core/control-memory.js';
 import { createStaticMemory, exitCodeFor, runCycle, type CycleDeps, type CycleReport } from '../core/cycle.js';
 import { displaySafeDeep } from '../core/display.js';
 import { ConfigError, describeError } from '../core/errors.js';
+import { recordHistory, type HistorySink } from '../core/history.js';
 import { VERSION } from '../version.js';
 import { formatReport } from './format.js';
 import type { CliIo, Parsed } from './main.js';
@@ -50,22 +52,31 @@ export async function runCycleCommand(cli: Parsed, io: CliIo): Promise<number> {
   }
   let metrics: GraphiteSource;
   let deps: CycleDeps;
+  let history: History | undefined;
   try {
     metrics = createGraphiteSource(config.graphite, { env: io.env });
     deps = { config, metrics, relay: createSocketRelay(config.relay), now: io.now, version: VERSION };
+    const sink = createHistorySink(config.history, { env: io.env, intervalSeconds: cli.interval ?? config.intervalSeconds });
+    history = sink === undefined || config.history === undefined ? undefined : { sink, prefix: config.history.prefix };
   } catch (error) {
     io.stderr(`haproxy-weighter: ${describeError(error)}`);
     return 2;
   }
   try {
-    return await runCommand(cli, deps, config.relay.loadBalancers.map((lb) => lb.endpoint), io);
+    return await runCommand(cli, deps, config.relay.loadBalancers.map((lb) => lb.endpoint), io, history);
   } finally {
     // The Graphite client's connections are the only thing left open: closed, the process ends on its own.
     await metrics.close();
   }
 }
 
-async function runCommand(cli: Parsed, deps: CycleDeps, endpoints: readonly string[], io: CliIo): Promise<number> {
+/** Where the weight history goes, when the configuration has a `history` section. */
+interface History {
+  readonly sink: HistorySink;
+  readonly prefix: string;
+}
+
+async function runCommand(cli: Parsed, deps: CycleDeps, endpoints: readonly string[], io: CliIo, history: History | undefined): Promise<number> {
   const cycleOptions = { mode: cli.command === 'plan' ? ('plan' as const) : ('apply' as const), backends: cli.backends, force: cli.force };
   const staticMemory = createStaticMemory();
   // What the control loop remembers between the cycles of `run` (a one-shot apply starts empty).
@@ -83,14 +94,17 @@ async function runCommand(cli: Parsed, deps: CycleDeps, endpoints: readonly stri
       io.stderr(`haproxy-weighter: nothing written: ${describeError(error)}`);
       return 1;
     }
+    let report: CycleReport;
     try {
-      const report = await runCycle(deps, { ...cycleOptions, knownStatic: staticMemory.current(io.now()), memory: controlMemory });
+      report = await runCycle(deps, { ...cycleOptions, knownStatic: staticMemory.current(io.now()), memory: controlMemory });
       staticMemory.remember(report.staticRefusals, io.now());
-      emit(io, report, cli);
-      return exitCodeFor(report);
     } finally {
       await lock?.release();
     }
+    // After the lock: the history touches no load balancer. Its failure is a warning in the report.
+    if (history !== undefined) report = await recordHistory(report, history.sink, history.prefix);
+    emit(io, report, cli);
+    return exitCodeFor(report);
   };
 
   try {

@@ -169,12 +169,61 @@ const ssmRelay = z.strictObject({
   maxConcurrentCommands: z.number().int().min(1).max(50).default(10),
 });
 
+/**
+ * A Graphite metric path prefix: dot-separated nodes of safe characters. The weighter's own names
+ * (backends, load balancers, servers) are escaped into single nodes under it (core/history.ts).
+ */
+export const HISTORY_PREFIX = /^[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,7}$/;
+
+/**
+ * Grafana Cloud's Graphite ingestion authenticates with `Basic base64(<instance id>:<token>)` or
+ * `Bearer <instance id>:<token>`: the header form takes the whole `<instance id>:<token>` from the
+ * environment. No url-key: the key would sit in the URL of every POST.
+ */
+const historyHttpAuth = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('none') }),
+  z.strictObject({ type: z.literal('basic'), username: z.string().min(1).max(256), passwordEnv: envName }),
+  z.strictObject({
+    type: z.literal('header'),
+    header: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
+    valueEnv: envName,
+    prefix: z.string().max(32).default(''),
+  }),
+]);
+
+const history = z
+  .strictObject({
+    /** Where the points go under: `<prefix>.backend.<backend>.weight.<lb>.<server>` ... */
+    prefix: z.string().regex(HISTORY_PREFIX, 'must be dot-separated nodes of A-Z a-z 0-9 _ : - (at most 8 nodes of 64 characters)').default('haproxy-weighter'),
+    /** carbon's plaintext protocol over TCP (a carbon-cache, carbon-relay or carbon-c-relay line receiver). */
+    carbon: z
+      .strictObject({
+        host: z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})$/, 'must be a host name or an IP address'),
+        port: z.number().int().min(1).max(65_535).default(2003),
+        timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+      })
+      .optional(),
+    /** Grafana Cloud's Graphite HTTP ingestion (POST JSON to https://<stack>.grafana.net/graphite/metrics). */
+    http: z
+      .strictObject({
+        url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).refine((u) => !URL.canParse(u) || new URL(u).username === '', 'must not embed credentials: use auth'),
+        auth: historyHttpAuth.default({ type: 'none' }),
+        timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+        /** The `interval` each point is sent with: seconds between cycles (intervalSeconds by default). */
+        intervalSeconds: z.number().int().min(1).max(86_400).optional(),
+      })
+      .optional(),
+  })
+  .refine((h) => (h.carbon === undefined) !== (h.http === undefined), 'must name exactly one destination: carbon or http');
+
 export const configSchema = z.strictObject({
   graphite,
   relay: z.discriminatedUnion('type', [socketRelay, ssmRelay]),
   backends: z.array(backend).min(1).max(100).refine(uniqueNames, 'backend names must be unique'),
   /** Seconds between cycles for `haproxy-weighter run`. */
   intervalSeconds: z.number().int().min(1).max(86_400).default(60),
+  /** Opt-in: after each apply cycle, the weights, imbalances and outcome are sent to Graphite. */
+  history: history.optional(),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
@@ -183,6 +232,7 @@ export type WeightingConfig = z.infer<typeof weightingSchema>;
 export type GraphiteConfig = Config['graphite'];
 export type SocketRelayConfig = Extract<Config['relay'], { type: 'socket' }>;
 export type SsmRelayConfig = Extract<Config['relay'], { type: 'ssm' }>;
+export type HistoryConfig = NonNullable<Config['history']>;
 
 function uniqueNames(items: readonly { name: string }[]): boolean {
   return new Set(items.map((i) => i.name)).size === items.length;

@@ -113,6 +113,11 @@ export class RelayError extends WeighterError {
   }
 }
 
+/** The weight history could not be sent to Graphite (carbon or the HTTP ingestion API). Never fails a cycle. */
+export class HistoryError extends WeighterError {
+  readonly code = 'history';
+}
+
 /**
  * Describes any thrown value for reports. Our own errors are built with their untrusted parts
  * already escaped (and a ConfigError lists its issues one per line); any other error's message is

@@ -42,16 +42,18 @@ export const PROBLEM_CODES = [
   'reload-detected',
   'sinkhole',
   'window-empty',
+  // After the cycle (a warning: the cycle's outcome is unaffected).
+  'history-not-sent',
 ] as const;
 
 export const problemCodeSchema = z.enum(PROBLEM_CODES).describe('What went wrong; the list grows with new schema versions');
 
 /** The classes of the error hierarchy in functions/core/errors.ts, and `other` for foreign errors. */
-export const ERROR_TYPES = ['config', 'graphite', 'unsafe-input', 'haproxy', 'relay', 'other'] as const;
+export const ERROR_TYPES = ['config', 'graphite', 'unsafe-input', 'haproxy', 'relay', 'history', 'other'] as const;
 
 export const problemCauseSchema = z
   .strictObject({
-    type: z.enum(ERROR_TYPES).describe('The error class: graphite, haproxy, relay, unsafe-input, config, or other'),
+    type: z.enum(ERROR_TYPES).describe('The error class: graphite, haproxy, relay, unsafe-input, config, history (sending the weight history), or other'),
     kind: z.string().nullable().describe("The error's finer class: HAProxy's (e.g. permission-denied, no-such-server) or Graphite's (unreachable, http-status, auth, bad-reply); null when it has none"),
     message: z.string().describe('The error message, naming the input that failed'),
   })

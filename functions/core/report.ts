@@ -30,7 +30,7 @@ export function causeOf(error: unknown): ProblemCause {
   if (error instanceof HaproxyError || error instanceof GraphiteError) return { type: error.code, kind: error.kind, message: error.message };
   if (error instanceof WeighterError) {
     const type = error.code;
-    return { type: type === 'config' || type === 'unsafe-input' || type === 'relay' ? type : 'other', kind: null, message: error.message };
+    return { type: type === 'config' || type === 'unsafe-input' || type === 'relay' || type === 'history' ? type : 'other', kind: null, message: error.message };
   }
   return { type: 'other', kind: null, message: describeError(error) };
 }
