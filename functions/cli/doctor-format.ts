@@ -1,3 +1,4 @@
+import { CHECK_KINDS } from '../core/doctor-schema.js';
 import type { CheckKind, DoctorCheck, DoctorReport } from '../core/doctor.js';
 
 /** The human view of a doctor report: one line per check (load balancers that agree share it), the fix under each that is not ok. */
@@ -29,7 +30,7 @@ interface Line {
   readonly loadBalancers: string[];
 }
 
-/** Checks that differ only by load balancer share one line, in the order of the first. */
+/** Checks that differ only by load balancer share one line: by kind of check, then in report order. */
 function grouped(checks: readonly DoctorCheck[]): Line[] {
   const lines = new Map<string, Line>();
   for (const check of checks) {
@@ -38,7 +39,8 @@ function grouped(checks: readonly DoctorCheck[]): Line[] {
     if (line === undefined) lines.set(key, { check, loadBalancers: check.loadBalancer === null ? [] : [check.loadBalancer] });
     else if (check.loadBalancer !== null) line.loadBalancers.push(check.loadBalancer);
   }
-  return [...lines.values()];
+  const rank = (line: Line): number => CHECK_KINDS.indexOf(line.check.check);
+  return [...lines.values()].sort((a, b) => rank(a) - rank(b));
 }
 
 function render(lines: readonly Line[]): string[] {
