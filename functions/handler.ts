@@ -1,19 +1,25 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { S3Client } from '@aws-sdk/client-s3';
+import { GetDocumentCommand } from '@aws-sdk/client-ssm';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { createGraphiteSource } from './adapters/graphite.js';
+import { createGraphiteSource, type GraphiteSource } from './adapters/graphite.js';
+import { createHistorySink } from './adapters/history-sink.js';
 import { createSsmClient, createSsmRelay, s3ApiFromClient, ssmApiFromClient, ssmClientConfig, type S3Api, type SsmApi, type SsmClientOptions } from './adapters/ssm-relay.js';
 import { emitCycleMetrics } from './aws/cycle-metrics.js';
+import { awsDoctorChecks, type AwsDoctorApi } from './aws/doctor-aws.js';
 import { RELAY_OUTPUT_PREFIX, graphiteSecretOrigin, readLambdaEnvironment, redact, type LambdaEnvironment } from './aws/lambda-config.js';
-import { lambdaParameters, setupOf } from './aws/parameters.js';
-import { metricsTimestamp, parseInvocation } from './aws/payload.js';
+import { lambdaParameters, setupOf, type LambdaSetup } from './aws/parameters.js';
+import { metricsTimestamp, parseInvocation, type InvocationRequest } from './aws/payload.js';
 import { checkTargetsAllowed } from './aws/target-guard.js';
 import { createControlMemory } from './core/control-memory.js';
 import { createStaticMemory, runCycle, type CycleReport } from './core/cycle.js';
+import { runDoctor, type DoctorReport, type Unavailable } from './core/doctor.js';
+import { recordHistory } from './core/history.js';
+import type { RelayRunOptions, RuntimeRelay } from './core/types.js';
 import { displaySafeDeep, displaySafeReplacer } from './core/display.js';
 import { WeighterError, describeError } from './core/errors.js';
 import { VERSION } from './version.js';
@@ -24,7 +30,8 @@ import { VERSION } from './version.js';
  * and cold start on every log line) and logMetrics (ColdStart metric, metrics flushed when the
  * invocation ends, failed or not), the failure log line, and Parameter Store (configuration, then
  * the Graphite secret only if the configuration needs one). Load balancers are reached through SSM
- * Run Command. The return value is the same JSON report as the CLI's `--json`.
+ * Run Command. The return value is the same JSON report as the CLI's `--json`; for `{"doctor": true}`
+ * the doctor's report, as `haproxy-weighter doctor --json` prints it.
  */
 
 export const SERVICE_NAME = 'haproxy-weighter';
@@ -76,7 +83,7 @@ function causesOf(error: unknown): string[] {
 }
 
 /** Logs why an invocation failed, with the causes, secrets masked; the error then travels on. */
-function failureLog(logger: Logger): MiddlewareObj<unknown, CycleReport, Error, Context> {
+function failureLog(logger: Logger): MiddlewareObj<unknown, CycleReport | DoctorReport, Error, Context> {
   return {
     onError: ({ error, context }) => {
       const secrets = setupOf(context)?.secrets ?? [];
@@ -124,8 +131,63 @@ export function createHandler(options: HandlerOptions = {}) {
       }),
     ));
   const reserveMs = options.timeReserveMs ?? TIME_RESERVE_MS;
+  let doctorReadApi: AwsDoctorApi | undefined;
+  const doctorApi = (): AwsDoctorApi => {
+    if (doctorReadApi !== undefined) return doctorReadApi;
+    const client = createSsmClient(options.aws);
+    const read: AwsDoctorApi = { describeInstanceInformation: (input) => api().describeInstanceInformation(input), getDocument: (input) => client.send(new GetDocumentCommand(input)) };
+    doctorReadApi = read;
+    return read;
+  };
 
-  const cycle = async (event: unknown, context: Context, { signal }: { signal: AbortSignal }): Promise<CycleReport> => {
+  /** The relay to the stack's instances, as the cycle and the doctor both use it. */
+  const relayFor = (setup: LambdaSetup, env: LambdaEnvironment): Promise<RuntimeRelay> =>
+    createSsmRelay(setup.relay, {
+      api: api(),
+      ...(options.relaySleep === undefined ? {} : { sleep: options.relaySleep }),
+      ...(env.relayOutputBucket === undefined ? {} : { output: { bucket: env.relayOutputBucket, keyPrefix: RELAY_OUTPUT_PREFIX, s3: s3() } }),
+      now,
+      maxConcurrentCommands: setup.relay.maxConcurrentCommands,
+      onCommand: (sent) => logger.debug('SSM command sent', { ...sent }),
+    });
+
+  /**
+   * `{"doctor": true}`: the doctor's checks through the same relay, plus the AWS ones. A Graphite
+   * source or a relay that cannot be built (no tagged instance online) is a failed check, so every
+   * other check still runs; the stage's tag is checked per instance instead of refusing the call.
+   */
+  const doctor = async (request: InvocationRequest, setup: LambdaSetup, env: LambdaEnvironment, budget: RelayRunOptions): Promise<DoctorReport> => {
+    let metricSource: GraphiteSource | Unavailable;
+    try {
+      metricSource = createGraphiteSource(setup.config.graphite, { env: setup.graphiteEnv, secretOrigin: graphiteSecretOrigin(env) });
+    } catch (error) {
+      metricSource = { error };
+    }
+    try {
+      let relay: RuntimeRelay | Unavailable;
+      try {
+        relay = await relayFor(setup, env);
+      } catch (error) {
+        relay = { error };
+      }
+      logger.info('doctor started', { backends: request.backends ?? 'all', loadBalancers: 'loadBalancers' in relay ? relay.loadBalancers.length : 0 });
+      const raw = await runDoctor(
+        { config: setup.config, metrics: metricSource, relay, now, version: VERSION, platformChecks: () => awsDoctorChecks({ relay: setup.relay, targetTag: env.targetTag }, doctorApi()) },
+        { budget, ...(request.backends === undefined ? {} : { backends: request.backends }) },
+      );
+      const report = displaySafeDeep(redact(raw, setup.secrets));
+      metrics.addMetric('DoctorChecksFailed', MetricUnit.Count, report.counts.failed);
+      const summary = { outcome: report.outcome, counts: report.counts, failed: report.checks.flatMap((c) => (c.status === 'failed' ? [{ check: c.check, code: c.code, loadBalancer: c.loadBalancer, backend: c.backend }] : [])) };
+      if (report.outcome === 'ok') logger.info('doctor finished', summary);
+      else logger.warn('doctor found problems', summary);
+      return report;
+    } finally {
+      // Its connections last this invocation.
+      if ('close' in metricSource) await metricSource.close();
+    }
+  };
+
+  const cycle = async (event: unknown, context: Context, { signal }: { signal: AbortSignal }): Promise<CycleReport | DoctorReport> => {
     const startedAt = now();
     // The budget: what Lambda leaves this invocation, less the reserve to report in. Middy's signal
     // (its early timeout) also ends it.
@@ -136,6 +198,8 @@ export function createHandler(options: HandlerOptions = {}) {
     if (setup === undefined || stackEnv === undefined) throw new Error('the Parameter Store middleware did not prepare this invocation');
     try {
       const request = parseInvocation(event);
+      if (request.mode === 'doctor') return await doctor(request, setup, stackEnv, budget);
+      const mode = request.mode;
       // Each cycle's metrics belong to its schedule tick, so that one slow cycle cannot push its
       // datapoint into the next tick's period (the alarms count one datapoint per cycle).
       metrics.setTimestamp(metricsTimestamp(event, startedAt));
@@ -143,29 +207,24 @@ export function createHandler(options: HandlerOptions = {}) {
       if (stackEnv.targetTag !== undefined) await checkTargetsAllowed(setup.relay.targets, stackEnv.targetTag, api(), source);
       // Its connections last this invocation: closed however the cycle ends.
       await using graphite = createGraphiteSource(setup.config.graphite, { env: setup.graphiteEnv, secretOrigin: graphiteSecretOrigin(stackEnv) });
-      const relay = await createSsmRelay(setup.relay, {
-        api: api(),
-        ...(options.relaySleep === undefined ? {} : { sleep: options.relaySleep }),
-        ...(stackEnv.relayOutputBucket === undefined ? {} : { output: { bucket: stackEnv.relayOutputBucket, keyPrefix: RELAY_OUTPUT_PREFIX, s3: s3() } }),
-        now,
-        maxConcurrentCommands: setup.relay.maxConcurrentCommands,
-        onCommand: (sent) => logger.debug('SSM command sent', { ...sent }),
-      });
-      logger.info('cycle started', { trigger: request.trigger, mode: request.mode, force: request.force, backends: request.backends ?? 'all', loadBalancers: relay.loadBalancers.length });
-      const redacted = redact(
-        await runCycle(
-          { config: setup.config, metrics: graphite, relay, now, version: VERSION },
-          {
-            mode: request.mode,
-            force: request.force,
-            knownStatic: staticMemory.current(now()),
-            memory: controlMemory,
-            budget,
-            ...(request.backends === undefined ? {} : { backends: request.backends }),
-          },
-        ),
-        setup.secrets,
+      // The history's HTTP token, if any, is the Graphite secret: the one SecureString the function reads.
+      const history = createHistorySink(setup.config.history, { env: setup.graphiteEnv, intervalSeconds: setup.config.intervalSeconds });
+      const relay = await relayFor(setup, stackEnv);
+      logger.info('cycle started', { trigger: request.trigger, mode, force: request.force, backends: request.backends ?? 'all', loadBalancers: relay.loadBalancers.length });
+      const cycled = await runCycle(
+        { config: setup.config, metrics: graphite, relay, now, version: VERSION },
+        {
+          mode,
+          force: request.force,
+          knownStatic: staticMemory.current(now()),
+          memory: controlMemory,
+          budget,
+          ...(request.backends === undefined ? {} : { backends: request.backends }),
+        },
       );
+      // A history that cannot be sent is a warning in the report, never the cycle's failure.
+      const withHistory = history === undefined || setup.config.history === undefined ? cycled : await recordHistory(cycled, history, setup.config.history.prefix);
+      const redacted = redact(withHistory, setup.secrets);
       // What the invocation returns and logs: every string made visible text.
       const report = displaySafeDeep(redacted);
       staticMemory.remember(report.staticRefusals, now());
@@ -193,7 +252,7 @@ export function createHandler(options: HandlerOptions = {}) {
     }
   };
 
-  return middy<unknown, CycleReport, Error, Context>({
+  return middy<unknown, CycleReport | DoctorReport, Error, Context>({
     timeoutEarlyInMillis: EARLY_TIMEOUT_MS,
     // Thrown into the middlewares' onError: failureLog writes it to the log.
     timeoutEarlyResponse: () => {

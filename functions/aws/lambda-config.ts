@@ -74,6 +74,13 @@ export async function loadLambdaConfig(value: unknown, env: LambdaEnvironment): 
   if (relay.type !== 'ssm') {
     throw new ConfigError(`Invalid configuration in ${source}`, [`relay.type: the Lambda reaches load balancers through SSM Run Command: use "ssm" (got ${JSON.stringify(relay.type)})`]);
   }
+  const historyAuth = config.history?.http?.auth;
+  const historySecret = historyAuth === undefined || historyAuth.type === 'none' ? undefined : historyAuth.type === 'basic' ? historyAuth.passwordEnv : historyAuth.valueEnv;
+  if (historySecret !== undefined && historySecret !== graphiteSecretName(config)) {
+    throw new ConfigError(`Invalid configuration in ${source}`, [
+      `history.http.auth: the Lambda reads one secret, the Graphite one (GRAPHITE_KEY_PARAMETER): name the same variable as graphite.auth (${graphiteSecretName(config) ?? 'which names none'}), with a token that may read and write (got ${historySecret})`,
+    ]);
+  }
   if (env.relayDocumentName !== undefined && relay.documentName !== env.relayDocumentName) {
     throw new ConfigError(`Invalid configuration in ${source}`, [
       `relay.documentName: this stack deploys and may only run the document ${JSON.stringify(env.relayDocumentName)} (got ${JSON.stringify(relay.documentName)})`,

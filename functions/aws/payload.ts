@@ -9,7 +9,8 @@ import { ConfigError } from '../core/errors.js';
  */
 export interface InvocationRequest {
   readonly trigger: 'schedule' | 'manual';
-  readonly mode: 'plan' | 'apply';
+  /** doctor: check every piece a cycle needs, change nothing, answer the doctor report. */
+  readonly mode: 'plan' | 'apply' | 'doctor';
   readonly backends?: readonly string[];
   readonly force: boolean;
 }
@@ -26,12 +27,16 @@ const manualPayload = z.strictObject({
     .optional(),
   /** Write every eligible weight even when unchanged (e.g. after HAProxy reloaded). */
   force: z.boolean().optional(),
+  /** Check every piece a cycle needs and change nothing (as `haproxy-weighter doctor`). */
+  doctor: z.boolean().optional(),
 });
 
 function isScheduledEvent(event: unknown): boolean {
   if (typeof event !== 'object' || event === null) return false;
   return Reflect.get(event, 'source') === 'aws.events' && Reflect.get(event, 'detail-type') === 'Scheduled Event';
 }
+
+const PAYLOAD_SHAPE = 'Invalid invocation payload (expected {"dryRun"?: boolean, "backends"?: [names], "force"?: boolean} or {"doctor": true, "backends"?: [names]})';
 
 /** Validates the invocation event; a bad manual payload is a ConfigError naming the bad field. */
 export function parseInvocation(event: unknown): InvocationRequest {
@@ -40,12 +45,15 @@ export function parseInvocation(event: unknown): InvocationRequest {
   const input = event === undefined || event === null || event === '' ? {} : event;
   const result = manualPayload.safeParse(input);
   if (!result.success) {
-    throw new ConfigError('Invalid invocation payload (expected {"dryRun"?: boolean, "backends"?: [names], "force"?: boolean})', formatIssues(result.error, input));
+    throw new ConfigError(PAYLOAD_SHAPE, formatIssues(result.error, input));
   }
-  const { dryRun, backends, force } = result.data;
+  const { dryRun, backends, force, doctor } = result.data;
+  if (doctor === true && (dryRun !== undefined || force !== undefined)) {
+    throw new ConfigError(PAYLOAD_SHAPE, [`${dryRun === undefined ? 'force' : 'dryRun'}: the doctor changes nothing; only "backends" goes with "doctor"`]);
+  }
   return {
     trigger: 'manual',
-    mode: dryRun === true ? 'plan' : 'apply',
+    mode: doctor === true ? 'doctor' : dryRun === true ? 'plan' : 'apply',
     ...(backends === undefined ? {} : { backends }),
     force: force === true,
   };

@@ -12,7 +12,7 @@ import { GraphiteError, HaproxyError, describeError } from './errors.js';
 import { algorithmKind, observeCommands, parseCliLevel, parseObservedBackend, showCliLevelCommand, splitReplies, type CliLevel } from './haproxy-protocol.js';
 import { measure, type Measurement } from './measure.js';
 import { planBackend } from './plan.js';
-import type { MetricSource, ObservedBackend, RuntimeRelay } from './types.js';
+import type { MetricSource, ObservedBackend, RelayRunOptions, RuntimeRelay } from './types.js';
 
 export type { CheckKind, Coverage, DoctorCheck, DoctorCode, DoctorReport } from './doctor-schema.js';
 
@@ -43,6 +43,8 @@ export interface DoctorDeps {
 export interface DoctorOptions {
   /** Only these backends (names must exist in the config). */
   readonly backends?: readonly string[];
+  /** The time the relay may take (the Lambda's budget), as for a cycle. */
+  readonly budget?: RelayRunOptions;
 }
 
 interface Place {
@@ -86,12 +88,15 @@ type LoadBalancerReading =
 
 type MeasureResult = { readonly ok: true; readonly measurement: Measurement; readonly series: number } | { readonly ok: false; readonly error: unknown };
 
-async function readLoadBalancers(relay: RuntimeRelay, backends: readonly BackendConfig[]): Promise<Map<string, LoadBalancerReading>> {
+async function readLoadBalancers(relay: RuntimeRelay, backends: readonly BackendConfig[], budget: RelayRunOptions = {}): Promise<Map<string, LoadBalancerReading>> {
   const names = backends.map((b) => b.name);
   const commands = [showCliLevelCommand(), ...names.flatMap((b) => observeCommands(b))];
   const out = new Map<string, LoadBalancerReading>();
   if (relay.loadBalancers.length === 0) return out;
-  const results = await relay.run(relay.loadBalancers.map((loadBalancer) => ({ loadBalancer, commands })));
+  const results = await relay.run(
+    relay.loadBalancers.map((loadBalancer) => ({ loadBalancer, commands })),
+    budget,
+  );
   for (const result of results) {
     if (!result.ok) {
       out.set(result.loadBalancer, { ok: false, error: result.error });
@@ -449,7 +454,7 @@ export async function runDoctor(deps: DoctorDeps, options: DoctorOptions = {}): 
   const relay = deps.relay;
   const metrics = deps.metrics;
   const [readings, measured, platform] = await Promise.all([
-    isUnavailable(relay) ? new Map<string, LoadBalancerReading>() : readLoadBalancers(relay, backends),
+    isUnavailable(relay) ? new Map<string, LoadBalancerReading>() : readLoadBalancers(relay, backends, options.budget),
     isUnavailable(metrics) ? new Map<string, MeasureResult>() : measureAll(metrics, backends),
     deps.platformChecks?.() ?? Promise.resolve([]),
   ]);

@@ -115,6 +115,7 @@ export class RelayError extends WeighterError {
 
 /** The weight history could not be sent to Graphite (carbon or the HTTP ingestion API). Never fails a cycle. */
 export class HistoryError extends WeighterError {
+  override readonly name = 'HistoryError';
   readonly code = 'history';
 }
 

@@ -67,6 +67,8 @@ function heldWeights(entry: CycleReport['backends'][number]['loadBalancers'][num
     }
     const failure = failed.get(a.server);
     if (failure === undefined) out.push([a.server, a.weight]);
+    // A batch the time budget left unsent never reached HAProxy: it keeps the weight it had.
+    else if (failure.code === 'not-sent') out.push([a.server, a.current]);
     else if (failure.heldWeight !== null) out.push([a.server, failure.heldWeight]);
   }
   return out;

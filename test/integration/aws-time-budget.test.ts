@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Context } from 'aws-lambda';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import type { BackendSpec } from '../harness/haproxy.js';
+import { checkedReport } from '../harness/report.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
 import { LAMBDA_CONTEXT, SCHEDULED_EVENT, capture, commandsOf, must, plannedWeights, ssmTestConfig, testHandler } from '../ssm-endpoint/lambda-invoke.js';
@@ -66,7 +67,7 @@ describe('a cycle whose time budget runs out while it writes', () => {
     const { result, error, output } = await capture(() => handler(SCHEDULED_EVENT, context));
     unsubscribe();
     expect(error).toBeUndefined();
-    const report = must(result);
+    const report = checkedReport(must(result));
 
     const [written, notWritten] = [fleet.instanceIds.slice(0, 2), fleet.instanceIds.slice(2)];
     expect(report.outcome).toBe('partial');

@@ -10,7 +10,8 @@ import type { Context } from 'aws-lambda';
 import { vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { CycleReport } from '../../functions/core/cycle.js';
-import { checkedReport } from '../harness/report.js';
+import type { DoctorReport } from '../../functions/core/doctor.js';
+import { checkedDoctorReport, checkedReport } from '../harness/report.js';
 import { createHandler } from '../../functions/handler.js';
 import { DOCUMENT_NAME, SOCKET_PATH, TAG, TEST_CREDENTIALS, type SsmFleet } from './fleet.js';
 
@@ -156,7 +157,13 @@ export async function capture<T>(fn: () => Promise<T>): Promise<Captured<T>> {
 export async function invoke(handler: TestHandler, event: unknown = SCHEDULED_EVENT): Promise<Captured<CycleReport>> {
   // Lambda hands every invocation its own context object.
   const captured = await capture(() => handler(event, { ...LAMBDA_CONTEXT }));
-  return captured.result === undefined ? captured : { ...captured, result: checkedReport(captured.result) };
+  return { ...captured, result: captured.result === undefined ? undefined : checkedReport(captured.result) };
+}
+
+/** Invokes the handler with `{"doctor": true}` (and `extra`), and captures what it printed; the report must match the shipped doctor schema. */
+export async function invokeDoctor(handler: TestHandler, extra: Record<string, unknown> = {}): Promise<Captured<DoctorReport>> {
+  const captured = await capture(() => handler({ doctor: true, ...extra }, { ...LAMBDA_CONTEXT }));
+  return { ...captured, result: captured.result === undefined ? undefined : checkedDoctorReport(captured.result) };
 }
 
 /** The totals document of a cycle's metrics (service dimension only). */

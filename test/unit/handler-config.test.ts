@@ -79,8 +79,19 @@ describe('loadLambdaConfig', () => {
     ['the socket relay', { ...base, relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: '/run/haproxy/admin.sock' }] } }, 'relay.type: the Lambda reaches load balancers through SSM Run Command: use "ssm" (got "socket")'],
     ['another document', { ...base, relay: { ...base.relay, documentName: 'AWS-RunShellScript' } }, 'relay.documentName: this stack deploys and may only run the document "hw-prod-relay" (got "AWS-RunShellScript")'],
     ['a hostile backend name', { ...base, backends: [{ ...base.backends[0], name: 'a;shutdown sessions' }] }, 'backends.0.name: must be 1-1024 characters'],
+    [
+      'a history token in another variable than the Graphite secret',
+      { ...base, history: { http: { url: 'https://g.test/graphite/metrics', auth: { type: 'basic', username: '1', passwordEnv: 'HISTORY_TOKEN' } } } },
+      'history.http.auth: the Lambda reads one secret, the Graphite one (GRAPHITE_KEY_PARAMETER): name the same variable as graphite.auth (GRAPHITE_API_KEY)',
+    ],
   ])('rejects %s, naming the key', async (_label, doc, message) => {
     expect(await rejection(loadLambdaConfig(doc, ENV))).toContain(message);
+  });
+
+  it('takes a history token from the Graphite secret, and a carbon history without any', async () => {
+    const history = { http: { url: 'https://g.test/graphite/metrics', auth: { type: 'header', header: 'Authorization', prefix: 'Bearer ', valueEnv: 'GRAPHITE_API_KEY' } } };
+    expect((await loadLambdaConfig({ ...base, history }, ENV)).config.history?.http?.url).toBe('https://g.test/graphite/metrics');
+    expect((await loadLambdaConfig({ ...base, history: { carbon: { host: '10.0.0.5' } } }, ENV)).config.history?.carbon?.port).toBe(2003);
   });
 
   it('names the parameter when it is empty', async () => {

@@ -15,6 +15,9 @@ describe('parseInvocation', () => {
     ['a subset of backends', { backends: ['be_ingest', 'be_api'] }, { trigger: 'manual', mode: 'apply', backends: ['be_ingest', 'be_api'], force: false }],
     ['a forced rebalance', { force: true }, { trigger: 'manual', mode: 'apply', force: true }],
     ['a forced dry run of one backend', { dryRun: true, force: true, backends: ['be_ingest'] }, { trigger: 'manual', mode: 'plan', backends: ['be_ingest'], force: true }],
+    ['the doctor', { doctor: true }, { trigger: 'manual', mode: 'doctor', force: false }],
+    ['the doctor of one backend', { doctor: true, backends: ['be_ingest'] }, { trigger: 'manual', mode: 'doctor', backends: ['be_ingest'], force: false }],
+    ['doctor false', { doctor: false }, { trigger: 'manual', mode: 'apply', force: false }],
   ])('reads %s', (_label, event, expected) => {
     expect(parseInvocation(event)).toEqual(expected);
   });
@@ -30,6 +33,9 @@ describe('parseInvocation', () => {
     ['a command substitution in a backend', { backends: ['$(reboot)'] }, 'backends.0: must be 1-1024 characters of A-Z a-z 0-9 _ . : - (got "$(reboot)")'],
     ['a newline in a backend', { backends: ['be\nshutdown'] }, 'backends.0: must be 1-1024 characters of A-Z a-z 0-9 _ . : - (got "be\\nshutdown")'],
     ['an array payload', [], '(root): Invalid input: expected object, received array (got [])'],
+    ['a string doctor', { doctor: 'yes' }, 'doctor: Invalid input: expected boolean, received string (got "yes")'],
+    ['the doctor with force', { doctor: true, force: true }, 'force: the doctor changes nothing; only "backends" goes with "doctor"'],
+    ['the doctor with dryRun', { doctor: true, dryRun: true }, 'dryRun: the doctor changes nothing; only "backends" goes with "doctor"'],
     ['a scheduled-looking event from another source', { ...SCHEDULED, source: 'custom.app' }, '(root): unknown key(s)'],
   ])('rejects %s, naming the field', (_label, event, issue) => {
     let caught: unknown;
