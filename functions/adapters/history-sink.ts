@@ -117,7 +117,8 @@ export function createHttpHistorySink(config: NonNullable<HistoryConfig['http']>
   const auth = config.auth;
   if (auth.type === 'basic') headers.authorization = `Basic ${Buffer.from(`${auth.username}:${readSecret(options.env, auth.passwordEnv, 'passwordEnv')}`).toString('base64')}`;
   if (auth.type === 'header') headers[auth.header.toLowerCase()] = `${auth.prefix}${readSecret(options.env, auth.valueEnv, 'valueEnv')}`;
-  const interval = config.intervalSeconds ?? options.intervalSeconds;
+  // The API takes whole seconds of at least 1; `run --interval 0.5` rounds up.
+  const interval = config.intervalSeconds ?? Math.max(1, Math.round(options.intervalSeconds));
   return {
     destination,
     async send(points) {

@@ -248,3 +248,19 @@ describe('the HTTP sink', () => {
     expect(() => httpSink({ type: 'basic', username: '1', passwordEnv: 'TOKEN' }, {})).toThrow('history.http.auth.passwordEnv: environment variable TOKEN is not set');
   });
 });
+
+describe('the interval sent over HTTP', () => {
+  it('is whole seconds of at least 1, whatever run --interval says', async () => {
+    const agent = new MockAgent();
+    agent.disableNetConnect();
+    let body = '';
+    agent
+      .get('https://g.test')
+      .intercept({ path: '/graphite/metrics', method: 'POST', body: (b) => ((body = b), true) })
+      .reply(200, { Invalid: 0, Published: 1 });
+    const sink = createHistorySink(config({ http: { url: 'https://g.test/graphite/metrics' } }).history, { env: {}, intervalSeconds: 0.2, dispatcher: agent });
+    await sink?.send([{ path: 'hw.cycle.outcome', value: 0, timestamp: 1_700_000_000 }]);
+    expect(JSON.parse(body)).toEqual([expect.objectContaining({ interval: 1 })]);
+    await agent.close();
+  });
+});
