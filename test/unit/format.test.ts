@@ -130,16 +130,28 @@ describe('the changes-only view and the summary line', () => {
     expect(rows(formatReport(await ingestReport('plan')))).toEqual(['server', 'ing-a', 'ing-b', 'ing-m', 'ing-t', 'ing-d', 'ing-z', 'ing-x', 'ing-c', 'node.eu-1:7000']);
   });
 
-  it('lists only the weights that change and the servers left alone for want of data, not the ones an operator took out', async () => {
+  it('lists only the weights that change, not the servers an operator took out', async () => {
     expect(rows(formatReport(await ingestReport('plan'), { changesOnly: true }))).toEqual(['server', 'ing-a', 'ing-b', 'ing-x', 'ing-c', 'node.eu-1:7000']);
+  });
+
+  it('keeps a server left alone for a reason nobody chose (no data, a name it cannot address), counted by its reason', async () => {
+    const report = structuredClone(await ingestReport('plan'));
+    const actions = report.backends[0]?.loadBalancers[0]?.plan.actions ?? [];
+    for (const a of actions) {
+      if (a.server === 'ing-b') Object.assign(a, { kind: 'skip', weight: null, reason: 'no-data', detail: 'no Graphite series for this server: keeps its weight' });
+      if (a.server === 'ing-c') Object.assign(a, { kind: 'skip', weight: null, reason: 'unaddressable', detail: 'its name is 2000 characters long' });
+    }
+    const text = formatReport(report, { changesOnly: true });
+    expect(rows(text)).toEqual(['server', 'ing-a', 'ing-b', 'ing-x', 'ing-c', 'node.eu-1:7000']);
+    expect(text).toContain('3 to change, 0 unchanged, 6 skipped (no-data 1, maint 2, drain 1, weight-zero 1, unaddressable 1)');
   });
 
   it('sums each backend up in one line: servers, changes, skips by reason, imbalance', async () => {
     const line = (text: string): string | undefined => text.split('\n').find((l) => l.startsWith('  summary: '));
     expect(line(formatReport(await ingestReport('plan'), { changesOnly: true }))).toBe(
-      '  summary: 9 server(s); 4 to change, 0 unchanged, 5 skipped (maint 2, drain 1, weight-zero 1, no-data 1); imbalance 2.78 (max/mean load)',
+      '  summary: 9 server(s); 5 to change, 0 unchanged, 4 skipped (maint 2, drain 1, weight-zero 1); imbalance 2.14 (max/mean load)',
     );
-    expect(line(formatReport(await ingestReport('apply')))).toBe('  summary: 9 server(s); 4 changed, 0 unchanged, 5 skipped (maint 2, drain 1, weight-zero 1, no-data 1); imbalance 2.78 (max/mean load)');
+    expect(line(formatReport(await ingestReport('apply')))).toBe('  summary: 9 server(s); 5 changed, 0 unchanged, 4 skipped (maint 2, drain 1, weight-zero 1); imbalance 2.14 (max/mean load)');
   });
 
   it('says where a backend was skipped as a whole, and lists none of its servers in the changes-only view', async () => {
