@@ -1,5 +1,5 @@
 import { createConnection } from 'node:net';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { HistoryConfig } from '../core/config.js';
 import { displaySafe } from '../core/display.js';
 import { ConfigError, HistoryError, snippet } from '../core/errors.js';
@@ -104,6 +104,9 @@ export function grafanaBody(points: readonly HistoryPoint[], intervalSeconds: nu
 
 const MAX_REPLY_BYTES = 64 * 1024;
 
+/** HTTP/1.1 only, as the Graphite client: the bundles leave undici's HTTP/2 client out. */
+const newAgent = (timeoutMs: number): Promise<Dispatcher> => import('undici').then(({ default: { Agent } }) => new Agent({ allowH2: false, connect: { timeout: timeoutMs } }));
+
 /**
  * Grafana Cloud's Graphite HTTP ingestion: `POST <url>` (https://<stack>.grafana.net/graphite/metrics)
  * with a JSON list of `{name, interval, value, time, mtype, tags}`, authenticated with Basic
@@ -124,22 +127,31 @@ export function createHttpHistorySink(config: NonNullable<HistoryConfig['http']>
     async send(points) {
       if (points.length === 0) return;
       const body = grafanaBody(points, interval);
-      let response: Dispatcher.ResponseData;
+      // One connection per cycle, closed after it: nothing stays open between cycles. undici is
+      // loaded with the first send (CommonJS: its exports are the dynamic import's default).
+      const dispatcher = options.dispatcher ?? (await newAgent(config.timeoutMs));
+      let text: string;
+      let statusCode: number;
       try {
-        response = await request(url, {
+        const response = await dispatcher.request({
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
           method: 'POST',
           headers,
           body,
           headersTimeout: config.timeoutMs,
           bodyTimeout: config.timeoutMs,
           signal: AbortSignal.timeout(config.timeoutMs),
-          ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
         });
+        statusCode = response.statusCode;
+        text = await readCapped(response.body);
       } catch (error) {
         const why = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError') ? `no answer within ${config.timeoutMs} ms` : displaySafe(error instanceof Error ? error.message : String(error));
         throw new HistoryError(`${destination}: ${why}`, {}, { cause: error });
+      } finally {
+        if (options.dispatcher === undefined) await dispatcher.close();
       }
-      const text = await readCapped(response.body);
+      const response = { statusCode };
       if (response.statusCode === 401 || response.statusCode === 403) {
         throw new HistoryError(`${destination} answered HTTP ${response.statusCode}: check the token (history.http.auth) and that its access policy has the metrics:write scope`, { reply: text });
       }
