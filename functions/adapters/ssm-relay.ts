@@ -221,9 +221,13 @@ export async function createSsmRelay(settings: SsmRelaySettings, options: SsmRel
 
 const isRead = (command: string): boolean => command.startsWith('show ') || command.startsWith('get ');
 
+/** The commands whose replies are large: a backend's rows. `show cli level` answers one word. */
+const isLargeShow = (command: string): boolean => command.startsWith('show stat ') || command.startsWith('show servers state ');
+
 /**
  * Splits a read batch into the parts sent as separate commands: each part stays under `maxChars`
- * once joined and holds at most `maxShow` `show` commands, whose replies are the large ones.
+ * once joined and holds at most `maxShow` `show stat` or `show servers state` commands, whose
+ * replies are the large ones.
  */
 export function splitBatch(commands: readonly string[], maxChars: number, maxShow: number): string[][] {
   const parts: string[][] = [];
@@ -231,7 +235,7 @@ export function splitBatch(commands: readonly string[], maxChars: number, maxSho
   let chars = 0;
   let shows = 0;
   for (const command of commands) {
-    const isShow = command.startsWith('show ');
+    const isShow = isLargeShow(command);
     const added = current.length === 0 ? command.length : command.length + 2;
     if (current.length > 0 && (chars + added > maxChars || (isShow && shows >= maxShow))) {
       parts.push(current);

@@ -171,6 +171,12 @@ describe('serverless package (osls, offline)', () => {
     expect(asList(onInstances[0]?.Resource).map(text).every((r) => /:(instance|managed-instance)\/\*$/.test(r))).toBe(true);
   });
 
+  it("lets the doctor read only the stack's own Command document", () => {
+    const get = statements(prod).filter((s) => asList(s.Action).includes('ssm:GetDocument'));
+    expect(get.map((s) => asList(s.Action))).toEqual([['ssm:GetDocument']]);
+    expect(get.flatMap((s) => asList(s.Resource).map(text))).toEqual(['arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:document/haproxy-weighter-prod-relay']);
+  });
+
   it('lets the function read only its own two parameters, and limits its kms:Decrypt to SSM and the key parameter’s encryption context', () => {
     const all = statements(prod);
     const get = all.filter((s) => asList(s.Action).some((a) => String(a).startsWith('ssm:GetParameter')));

@@ -86,6 +86,8 @@ export interface TestHandlerOptions {
   readonly now?: () => number;
   /** Give the handler the fleet's S3 output bucket (RELAY_OUTPUT_BUCKET), when the fleet has one. */
   readonly outputBucket?: boolean;
+  /** The stack's document (RELAY_DOCUMENT_NAME); the fleet's by default. */
+  readonly documentName?: string;
 }
 
 /**
@@ -97,7 +99,7 @@ export function testHandler(fleet: SsmFleet, config: unknown, options: TestHandl
   return createHandler({
     env: {
       CONFIG_PARAMETER,
-      RELAY_DOCUMENT_NAME: DOCUMENT_NAME,
+      RELAY_DOCUMENT_NAME: options.documentName ?? DOCUMENT_NAME,
       ...(options.keyParameter === undefined ? {} : { GRAPHITE_KEY_PARAMETER: options.keyParameter }),
       ...(options.targetTag === null ? {} : { TARGET_TAG_KEY: (options.targetTag ?? TAG).key, TARGET_TAG_VALUE: (options.targetTag ?? TAG).value }),
       ...(options.outputBucket === true && fleet.output !== undefined ? { RELAY_OUTPUT_BUCKET: fleet.output.bucket } : {}),

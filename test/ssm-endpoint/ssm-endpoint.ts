@@ -5,7 +5,10 @@
  * document's `aws:runShellScript` step with a real shell for every emulated instance, the way the
  * SSM Agent does: the `runCommand` lines are written to `_script.sh` and run with `sh -c <path>`,
  * `{{ Parameter }}` placeholders are substituted into the text, and parameters declared with
- * `interpolationType: ENV_VAR` are also exported as `SSM_<Parameter>` environment variables.
+ * `interpolationType: ENV_VAR` are also exported as `SSM_<Parameter>` environment variables, by an
+ * agent of 3.3.2746.0 or later (an older one runs the script without them). GetDocument answers the
+ * stack's document with its content; DescribeInstanceInformation each instance's ping status and
+ * agent version.
  *
  * Behaviour that matters to the relay is reproduced: `InvocationDoesNotExist` right after
  * SendCommand, Pending → InProgress → final statuses, stdout cut at 24,000 characters and stderr
@@ -57,8 +60,29 @@ export interface EmulatedInstance {
   readonly tags?: Readonly<Record<string, string>>;
   /** Paths as the instance sees them → real paths on this machine. */
   readonly paths?: Readonly<Record<string, string>>;
-  /** Offline instances are not listed by DescribeInstanceInformation and never run anything. */
+  /** Offline instances are listed ConnectionLost by DescribeInstanceInformation and never run anything. */
   readonly online?: boolean;
+  /**
+   * The SSM Agent's version (DEFAULT_AGENT_VERSION when absent). An agent older than
+   * ENV_VAR_AGENT_VERSION does not know `interpolationType: ENV_VAR`: it runs the script without the
+   * `SSM_<Parameter>` variables, as the real one does.
+   */
+  readonly agentVersion?: string;
+}
+
+/** The first SSM Agent that exports ENV_VAR parameters (the SSM document reference, interpolationType). */
+export const ENV_VAR_AGENT_VERSION = '3.3.2746.0';
+export const DEFAULT_AGENT_VERSION = '3.3.2746.0';
+
+/** Whether dotted version a is at least b. */
+function atLeast(a: string, b: string): boolean {
+  const x = a.split('.').map(Number);
+  const y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0) - (y[i] ?? 0);
+    if (d !== 0) return d > 0;
+  }
+  return true;
 }
 
 export interface StoredParameter {
@@ -147,6 +171,8 @@ export interface SsmEndpoint {
   clearFaults(): void;
   /** Creates or replaces a Parameter Store parameter. */
   setParameter(name: string, parameter: StoredParameter): void;
+  /** Changes an instance from now on: its agent version, its tags, online or not. */
+  updateInstance(instanceId: string, patch: Partial<Omit<EmulatedInstance, 'id'>>): void;
   /**
    * Called with every well-formed API request before throttling and faults apply, so that a fault
    * armed by the listener already applies to that request. Returns an unsubscribe function.
@@ -345,9 +371,10 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       AWS_SSM_INSTANCE_ID: inv.instanceId,
       AWS_SSM_REGION_NAME: region,
     };
+    const knowsEnvVar = atLeast(instance.agentVersion ?? DEFAULT_AGENT_VERSION, ENV_VAR_AGENT_VERSION);
     for (const [name, param] of document.parameters) {
       const value = inv.parameters[name];
-      if (param.interpolationType === 'ENV_VAR' && value !== undefined) env[`SSM_${name}`] = instance.paths?.[value] ?? value;
+      if (knowsEnvVar && param.interpolationType === 'ENV_VAR' && value !== undefined) env[`SSM_${name}`] = instance.paths?.[value] ?? value;
     }
     inv.ran = true;
     const child = spawn('sh', ['-c', script], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -623,13 +650,22 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       InstanceInformationList: page.map((i) => ({
         InstanceId: i.id,
         PingStatus: i.online === false ? 'ConnectionLost' : 'Online',
+        // An instance that lost its connection was last seen a while ago.
+        LastPingDateTime: (Date.now() - (i.online === false ? 3_600_000 : 30_000)) / 1000,
         PlatformType: 'Linux',
         PlatformName: 'Debian GNU/Linux',
-        AgentVersion: '3.3.2746.0',
+        AgentVersion: i.agentVersion ?? DEFAULT_AGENT_VERSION,
         ResourceType: 'EC2Instance',
       })),
       ...(start + max < list.length ? { NextToken: String(start + max) } : {}),
     };
+  };
+
+  const documentText = readFileSync(options.documentPath, 'utf8');
+  /** GetDocument: the stack's document as SSM stores it (its content, as deployed); any other name does not exist. */
+  const getDocument = (body: Record<string, unknown>): unknown => {
+    if (body.Name !== options.documentName) throw new ApiError('InvalidDocument', `Document with name ${String(body.Name)} does not exist.`);
+    return { Name: options.documentName, DocumentVersion: '1', Status: 'Active', Content: documentText, DocumentType: 'Command', DocumentFormat: 'YAML', CreatedDate: 1_700_000_000 };
   };
 
   const operations: Record<string, (body: Record<string, unknown>) => unknown> = {
@@ -637,6 +673,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     GetCommandInvocation: getCommandInvocation,
     GetParameters: getParameters,
     DescribeInstanceInformation: describeInstanceInformation,
+    GetDocument: getDocument,
   };
 
   const respond = (res: ServerResponse, status: number, payload: unknown): void => {
@@ -729,6 +766,11 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     delay: (id, polls) => faults.set(id, { kind: 'delay', polls }),
     forceStatus: (id, status, details) => faults.set(id, { kind: 'status', status, details }),
     setParameter: (name, parameter) => stored.set(name, parameter),
+    updateInstance: (id, patch) => {
+      const instance = instances.get(id);
+      if (instance === undefined) throw new Error(`no emulated instance ${id}`);
+      instances.set(id, { ...instance, ...patch });
+    },
     onRequest: (listener) => {
       listeners.add(listener);
       return () => listeners.delete(listener);

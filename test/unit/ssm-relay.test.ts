@@ -109,6 +109,16 @@ describe('splitBatch', () => {
         ['show stat b 6 -1', 'show servers state b'],
       ],
     ],
+    [
+      "keeps the doctor's one-word show cli level with the first backend's rows",
+      ['show cli level', 'show stat a 6 -1', 'show servers state a', 'show stat b 6 -1', 'show servers state b'],
+      1000,
+      2,
+      [
+        ['show cli level', 'show stat a 6 -1', 'show servers state a'],
+        ['show stat b 6 -1', 'show servers state b'],
+      ],
+    ],
     ['never leaves a part empty for a command longer than the cap', ['get weight backend/server'], 5, 2, [['get weight backend/server']]],
   ])('%s', (_label, commands, maxChars, maxShow, expected) => {
     expect(splitBatch(commands, maxChars, maxShow)).toEqual(expected);
