@@ -5,13 +5,19 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
+  ListCommandInvocationsCommand,
   SendCommandCommand,
   SSMClient,
+  type CommandInvocation,
+  type CommandPlugin,
   type SSMClientConfig,
   type DescribeInstanceInformationCommandInput,
   type DescribeInstanceInformationCommandOutput,
   type GetCommandInvocationCommandInput,
   type GetCommandInvocationCommandOutput,
+  type InstanceInformation,
+  type ListCommandInvocationsCommandInput,
+  type ListCommandInvocationsCommandOutput,
   type SendCommandCommandInput,
   type SendCommandCommandOutput,
 } from '@aws-sdk/client-ssm';
@@ -24,16 +30,21 @@ import type { RelayRequest, RelayResult, RelayRunOptions, RuntimeRelay } from '.
  * Reaches every load balancer's HAProxy runtime API through AWS Systems Manager Run Command and the
  * custom document in `infra/ssm-document.yaml`. A load balancer is an instance id. Load balancers
  * whose batches are identical share one SendCommand (up to 50 instance ids per call), and every
- * SendCommand of a call runs at once (up to `maxConcurrentCommands` in flight). Each instance's
- * invocation is polled with backoff until it reaches a final status, and its output is decoded and
- * verified: a reply cut off by the 24,000-character output limit is an error, never a short reply.
+ * SendCommand of a call runs at once (up to `maxConcurrentCommands` in flight).
  *
- * With an output bucket, the agent writes each instance's output to S3 (no size limit) and the
- * relay reads it from there when GetCommandInvocation's copy is cut: then the observation of every
- * backend is one command for up to 50 load balancers (for more found by tag, one command to the
- * tag), whatever the number of servers. Without
- * one, observation is cut into one command per backend, each within the output limit (the
- * document sends only the columns the weighter reads, so a 1,000-server backend fits).
+ * Each command is polled as a whole with ListCommandInvocations (Details: the status and the first
+ * 2,500 characters of each instance's output, 50 instances a page), with backoff, until every
+ * instance's invocation is final. A reply that fits those 2,500 characters needs no other call;
+ * a longer one is read once its invocation is final: from the output bucket when there is one,
+ * else with GetCommandInvocation (24,000 characters). A failed invocation is looked up with
+ * GetCommandInvocation for its exit code and stderr. Every reply is decoded and verified: a reply
+ * cut off by an output limit is an error, never a short reply.
+ *
+ * With an output bucket, the agent writes each instance's output to S3 (no size limit): then the
+ * observation of every backend is one command for up to 50 load balancers (for more found by tag,
+ * one command to the tag), whatever the number of servers. Without one, observation is cut into
+ * one command per backend, each within the output limit (the document sends only the columns the
+ * weighter reads, so a 1,000-server backend fits).
  *
  * Writes are never split here: the cycle cuts them to `maxBatchChars`, each part with its own
  * operator-state read, so that every write is guarded by the state read in the same exchange.
@@ -44,6 +55,12 @@ export const MAX_INSTANCE_IDS_PER_COMMAND = 50;
 
 /** GetCommandInvocation returns at most this many characters of stdout. */
 export const STDOUT_LIMIT_CHARS = 24_000;
+
+/** ListCommandInvocations (Details) returns at most this many characters of a step's output (CommandPlugin.Output). */
+export const PLUGIN_OUTPUT_LIMIT_CHARS = 2_500;
+
+/** ListCommandInvocations and DescribeInstanceInformation return at most this many items a page. */
+export const MAX_RESULTS_PER_PAGE = 50;
 
 /** SSM's MaxDocumentSizeExceeded: "The size limit of a document is 64 KB", the document and its parameter values together. */
 export const MAX_DOCUMENT_BYTES = 64 * 1024;
@@ -89,9 +106,10 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Statuses (or status details) after which an invocation never changes again. */
 const FINAL_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'Undeliverable', 'Terminated', 'DeliveryTimedOut', 'ExecutionTimedOut']);
 
-/** The three SSM operations the relay uses; `ssmApiFromClient` adapts the SDK client. */
+/** The SSM operations the relay uses; `ssmApiFromClient` adapts the SDK client. */
 export interface SsmApi {
   sendCommand(input: SendCommandCommandInput): Promise<SendCommandCommandOutput>;
+  listCommandInvocations(input: ListCommandInvocationsCommandInput): Promise<ListCommandInvocationsCommandOutput>;
   getCommandInvocation(input: GetCommandInvocationCommandInput): Promise<GetCommandInvocationCommandOutput>;
   describeInstanceInformation(input: DescribeInstanceInformationCommandInput): Promise<DescribeInstanceInformationCommandOutput>;
 }
@@ -128,6 +146,7 @@ export function createSsmClient(options: SsmClientOptions = {}): SSMClient {
 export function ssmApiFromClient(client: SSMClient): SsmApi {
   return {
     sendCommand: (input) => client.send(new SendCommandCommand(input)),
+    listCommandInvocations: (input) => client.send(new ListCommandInvocationsCommand(input)),
     getCommandInvocation: (input) => client.send(new GetCommandInvocationCommand(input)),
     describeInstanceInformation: (input) => client.send(new DescribeInstanceInformationCommand(input)),
   };
@@ -182,41 +201,72 @@ export interface SsmRelayOptions {
   readonly expectedCommandMs?: number;
   /** Told about every SendCommand, e.g. to log its command id. */
   readonly onCommand?: (sent: SentCommand) => void;
+  /**
+   * Load balancers that cannot run the document now (offline, not Linux), with why: each request
+   * to one fails with that reason and nothing is sent to it (see `resolveLoadBalancers`).
+   */
+  readonly unreachable?: ReadonlyMap<string, string>;
 }
 
-/** Which instances are load balancers: the configured ids, or the online Linux instances with the tag. */
-export async function resolveLoadBalancers(targets: SsmRelaySettings['targets'], api: SsmApi): Promise<readonly string[]> {
-  if ('instanceIds' in targets) return [...new Set(targets.instanceIds)];
+/** The load balancers, and those among them that cannot run the document now, with why. */
+export interface ResolvedLoadBalancers {
+  readonly loadBalancers: readonly string[];
+  readonly unreachable: ReadonlyMap<string, string>;
+}
+
+/**
+ * Why an instance Systems Manager lists cannot run the document now, or undefined when it can: its
+ * agent must be online and the node Linux (the document's only step has a Linux precondition).
+ */
+export function whyUnreachable(info: InstanceInformation): string | undefined {
+  if (info.PingStatus !== 'Online') {
+    const at = info.LastPingDateTime instanceof Date && !Number.isNaN(info.LastPingDateTime.getTime()) ? `, last ping ${info.LastPingDateTime.toISOString()}` : '';
+    return `Systems Manager reports its SSM Agent as ${snippet(info.PingStatus ?? 'not reporting', 40)}${at}: it cannot run a command now`;
+  }
+  if (info.PlatformType !== 'Linux') return `it is a ${snippet(info.PlatformType ?? 'unknown platform', 40)} node; the document runs only on Linux`;
+  return undefined;
+}
+
+/**
+ * Which instances are load balancers: the configured ids, or every instance Systems Manager lists
+ * with the tag. The tag filter is sent alone (the API reference: "Tag filters can't be combined
+ * with other filter types"); whether each instance is online and Linux is checked here, and one
+ * that is not stays a load balancer, reported as unreachable rather than silently left out.
+ */
+export async function resolveLoadBalancers(targets: SsmRelaySettings['targets'], api: Pick<SsmApi, 'describeInstanceInformation'>): Promise<ResolvedLoadBalancers> {
+  if ('instanceIds' in targets) return { loadBalancers: [...new Set(targets.instanceIds)], unreachable: new Map() };
   const { key, value } = targets.tag;
-  const ids: string[] = [];
+  const found = new Map<string, InstanceInformation>();
   let nextToken: string | undefined;
   do {
     let page: DescribeInstanceInformationCommandOutput;
     try {
       page = await api.describeInstanceInformation({
-        Filters: [
-          { Key: `tag:${key}`, Values: [value] },
-          { Key: 'PingStatus', Values: ['Online'] },
-          { Key: 'PlatformTypes', Values: ['Linux'] },
-        ],
-        MaxResults: 50,
+        Filters: [{ Key: `tag:${key}`, Values: [value] }],
+        MaxResults: MAX_RESULTS_PER_PAGE,
         ...(nextToken === undefined ? {} : { NextToken: nextToken }),
       });
     } catch (error) {
       throw new RelayError(`Cannot list the managed instances tagged ${key}=${value}: ${describeError(error)}`, {}, { cause: error });
     }
     for (const info of page.InstanceInformationList ?? []) {
-      if (typeof info.InstanceId === 'string' && !ids.includes(info.InstanceId)) ids.push(info.InstanceId);
+      if (typeof info.InstanceId === 'string' && info.InstanceId !== '') found.set(info.InstanceId, info);
     }
-    nextToken = page.NextToken;
-  } while (nextToken !== undefined && nextToken !== '');
-  if (ids.length === 0) throw new RelayError(`No online Linux managed instance carries the tag ${key}=${value}: no load balancer to reach`);
-  return ids.sort();
+    nextToken = page.NextToken === '' ? undefined : page.NextToken;
+  } while (nextToken !== undefined);
+  if (found.size === 0) throw new RelayError(`No managed instance carries the tag ${key}=${value} (Systems Manager lists none in this region): no load balancer to reach`);
+  const unreachable = new Map<string, string>();
+  for (const [id, info] of found) {
+    const why = whyUnreachable(info);
+    if (why !== undefined) unreachable.set(id, why);
+  }
+  return { loadBalancers: [...found.keys()].sort(), unreachable };
 }
 
 /** Resolves the targets, then builds the relay. */
 export async function createSsmRelay(settings: SsmRelaySettings, options: SsmRelayOptions): Promise<RuntimeRelay> {
-  return createSsmRelayFor(settings, await resolveLoadBalancers(settings.targets, options.api), options);
+  const { loadBalancers, unreachable } = await resolveLoadBalancers(settings.targets, options.api);
+  return createSsmRelayFor(settings, loadBalancers, { ...options, unreachable });
 }
 
 const isRead = (command: string): boolean => command.startsWith('show ') || command.startsWith('get ');
@@ -283,6 +333,15 @@ export function decodeDocumentOutput(stdout: string, loadBalancer: string, limit
     throw new RelayError(`${loadBalancer}: the decoded reply is ${raw.length} bytes with SHA-256 ${sha}, the instance announced ${bytes} bytes with ${String(header[2])}`, { loadBalancer }, { mayHaveRun: true });
   }
   return raw.toString('utf8');
+}
+
+/** The reply, when `text` is a whole, verified document output; undefined when it is not (cut, or not an encoded reply). */
+export function decodeIfWhole(text: string, loadBalancer: string): string | undefined {
+  try {
+    return decodeDocumentOutput(text, loadBalancer, null);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -357,6 +416,8 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
   const maxShow = options.maxShowCommands ?? (options.output === undefined ? INLINE_MAX_SHOW_COMMANDS : Number.POSITIVE_INFINITY);
   const maxConcurrent = options.maxConcurrentCommands ?? DEFAULT_MAX_CONCURRENT_COMMANDS;
   const known = new Set(loadBalancers);
+  const unreachable = options.unreachable ?? new Map<string, string>();
+  const reachable = loadBalancers.filter((id) => !unreachable.has(id)).length;
   // The longest command timed so far: what the next one is expected to take.
   let longestMs: number | undefined;
   const expectedMs = (): number => longestMs ?? options.expectedCommandMs ?? DEFAULT_EXPECTED_COMMAND_MS;
@@ -366,58 +427,133 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
     error: new RelayError(`${instanceId}: stopped waiting for SSM command ${commandId} (last: ${last}): the cycle's time budget ran out; it may still run on the instance`, { loadBalancer: instanceId, status: last }, { mayHaveRun: true }),
   });
 
-  /** Polls one invocation until it is final, the deadline passes or the budget runs out. */
-  const waitFor = async (commandId: string, instanceId: string, deadline: number, signal: AbortSignal | undefined): Promise<PartOutcome> => {
+  const callFailed = (instanceId: string, call: string, commandId: string, error: unknown): RelayError =>
+    new RelayError(`${instanceId}: ${call} for command ${commandId} failed: ${errorName(error) === '' ? '' : `${errorName(error)}: `}${describeError(error)}`, { loadBalancer: instanceId }, { cause: error, mayHaveRun: true });
+
+  /** Every invocation of a command, page by page. */
+  const listInvocations = async (commandId: string): Promise<CommandInvocation[]> => {
+    const all: CommandInvocation[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await api.listCommandInvocations({ CommandId: commandId, Details: true, MaxResults: MAX_RESULTS_PER_PAGE, ...(nextToken === undefined ? {} : { NextToken: nextToken }) });
+      all.push(...(page.CommandInvocations ?? []));
+      nextToken = page.NextToken === '' ? undefined : page.NextToken;
+    } while (nextToken !== undefined);
+    return all;
+  };
+
+  /**
+   * Polls one command until every one of `instanceIds` has a final invocation, the deadline passes
+   * or the budget runs out; the output of each final one is read as soon as it is final, while the
+   * others are still polled.
+   */
+  const waitForCommand = async (commandId: string, instanceIds: readonly string[], started: number, signal: AbortSignal | undefined): Promise<Map<string, PartOutcome>> => {
+    const deadline = now() + settings.maxWaitMs;
+    const outcomes = new Map<string, PartOutcome>();
+    const reads: Promise<void>[] = [];
+    const pending = new Set(instanceIds);
+    // Right after SendCommand an invocation may not be listed yet: it counts as not registered.
+    const last = new Map<string, string>();
+    const lastOf = (id: string): string => last.get(id) ?? 'not yet registered (not listed by ListCommandInvocations)';
     let wait = settings.pollIntervalMs;
-    let last = 'not yet registered (InvocationDoesNotExist)';
-    for (;;) {
+    while (pending.size > 0) {
       await sleepUnless(sleep, wait, signal);
-      if (signal?.aborted === true) return stopped(instanceId, commandId, last);
+      if (signal?.aborted === true) {
+        for (const id of pending) outcomes.set(id, stopped(id, commandId, lastOf(id)));
+        break;
+      }
       wait = Math.min(Math.round(wait * 1.5), settings.pollIntervalMs * 8);
-      let out: GetCommandInvocationCommandOutput | undefined;
+      let listed: CommandInvocation[];
       try {
-        out = await api.getCommandInvocation({ CommandId: commandId, InstanceId: instanceId });
+        listed = await listInvocations(commandId);
       } catch (error) {
-        // Right after SendCommand the invocation may not exist yet: keep polling until the deadline.
-        if (errorName(error) !== 'InvocationDoesNotExist') {
-          return {
+        for (const id of pending) outcomes.set(id, { ok: false, error: callFailed(id, 'ListCommandInvocations', commandId, error) });
+        break;
+      }
+      for (const invocation of listed) {
+        const id = invocation.InstanceId;
+        if (id === undefined || !pending.has(id)) continue;
+        const status = invocation.Status ?? 'unknown';
+        const details = invocation.StatusDetails ?? '';
+        const shown = details !== '' && details !== status ? `${status} (${details})` : status;
+        last.set(id, shown);
+        if (!FINAL_STATUSES.has(status) && !FINAL_STATUSES.has(details)) continue;
+        pending.delete(id);
+        reads.push(
+          settle(commandId, id, invocation, shown, signal).then((outcome) => {
+            if (outcome.ok) longestMs = Math.max(longestMs ?? 0, now() - started);
+            outcomes.set(id, outcome);
+          }),
+        );
+      }
+      if (pending.size > 0 && now() >= deadline) {
+        for (const id of pending) {
+          const shown = lastOf(id);
+          outcomes.set(id, {
             ok: false,
-            error: new RelayError(`${instanceId}: GetCommandInvocation for command ${commandId} failed: ${errorName(error) === '' ? '' : `${errorName(error)}: `}${describeError(error)}`, { loadBalancer: instanceId }, { cause: error, mayHaveRun: true }),
-          };
+            error: new RelayError(`${id}: no final status for SSM command ${commandId} within ${settings.maxWaitMs} ms (last: ${shown}); it may still run on the instance`, { loadBalancer: id, status: shown }, { mayHaveRun: true }),
+          });
         }
+        break;
       }
-      if (out !== undefined) {
-        const status = out.Status ?? 'unknown';
-        const details = out.StatusDetails ?? '';
-        last = details !== '' && details !== status ? `${status} (${details})` : status;
-        if (FINAL_STATUSES.has(status) || FINAL_STATUSES.has(details)) return finish(commandId, instanceId, out, last, signal);
+    }
+    await Promise.all(reads);
+    return outcomes;
+  };
+
+  /** The outcome of a final invocation, from what ListCommandInvocations said of it. */
+  const settle = async (commandId: string, instanceId: string, invocation: CommandInvocation, shown: string, signal: AbortSignal | undefined): Promise<PartOutcome> => {
+    const plugin = invocation.CommandPlugins?.find((p) => p.Name === DOCUMENT_STEP_NAME) ?? invocation.CommandPlugins?.[0];
+    if (invocation.Status === 'Success' && (invocation.StatusDetails === undefined || invocation.StatusDetails === 'Success')) {
+      // The first 2,500 characters came with the status: when they are the whole reply, its
+      // header, checksum and end marker prove it, and nothing else needs to be read.
+      const brief = decodeIfWhole(plugin?.Output ?? '', instanceId);
+      if (brief !== undefined) return { ok: true, reply: brief };
+      try {
+        return { ok: true, reply: await fullOutput(commandId, instanceId, plugin, signal) };
+      } catch (error) {
+        return { ok: false, error: error instanceof RelayError ? error : new RelayError(describeError(error), { loadBalancer: instanceId }, { cause: error, mayHaveRun: true }) };
       }
-      if (now() >= deadline) {
-        return {
-          ok: false,
-          error: new RelayError(
-            `${instanceId}: no final status for SSM command ${commandId} within ${settings.maxWaitMs} ms (last: ${last}); it may still run on the instance`,
-            { loadBalancer: instanceId, status: last },
-            { mayHaveRun: true },
-          ),
-        };
-      }
+    }
+    // Failed, timed out or cancelled: GetCommandInvocation has the exit code and the start of
+    // stderr. Without it, the status ListCommandInvocations gave still says what happened.
+    let out: GetCommandInvocationCommandOutput;
+    try {
+      out = await api.getCommandInvocation({ CommandId: commandId, InstanceId: instanceId });
+    } catch {
+      out = { $metadata: {}, ...(invocation.Status === undefined ? {} : { Status: invocation.Status }), ...(invocation.StatusDetails === undefined ? {} : { StatusDetails: invocation.StatusDetails }), ...(plugin?.ResponseCode === undefined ? {} : { ResponseCode: plugin.ResponseCode }) };
+    }
+    return failure(commandId, instanceId, out, shown);
+  };
+
+  /** GetCommandInvocation, its failure a RelayError naming the call. */
+  const getInvocation = async (commandId: string, instanceId: string): Promise<GetCommandInvocationCommandOutput> => {
+    try {
+      return await api.getCommandInvocation({ CommandId: commandId, InstanceId: instanceId });
+    } catch (error) {
+      throw callFailed(instanceId, 'GetCommandInvocation', commandId, error);
     }
   };
 
-  /** The instance's reply: GetCommandInvocation's copy when it is whole, else the S3 object. */
-  const readOutput = async (commandId: string, instanceId: string, out: GetCommandInvocationCommandOutput, signal: AbortSignal | undefined): Promise<string> => {
-    const inline = out.StandardOutputContent ?? '';
+  /**
+   * The whole reply of a successful invocation longer than the plugin output: the S3 object when
+   * there is an output bucket, else GetCommandInvocation's copy (24,000 characters).
+   */
+  const fullOutput = async (commandId: string, instanceId: string, plugin: CommandPlugin | undefined, signal: AbortSignal | undefined): Promise<string> => {
     const output = options.output;
-    if (output === undefined || inline.length < STDOUT_LIMIT_CHARS) return decodeDocumentOutput(inline, instanceId);
-    const key = outputKeyOf(out.StandardOutputUrl ?? '', output.bucket, output.keyPrefix, commandId, instanceId);
+    if (output === undefined) return decodeDocumentOutput((await getInvocation(commandId, instanceId)).StandardOutputContent ?? '', instanceId);
+    const key = outputKeyOf(plugin?.StandardOutputUrl ?? '', output.bucket, output.keyPrefix, commandId, instanceId);
     if (key === null) {
-      throw new RelayError(`${instanceId}: the output URL of SSM command ${commandId} is not an object of s3://${output.bucket}/${output.keyPrefix}: ${snippet(out.StandardOutputUrl ?? '', 120)}`, { loadBalancer: instanceId }, { mayHaveRun: true });
+      throw new RelayError(`${instanceId}: the output URL of SSM command ${commandId} is not an object of s3://${output.bucket}/${output.keyPrefix}: ${snippet(plugin?.StandardOutputUrl ?? '', 120)}`, { loadBalancer: instanceId }, { mayHaveRun: true });
     }
     let text: string;
     try {
       text = await output.s3.getObject(output.bucket, key, signal);
     } catch (error) {
+      // The agent's upload can fail (the instance profile's permission) without failing the
+      // invocation: GetCommandInvocation's copy is then the reply if it is whole.
+      const inline = (await getInvocation(commandId, instanceId)).StandardOutputContent ?? '';
+      if (inline.length < STDOUT_LIMIT_CHARS) return decodeDocumentOutput(inline, instanceId);
       const name = errorName(error);
       const hint =
         name === 'NoSuchKey'
@@ -430,15 +566,9 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
     return decodeDocumentOutput(text, instanceId, null);
   };
 
-  const finish = async (commandId: string, instanceId: string, out: GetCommandInvocationCommandOutput, shown: string, signal: AbortSignal | undefined): Promise<PartOutcome> => {
+  /** The error of an invocation that did not succeed, and whether it may have reached the socket. */
+  const failure = (commandId: string, instanceId: string, out: GetCommandInvocationCommandOutput, shown: string): PartOutcome => {
     const stderr = out.StandardErrorContent ?? '';
-    if (out.Status === 'Success' && (out.StatusDetails === undefined || out.StatusDetails === 'Success')) {
-      try {
-        return { ok: true, reply: await readOutput(commandId, instanceId, out, signal) };
-      } catch (error) {
-        return { ok: false, error: error instanceof RelayError ? error : new RelayError(describeError(error), { loadBalancer: instanceId }, { cause: error, mayHaveRun: true }) };
-      }
-    }
     const code = out.ResponseCode === undefined || out.ResponseCode === -1 ? '' : `, exit code ${out.ResponseCode}`;
     const why = stderr.trim() === '' ? '' : `: ${snippet(stderr.trim())}`;
     // Known not to have reached the socket: the document's own refusals before socat (exit 64-67,
@@ -446,10 +576,9 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
     // started. Anything else may have run, in part.
     const details = out.StatusDetails ?? '';
     const notRun = (out.Status === 'Failed' && [64, 65, 66, 67, 71, 75].includes(out.ResponseCode ?? -1)) || details === 'Undeliverable' || details === 'DeliveryTimedOut';
-    const mayHaveRun = !notRun;
     return {
       ok: false,
-      error: new RelayError(`${instanceId}: SSM command ${commandId} ended ${shown}${code}${why}`, { loadBalancer: instanceId, status: shown, reply: stderr }, { mayHaveRun }),
+      error: new RelayError(`${instanceId}: SSM command ${commandId} ended ${shown}${code}${why}`, { loadBalancer: instanceId, status: shown, reply: stderr }, { mayHaveRun: !notRun }),
     };
   };
 
@@ -489,16 +618,7 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
       return outcomes;
     }
     options.onCommand?.({ commandId, instanceIds, part: task.part + 1, parts: task.parts, commands: task.commands.length });
-    const deadline = now() + settings.maxWaitMs;
-    const id = commandId;
-    await Promise.all(
-      instanceIds.map(async (instanceId) => {
-        const outcome = await waitFor(id, instanceId, deadline, signal);
-        if (outcome.ok) longestMs = Math.max(longestMs ?? 0, now() - started);
-        outcomes.set(instanceId, outcome);
-      }),
-    );
-    return outcomes;
+    return waitForCommand(commandId, instanceIds, started, signal);
   };
 
   return {
@@ -510,6 +630,11 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
       requests.forEach((req, i) => {
         if (!known.has(req.loadBalancer)) {
           early.set(i, { loadBalancer: req.loadBalancer, ok: false, error: new RelayError(`Unknown load balancer ${req.loadBalancer}`, { loadBalancer: req.loadBalancer }) });
+          return;
+        }
+        const why = unreachable.get(req.loadBalancer);
+        if (why !== undefined) {
+          early.set(i, { loadBalancer: req.loadBalancer, ok: false, error: new RelayError(`${req.loadBalancer}: not sent: ${why}`, { loadBalancer: req.loadBalancer }, { notStarted: true }) });
           return;
         }
         const bad = req.commands.find((c) => !isAllowedCommand(c));
@@ -545,9 +670,10 @@ export function createSsmRelayFor(settings: SsmRelaySettings, loadBalancers: rea
       entries.forEach((g, group) => {
         const parts = partsOf[group] ?? [];
         parts.forEach((commands, part) => {
-          // A read for every load balancer found by tag goes to the tag: one command for any number
-          // of them. Never a write: an instance offline now would run it when it comes back.
-          const everyOne = g.instanceIds.length > MAX_INSTANCE_IDS_PER_COMMAND && g.instanceIds.length === known.size && commands.every(isRead);
+          // A read for every reachable load balancer found by tag goes to the tag: one command for
+          // any number of them (an unreachable one may run it later; a read is harmless). Never a
+          // write: an instance offline now would run it when it comes back.
+          const everyOne = g.instanceIds.length > MAX_INSTANCE_IDS_PER_COMMAND && g.instanceIds.length === reachable && commands.every(isRead);
           if (everyOne && 'tag' in settings.targets) {
             tasks.push({ group, part, parts: parts.length, commands, instanceIds: g.instanceIds, byTag: settings.targets.tag });
             return;

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import type { GetCommandInvocationCommandOutput, SendCommandCommandInput } from '@aws-sdk/client-ssm';
+import type { CommandInvocation, DescribeInstanceInformationCommandInput, GetCommandInvocationCommandOutput, InstanceInformation, SendCommandCommandInput } from '@aws-sdk/client-ssm';
 import { describe, expect, it } from 'vitest';
 import {
   MAX_COMMANDS_CHARS,
   MAX_INSTANCE_IDS_PER_COMMAND,
+  PLUGIN_OUTPUT_LIMIT_CHARS,
   createSsmRelayFor,
   decodeDocumentOutput,
   outputKeyOf,
@@ -41,34 +42,77 @@ class NotFound extends Error {
 
 type Step = Partial<GetCommandInvocationCommandOutput> | 'not-found';
 
+const FINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
+
 /**
- * A scripted SSM API: every invocation answers the given steps in turn (the last one repeats), and
- * a clock that only moves when the relay sleeps.
+ * A scripted SSM API: every invocation answers the given steps in turn, one step per
+ * ListCommandInvocations of its command (the last one repeats), and GetCommandInvocation answers
+ * the step last listed. The clock only moves when the relay sleeps. Commands sent to a tag reach
+ * `tagged`.
  */
-function fakeApi(script: (commandId: string, instanceId: string) => readonly Step[], reply: (commands: string) => string = () => '\n') {
+function fakeApi(script: (commandId: string, instanceId: string) => readonly Step[], reply: (commands: string) => string = () => '\n', tagged: readonly string[] = []) {
   const sent: SendCommandCommandInput[] = [];
   const order: string[] = [];
+  const calls = { list: 0, get: 0 };
   const polls = new Map<string, number>();
   const commands = new Map<string, string>();
+  const targets = new Map<string, readonly string[]>();
   let clock = 0;
+  const stepOf = (commandId: string, instanceId: string, n: number): Step => {
+    const steps = script(commandId, instanceId);
+    return steps[Math.min(n, steps.length - 1)] ?? 'not-found';
+  };
+  const stdoutOf = (commandId: string, step: Partial<GetCommandInvocationCommandOutput>): string =>
+    step.Status === 'Success' && step.StandardOutputContent === undefined ? encode(reply(commands.get(commandId) ?? '')) : (step.StandardOutputContent ?? '');
   const api: SsmApi = {
     sendCommand: async (input) => {
       sent.push(input);
       order.push('send');
       const commandId = `cmd-${sent.length}`;
       commands.set(commandId, input.Parameters?.Commands?.[0] ?? '');
+      targets.set(commandId, input.InstanceIds ?? tagged);
       return { Command: { CommandId: commandId }, $metadata: {} };
     },
-    getCommandInvocation: async (input) => {
+    listCommandInvocations: async (input) => {
       order.push('poll');
-      const key = `${input.CommandId}/${input.InstanceId}`;
-      const n = polls.get(key) ?? 0;
-      polls.set(key, n + 1);
-      const steps = script(String(input.CommandId), String(input.InstanceId));
-      const step = steps[Math.min(n, steps.length - 1)];
-      if (step === 'not-found' || step === undefined) throw new NotFound('not yet');
-      const output = step.Status === 'Success' && step.StandardOutputContent === undefined ? encode(reply(commands.get(String(input.CommandId)) ?? '')) : (step.StandardOutputContent ?? '');
-      return { $metadata: {}, ...step, StandardOutputContent: output };
+      calls.list++;
+      const commandId = String(input.CommandId);
+      const invocations: CommandInvocation[] = [];
+      for (const instanceId of targets.get(commandId) ?? []) {
+        const key = `${commandId}/${instanceId}`;
+        // Each listing of the command (its first page) is one poll of each invocation.
+        if (input.NextToken === undefined) polls.set(key, (polls.get(key) ?? -1) + 1);
+        const step = stepOf(commandId, instanceId, polls.get(key) ?? 0);
+        if (step === 'not-found') continue;
+        const final = FINAL.has(step.Status ?? '');
+        invocations.push({
+          CommandId: commandId,
+          InstanceId: instanceId,
+          ...(step.Status === undefined ? {} : { Status: step.Status }),
+          ...(step.StatusDetails === undefined ? {} : { StatusDetails: step.StatusDetails }),
+          CommandPlugins: [
+            {
+              Name: 'relayRuntimeCommands',
+              ...(step.ResponseCode === undefined ? {} : { ResponseCode: step.ResponseCode }),
+              Output: final ? stdoutOf(commandId, step).slice(0, PLUGIN_OUTPUT_LIMIT_CHARS) : '',
+              StandardOutputUrl: step.StandardOutputUrl ?? '',
+            },
+          ],
+        });
+      }
+      const start = input.NextToken === undefined ? 0 : Number(input.NextToken);
+      const size = input.MaxResults ?? 50;
+      const page = invocations.slice(start, start + size);
+      return { $metadata: {}, CommandInvocations: page, ...(start + size < invocations.length ? { NextToken: String(start + size) } : {}) };
+    },
+    getCommandInvocation: async (input) => {
+      order.push('get');
+      calls.get++;
+      const commandId = String(input.CommandId);
+      const n = polls.get(`${commandId}/${String(input.InstanceId)}`);
+      const step = n === undefined ? 'not-found' : stepOf(commandId, String(input.InstanceId), n);
+      if (step === 'not-found') throw new NotFound('not yet');
+      return { $metadata: {}, ...step, StandardOutputContent: stdoutOf(commandId, step) };
     },
     describeInstanceInformation: async () => ({ $metadata: {} }),
   };
@@ -80,7 +124,7 @@ function fakeApi(script: (commandId: string, instanceId: string) => readonly Ste
     await Promise.resolve();
     clock = Math.max(clock, wake);
   };
-  return { api, sent, order, polls, sleeps, sleep, now: () => clock, advance: (ms: number) => (clock += ms) };
+  return { api, sent, order, calls, polls, sleeps, sleep, now: () => clock, advance: (ms: number) => (clock += ms) };
 }
 
 const SUCCESS: readonly Step[] = ['not-found', { Status: 'Pending' }, { Status: 'InProgress' }, { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 }];
@@ -197,13 +241,15 @@ describe('SSM relay', () => {
   });
 
   it('sends a read for more than 50 load balancers found by tag to the tag, in one command, and a write to their ids', async () => {
-    const fake = fakeApi(() => SUCCESS);
     const lbs = ids(120);
+    const fake = fakeApi(() => SUCCESS, undefined, lbs);
     const tagged = { ...settings(lbs), targets: { tag: { key: 'haproxy-weighter', value: 'prod' } } };
     const relay = createSsmRelayFor(tagged, lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
     const reads = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['show servers state be'] })));
     expect(fake.sent.map((s) => [s.Targets, s.InstanceIds])).toEqual([[[{ Key: 'tag:haproxy-weighter', Values: ['prod'] }], undefined]]);
     expect(reads.every((r) => r.ok)).toBe(true);
+    // One call while nothing is listed yet, then three rounds (Pending, InProgress, Success) of three pages of 50.
+    expect(fake.calls).toEqual({ list: 10, get: 0 });
 
     await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['set server be/s1 weight 5'] })));
     expect(fake.sent.slice(1).map((s) => [s.Targets, s.InstanceIds?.length])).toEqual([
@@ -228,7 +274,7 @@ describe('SSM relay', () => {
     const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
     const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['get weight be/s1'] }]);
 
-    expect(error(results[0]).message).toContain('InvocationDoesNotExist');
+    expect(error(results[0]).message).toContain('(last: not yet registered (not listed by ListCommandInvocations))');
   });
 
   it.each<[Step, RegExp]>([
@@ -331,6 +377,89 @@ describe('SSM relay', () => {
     expect(error(results[0]).message).toBe('Unknown load balancer i-00000000000000bad');
     expect(results[1]?.ok).toBe(true);
   });
+
+  it('fails a request to an unreachable load balancer without sending anything to it, saying why', async () => {
+    const lbs = ids(2);
+    const fake = fakeApi(() => SUCCESS);
+    const why = 'Systems Manager reports its SSM Agent as ConnectionLost: it cannot run a command now';
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, unreachable: new Map([[String(lbs[1]), why]]) });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['show servers state be'] })));
+
+    expect(results[0]?.ok).toBe(true);
+    expect(error(results[1])).toMatchObject({ message: `${lbs[1]}: not sent: ${why}`, notStarted: true, mayHaveRun: false });
+    expect(fake.sent.map((s) => s.InstanceIds)).toEqual([[lbs[0]]]);
+  });
+
+  it('still reads every reachable load balancer found by tag through the tag when one of them is unreachable', async () => {
+    const lbs = ids(120);
+    const fake = fakeApi(() => SUCCESS, undefined, lbs);
+    const tagged = { ...settings(lbs), targets: { tag: { key: 'haproxy-weighter', value: 'prod' } } };
+    const relay = createSsmRelayFor(tagged, lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, unreachable: new Map([[String(lbs[7]), 'it is a Windows node; the document runs only on Linux']]) });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['show servers state be'] })));
+
+    expect(fake.sent.map((s) => s.Targets)).toEqual([[{ Key: 'tag:haproxy-weighter', Values: ['prod'] }]]);
+    expect(results.filter((r) => !r.ok).map((r) => r.loadBalancer)).toEqual([lbs[7]]);
+  });
+});
+
+describe('SSM relay polling', () => {
+  it('polls each command as a whole and reads a reply that fits the plugin output from ListCommandInvocations alone', async () => {
+    const lbs = ids(3);
+    const fake = fakeApi(() => SUCCESS, () => '7 (initial 100)\n\n');
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['get weight be/s1'] })));
+
+    expect(results.map(reply)).toEqual(lbs.map(() => '7 (initial 100)\n\n'));
+    expect(fake.calls).toEqual({ list: 4, get: 0 });
+  });
+
+  it('reads a reply longer than the plugin output with GetCommandInvocation, once, after its invocation is final', async () => {
+    const lbs = ids(2);
+    const long = Array.from({ length: 400 }, (_, i) => `be,${createHash('md5').update(String(i)).digest('hex')}\n`).join('');
+    expect(encode(long).length).toBeGreaterThan(PLUGIN_OUTPUT_LIMIT_CHARS);
+    const fake = fakeApi(() => SUCCESS, () => long);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['show stat be 6 -1'] })));
+
+    expect(results.map(reply)).toEqual([long, long]);
+    expect(fake.calls).toEqual({ list: 4, get: 2 });
+    expect(fake.order.slice(-2)).toEqual(['get', 'get']);
+  });
+
+  it('asks GetCommandInvocation for the exit code and stderr of a failed invocation, and names the listed status when that call fails too', async () => {
+    const lbs = ids(2);
+    const failed: Step = { Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 66, StandardErrorContent: 'haproxy-weighter: no HAProxy admin socket at /run/haproxy/admin.sock\n' };
+    const fake = fakeApi(() => ['not-found', failed]);
+    const api: SsmApi = {
+      ...fake.api,
+      getCommandInvocation: async (input) => {
+        if (input.InstanceId === lbs[1]) throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+        return fake.api.getCommandInvocation(input);
+      },
+    };
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['set server be/s1 weight 5'] })));
+
+    expect(error(results[0])).toMatchObject({ message: `${lbs[0]}: SSM command cmd-1 ended Failed, exit code 66: haproxy-weighter: no HAProxy admin socket at /run/haproxy/admin.sock`, mayHaveRun: false });
+    expect(error(results[1])).toMatchObject({ message: `${lbs[1]}: SSM command cmd-1 ended Failed, exit code 66`, mayHaveRun: false });
+  });
+
+  it('fails every instance still waited for when ListCommandInvocations fails past the SDK’s retries, saying the command may have run', async () => {
+    const lbs = ids(2);
+    const fake = fakeApi(() => SUCCESS);
+    const api: SsmApi = {
+      ...fake.api,
+      listCommandInvocations: async () => {
+        throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      },
+    };
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run(lbs.map((loadBalancer) => ({ loadBalancer, commands: ['set server be/s1 weight 5'] })));
+
+    for (const [i, r] of results.entries()) {
+      expect(error(r)).toMatchObject({ message: `${lbs[i]}: ListCommandInvocations for command cmd-1 failed: ThrottlingException: Rate exceeded`, mayHaveRun: true });
+    }
+  });
 });
 
 describe('SSM relay with an output bucket', () => {
@@ -372,6 +501,23 @@ describe('SSM relay with an output bucket', () => {
     expect(fake.sent[0]).toMatchObject({ OutputS3BucketName: BUCKET, OutputS3KeyPrefix: PREFIX, InstanceIds: lbs });
     expect(results.map(reply)).toEqual([big, big]);
     expect(reads).toEqual(lbs.map((i) => `${BUCKET}/${PREFIX}/cmd-1/${i}/awsrunShellScript/relayRuntimeCommands/stdout`));
+    expect(fake.calls.get).toBe(0);
+  });
+
+  it('takes GetCommandInvocation’s copy when the agent wrote no output object and the reply fits that copy', async () => {
+    const lbs = ids(1);
+    const medium = Array.from({ length: 400 }, (_, i) => `be,${createHash('md5').update(String(i)).digest('hex')}\n`).join('');
+    const fake = fakeApi(() => ['not-found', { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0, StandardOutputContent: encode(medium) }]);
+    const s3: S3Api = {
+      getObject: async () => {
+        throw Object.assign(new Error('The specified key does not exist.'), { name: 'NoSuchKey' });
+      },
+    };
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now, output: { bucket: BUCKET, keyPrefix: PREFIX, s3 } });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['show stat be 6 -1'] }]);
+
+    expect(reply(results[0])).toBe(medium);
+    expect(fake.calls.get).toBe(1);
   });
 
   it('says which permission is missing when the agent wrote no output object', async () => {
@@ -445,9 +591,9 @@ describe('SSM relay within a time budget', () => {
     let polls = 0;
     const api: SsmApi = {
       ...fake.api,
-      getCommandInvocation: async (input) => {
+      listCommandInvocations: async (input) => {
         if (++polls === 3) controller.abort();
-        return fake.api.getCommandInvocation(input);
+        return fake.api.listCommandInvocations(input);
       },
     };
     const relay = createSsmRelayFor(settings(lbs), lbs, { api, sleep: fake.sleep, now: fake.now });
@@ -460,45 +606,51 @@ describe('SSM relay within a time budget', () => {
 });
 
 describe('resolveLoadBalancers', () => {
-  it('reads every page of the online Linux instances carrying the tag', async () => {
-    const seen: unknown[] = [];
-    const api: SsmApi = {
-      sendCommand: async () => ({ $metadata: {} }),
-      getCommandInvocation: async () => ({ $metadata: {} }),
+  const listing = (pages: readonly (readonly InstanceInformation[])[]) => {
+    const seen: DescribeInstanceInformationCommandInput[] = [];
+    const api: Pick<SsmApi, 'describeInstanceInformation'> = {
       describeInstanceInformation: async (input) => {
         seen.push(input);
-        return input.NextToken === undefined
-          ? { $metadata: {}, InstanceInformationList: [{ InstanceId: 'i-0b' }, { InstanceId: 'i-0a' }], NextToken: 'p2' }
-          : { $metadata: {}, InstanceInformationList: [{ InstanceId: 'i-0c' }] };
+        const n = input.NextToken === undefined ? 0 : Number(input.NextToken);
+        return { $metadata: {}, InstanceInformationList: [...(pages[n] ?? [])], ...(n + 1 < pages.length ? { NextToken: String(n + 1) } : {}) };
       },
     };
-    expect(await resolveLoadBalancers({ tag: { key: 'role', value: 'haproxy' } }, api)).toEqual(['i-0a', 'i-0b', 'i-0c']);
-    expect(seen[0]).toMatchObject({
-      Filters: [
-        { Key: 'tag:role', Values: ['haproxy'] },
-        { Key: 'PingStatus', Values: ['Online'] },
-        { Key: 'PlatformTypes', Values: ['Linux'] },
-      ],
-    });
+    return { api, seen };
+  };
+  const online = (id: string): InstanceInformation => ({ InstanceId: id, PingStatus: 'Online', PlatformType: 'Linux' });
+
+  it('reads every page of the instances carrying the tag, asking with the tag filter alone', async () => {
+    const { api, seen } = listing([[online('i-0b'), online('i-0a')], [online('i-0c')]]);
+    expect(await resolveLoadBalancers({ tag: { key: 'role', value: 'haproxy' } }, api)).toEqual({ loadBalancers: ['i-0a', 'i-0b', 'i-0c'], unreachable: new Map() });
+    expect(seen).toEqual([
+      { Filters: [{ Key: 'tag:role', Values: ['haproxy'] }], MaxResults: 50 },
+      { Filters: [{ Key: 'tag:role', Values: ['haproxy'] }], MaxResults: 50, NextToken: '1' },
+    ]);
+  });
+
+  it.each<[string, InstanceInformation, string]>([
+    ['an agent that lost its connection', { PingStatus: 'ConnectionLost', PlatformType: 'Linux', LastPingDateTime: new Date('2026-11-30T10:00:00Z') }, 'Systems Manager reports its SSM Agent as ConnectionLost, last ping 2026-11-30T10:00:00.000Z: it cannot run a command now'],
+    ['an inactive agent', { PingStatus: 'Inactive', PlatformType: 'Linux' }, 'Systems Manager reports its SSM Agent as Inactive: it cannot run a command now'],
+    ['a Windows node', { PingStatus: 'Online', PlatformType: 'Windows' }, 'it is a Windows node; the document runs only on Linux'],
+    ['a macOS node', { PingStatus: 'Online', PlatformType: 'MacOS' }, 'it is a MacOS node; the document runs only on Linux'],
+  ])('keeps %s among the load balancers, as unreachable, saying why', async (_label, info, why) => {
+    const { api } = listing([[online('i-0a'), { InstanceId: 'i-0b', ...info }]]);
+    const resolved = await resolveLoadBalancers({ tag: { key: 'role', value: 'haproxy' } }, api);
+    expect(resolved.loadBalancers).toEqual(['i-0a', 'i-0b']);
+    expect([...resolved.unreachable]).toEqual([['i-0b', why]]);
   });
 
   it('fails clearly when no instance carries the tag', async () => {
-    const api: SsmApi = {
-      sendCommand: async () => ({ $metadata: {} }),
-      getCommandInvocation: async () => ({ $metadata: {} }),
-      describeInstanceInformation: async () => ({ $metadata: {}, InstanceInformationList: [] }),
-    };
-    await expect(resolveLoadBalancers({ tag: { key: 'role', value: 'haproxy' } }, api)).rejects.toThrow('No online Linux managed instance carries the tag role=haproxy');
+    const { api } = listing([[]]);
+    await expect(resolveLoadBalancers({ tag: { key: 'role', value: 'haproxy' } }, api)).rejects.toThrow('No managed instance carries the tag role=haproxy (Systems Manager lists none in this region)');
   });
 
   it('keeps the configured instance ids without asking SSM', async () => {
-    const api: SsmApi = {
-      sendCommand: async () => ({ $metadata: {} }),
-      getCommandInvocation: async () => ({ $metadata: {} }),
+    const api: Pick<SsmApi, 'describeInstanceInformation'> = {
       describeInstanceInformation: async () => {
         throw new Error('must not be called');
       },
     };
-    expect(await resolveLoadBalancers({ instanceIds: ['i-0123456789abcdef0'] }, api)).toEqual(['i-0123456789abcdef0']);
+    expect(await resolveLoadBalancers({ instanceIds: ['i-0123456789abcdef0'] }, api)).toEqual({ loadBalancers: ['i-0123456789abcdef0'], unreachable: new Map() });
   });
 });
