@@ -65,16 +65,24 @@ describe('SSM relay through the local SSM endpoint and three real HAProxy proces
     expect(results.map(ok)).toEqual(['\n11 (initial 100)\n\n', '\n11 (initial 100)\n\n', '\n222 (initial 100)\n\n']);
   });
 
-  it('waits through InvocationDoesNotExist, Pending, Delayed and InProgress to the final reply', async () => {
-    const relay = createSsmRelayFor(fleet.settings, fleet.instanceIds, { api: fleet.api });
+  it('waits through an invocation not yet listed, Pending, Delayed and InProgress to the final reply', async () => {
+    // What each ListCommandInvocations of the relay showed of the invocation ('-' while it is not listed yet).
+    const seen: string[] = [];
+    const api = {
+      ...fleet.api,
+      listCommandInvocations: async (input: Parameters<SsmFleet['api']['listCommandInvocations']>[0]) => {
+        const out = await fleet.api.listCommandInvocations(input);
+        seen.push(out.CommandInvocations?.[0]?.StatusDetails ?? '-');
+        return out;
+      },
+    };
+    const relay = createSsmRelayFor(fleet.settings, fleet.instanceIds, { api });
     const [first] = fleet.instanceIds;
     fleet.endpoint.delay(String(first), 2);
-    const before = fleet.endpoint.calls.length;
     const results = await relay.run([{ loadBalancer: String(first), commands: ['get weight be_ingest/ingest-1'] }]);
 
     expect(ok(results[0])).toMatch(/^\d+ \(initial 100\)\n\n$/);
-    const errors = fleet.endpoint.calls.slice(before).map((c) => c.error);
-    expect(errors).toContain('InvocationDoesNotExist');
+    expect([...new Set(seen)]).toEqual(['-', 'Pending', 'Delayed', 'InProgress', 'Success']);
   });
 
   it('retries a throttled SendCommand and succeeds', async () => {
@@ -156,6 +164,26 @@ describe('SSM relay through the local SSM endpoint and three real HAProxy proces
   it('finds the load balancers by tag', async () => {
     const relay = await createSsmRelay({ ...fleet.settings, targets: { tag: TAG } }, { api: fleet.api });
     expect([...relay.loadBalancers].sort()).toEqual([...fleet.instanceIds].sort());
+  });
+
+  it('keeps an offline and a Windows instance found by tag as load balancers, and reports each without sending it anything', async () => {
+    const mixed = await startSsmFleet(4, [BACKEND], { haproxies: 1, instances: { 2: { online: false }, 3: { platform: 'Windows' } } });
+    try {
+      const relay = await createSsmRelay({ ...mixed.settings, targets: { tag: TAG } }, { api: mixed.api });
+      const results = await relay.run(relay.loadBalancers.map((loadBalancer) => ({ loadBalancer, commands: ['show servers state be_ingest'] })));
+
+      const [up1, up2, offline, windows] = mixed.instanceIds.map(String);
+      expect(relay.loadBalancers).toEqual([up1, up2, offline, windows]);
+      const describe = mixed.endpoint.calls.filter((c) => c.operation === 'DescribeInstanceInformation');
+      expect(describe.map((c) => [c.status, (c.body as { Filters?: unknown }).Filters])).toEqual([[200, [{ Key: `tag:${TAG.key}`, Values: [TAG.value] }]]]);
+      expect(results.map((r) => r.ok)).toEqual([true, true, false, false]);
+      expect(failed(results[2]).message).toMatch(new RegExp(`^${offline}: not sent: Systems Manager reports its SSM Agent as ConnectionLost, last ping \\S+: it cannot run a command now$`));
+      expect(failed(results[3]).message).toBe(`${windows}: not sent: it is a Windows node; the document runs only on Linux`);
+      const sends = mixed.endpoint.calls.filter((c) => c.operation === 'SendCommand');
+      expect(sends.map((c) => (c.body as { InstanceIds?: unknown }).InstanceIds)).toEqual([[up1, up2]]);
+    } finally {
+      await mixed.stop();
+    }
   });
 });
 

@@ -172,10 +172,10 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
   });
 
   describe('a throttling storm', () => {
-    it('rides out five ThrottlingExceptions in a row on SendCommand and on GetCommandInvocation with the default six attempts', async () => {
+    it('rides out five ThrottlingExceptions in a row on SendCommand and on ListCommandInvocations with the default six attempts', async () => {
       const from = fleet.endpoint.calls.length;
       fleet.endpoint.throttle('SendCommand', 5);
-      fleet.endpoint.throttle('GetCommandInvocation', 5);
+      fleet.endpoint.throttle('ListCommandInvocations', 5);
       const { report, emf } = await cycle({ maxAttempts: 6 });
 
       expect(report.outcome).toBe('ok');
@@ -187,7 +187,7 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
           .slice(0, 6)
           .map((c) => c.error ?? 'ok'),
       ).toEqual([...Array<string>(5).fill('ThrottlingException'), 'ok']);
-      expect(calls(from, 'GetCommandInvocation').filter((c) => c.error === 'ThrottlingException')).toHaveLength(5);
+      expect(calls(from, 'ListCommandInvocations').filter((c) => c.error === 'ThrottlingException')).toHaveLength(5);
       expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 9, LoadBalancersFailed: 0 });
     }, 180_000);
 
@@ -207,6 +207,7 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
         expect(report.problems[i]?.cause).toEqual({ type: 'relay', kind: null, message: `${id}: SendCommand ${DOCUMENT_NAME} failed: ThrottlingException: Rate exceeded` });
       }
       expect(calls(from, 'SendCommand').map((c) => c.error)).toEqual(Array<string>(FEW_ATTEMPTS).fill('ThrottlingException'));
+      expect(calls(from, 'ListCommandInvocations')).toEqual([]);
       expect(calls(from, 'GetCommandInvocation')).toEqual([]);
       expect(output).toContain('cycle finished with problems');
       expect(totalsOf(emf)).toMatchObject({ ServersChanged: 0, LoadBalancersFailed: 3, GraphiteFailures: 0 });
@@ -236,9 +237,9 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       expect(failedLoadBalancerMetrics(emf)).toEqual([...fleet.instanceIds]);
     });
 
-    it('confirms the weights by reading them back when GetCommandInvocation is throttled past every attempt after the write ran', async () => {
+    it('confirms the weights by reading them back when ListCommandInvocations is throttled past every attempt after the write ran', async () => {
       atWriteStep(
-        () => fleet.endpoint.throttle('GetCommandInvocation', 1_000),
+        () => fleet.endpoint.throttle('ListCommandInvocations', 1_000),
         () => fleet.endpoint.clearFaults(),
       );
       const { report, emf } = await cycle({ maxAttempts: FEW_ATTEMPTS });
@@ -249,13 +250,13 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       for (const id of fleet.instanceIds) expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
       expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
       for (const lb of report.loadBalancers) {
-        expect(lb).toMatchObject({ apply: 'ok', error: expect.stringMatching(new RegExp(`^${lb.name}: GetCommandInvocation for command [0-9a-f-]{36} failed: ThrottlingException: Rate exceeded; the batch may have been partly applied$`)) });
+        expect(lb).toMatchObject({ apply: 'ok', error: expect.stringMatching(new RegExp(`^${lb.name}: ListCommandInvocations for command [0-9a-f-]{36} failed: ThrottlingException: Rate exceeded; the batch may have been partly applied$`)) });
       }
       expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 9, LoadBalancersFailed: 0 });
     });
 
-    it('reports the weights as unconfirmed, never as unchanged, when GetCommandInvocation stays throttled through the read-back', async () => {
-      atWriteStep(() => fleet.endpoint.throttle('GetCommandInvocation', 1_000));
+    it('reports the weights as unconfirmed, never as unchanged, when ListCommandInvocations stays throttled through the read-back', async () => {
+      atWriteStep(() => fleet.endpoint.throttle('ListCommandInvocations', 1_000));
       const { report, emf } = await cycle({ maxAttempts: FEW_ATTEMPTS });
 
       expect(report.outcome).toBe('failed');
@@ -265,7 +266,7 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
         expect(report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === id)?.apply).toMatchObject({
           status: 'failed',
           readBack: false,
-          error: expect.stringMatching(new RegExp(`^${id}: GetCommandInvocation for command [0-9a-f-]{36} failed: ThrottlingException: Rate exceeded`)),
+          error: expect.stringMatching(new RegExp(`^${id}: ListCommandInvocations for command [0-9a-f-]{36} failed: ThrottlingException: Rate exceeded`)),
         });
       }
       expect(problemsOf(report)).toEqual(fleet.instanceIds.flatMap((id) => SERVERS.map((s) => ['batch-unconfirmed', id, 'be_ingest', s])));
@@ -275,22 +276,22 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
     });
   });
 
-  describe('InvocationDoesNotExist', () => {
-    it('keeps polling through six InvocationDoesNotExist answers per invocation and completes the cycle', async () => {
-      const from = fleet.endpoint.calls.length;
+  describe('an invocation not yet registered (InvocationDoesNotExist, not listed by ListCommandInvocations)', () => {
+    it('keeps polling through six answers per invocation that do not show it yet and completes the cycle', async () => {
+      const from = fleet.endpoint.invocations().length;
       for (const id of fleet.instanceIds) fleet.endpoint.invocationNotFound(id, 6);
       const { report, emf } = await cycle();
 
       expect(report.outcome).toBe('ok');
       for (const id of fleet.instanceIds) expect(await weightsOn(id)).toEqual(plannedWeights(report, id));
       expect(await unvouchedAfterCheckingTheRest(report)).toEqual([]);
-      const notFound = new Map<string, number>();
-      for (const c of calls(from, 'GetCommandInvocation').filter((c) => c.error === 'InvocationDoesNotExist')) {
-        const key = JSON.stringify(c.body);
-        notFound.set(key, (notFound.get(key) ?? 0) + 1);
-      }
-      // Observe and write: two commands, three instances each.
-      expect([...notFound.values()]).toEqual([6, 6, 6, 6, 6, 6]);
+      // Observe and write: two commands, three instances each, each hidden from six answers.
+      expect(
+        fleet.endpoint
+          .invocations()
+          .slice(from)
+          .map((i) => i.hidden),
+      ).toEqual([6, 6, 6, 6, 6, 6]);
       expect(totalsOf(emf)).toMatchObject({ CyclesCompleted: 1, ServersChanged: 9, LoadBalancersFailed: 0 });
     });
 
@@ -305,7 +306,7 @@ describe('SSM faults through the Lambda handler, the local SSM endpoint and thre
       expect(problemsOf(report)).toEqual(SERVERS.map((s) => ['batch-unconfirmed', bad, 'be_ingest', s]));
       expect(report.backends[0]?.loadBalancers.find((l) => l.loadBalancer === bad)?.apply).toMatchObject({
         readBack: false,
-        error: expect.stringMatching(/no final status for SSM command [0-9a-f-]{36} within 3000 ms \(last: not yet registered \(InvocationDoesNotExist\)\); it may still run on the instance/),
+        error: expect.stringMatching(/no final status for SSM command [0-9a-f-]{36} within 3000 ms \(last: not yet registered \(not listed by ListCommandInvocations\)\); it may still run on the instance/),
       });
       expect(output).toContain(logged('batch-unconfirmed', String(bad)));
       // The agent ran it: the weights landed, and the report says it cannot vouch for them.

@@ -13,7 +13,7 @@ import { createSsmClient, s3ApiFromClient, ssmApiFromClient, type SsmApi, type S
 import { startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 import { startS3Endpoint, type S3Endpoint } from './s3-endpoint.js';
-import { startSsmEndpoint, type SsmEndpoint, type SsmEndpointOptions, type StoredParameter } from './ssm-endpoint.js';
+import { startSsmEndpoint, type EmulatedInstance, type SsmEndpoint, type SsmEndpointOptions, type StoredParameter } from './ssm-endpoint.js';
 
 export const DOCUMENT_PATH = fileURLToPath(new URL('../../infra/ssm-document.yaml', import.meta.url));
 export const DOCUMENT_NAME = 'haproxy-weighter-test-relay';
@@ -57,6 +57,8 @@ export interface SsmFleetOptions extends Partial<Pick<SsmEndpointOptions, 'notFo
   readonly documentPath?: string;
   /** SDK attempts per SSM API call (4 by default). */
   readonly maxAttempts?: number;
+  /** Instance i as Systems Manager sees it, when not an online Linux node with the fleet's tag (e.g. offline, Windows). */
+  readonly instances?: Readonly<Record<number, Pick<EmulatedInstance, 'online' | 'platform'>>>;
 }
 
 export async function startSsmFleet(count: number, backends: readonly BackendSpec[], extra: SsmFleetOptions = {}): Promise<SsmFleet> {
@@ -84,7 +86,7 @@ export async function startSsmFleet(count: number, backends: readonly BackendSpe
     endpoint = await startSsmEndpoint({
       documentPath: extra.documentPath ?? DOCUMENT_PATH,
       documentName: DOCUMENT_NAME,
-      instances: instanceIds.map((id, i) => ({ id, tags: { [TAG.key]: TAG.value }, paths: { [SOCKET_PATH]: socketOf(i) } })),
+      instances: instanceIds.map((id, i) => ({ id, tags: { [TAG.key]: TAG.value }, paths: { [SOCKET_PATH]: socketOf(i) }, ...extra.instances?.[i] })),
       ...(extra.notFoundPolls === undefined ? {} : { notFoundPolls: extra.notFoundPolls }),
       ...(extra.pendingPolls === undefined ? {} : { pendingPolls: extra.pendingPolls }),
       ...(extra.latency === undefined ? {} : { latency: extra.latency }),

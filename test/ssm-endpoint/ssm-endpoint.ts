@@ -11,8 +11,11 @@
  * agent version.
  *
  * Behaviour that matters to the relay is reproduced: `InvocationDoesNotExist` right after
- * SendCommand, Pending → InProgress → final statuses, stdout cut at 24,000 characters and stderr
- * at 8,000 in GetCommandInvocation, at most 50 instance ids per SendCommand, the 64 KB quota on
+ * SendCommand (and the invocation left out of ListCommandInvocations), Pending → InProgress →
+ * final statuses, stdout cut at 24,000 characters and stderr at 8,000 in GetCommandInvocation and
+ * the step's output at 2,500 in ListCommandInvocations (Details), paging with NextToken and
+ * MaxResults as the API reference bounds them, DescribeInstanceInformation's filters (keys,
+ * values, tag filters never combined with other types), at most 50 instance ids per SendCommand, the 64 KB quota on
  * the document plus its parameters (`MaxDocumentSizeExceeded`), command output written to an S3
  * bucket (`OutputS3BucketName`, uncut) through a local S3 endpoint with the real S3 SDK, as the
  * agent uploads it, and on demand throttling (a number of calls, or a rate per operation), a
@@ -37,9 +40,24 @@ import { makeTempDir, removeTempDir } from '../harness/processes.js';
 
 export const STDOUT_LIMIT = 24_000;
 export const STDERR_LIMIT = 8_000;
+/** CommandPlugin.Output in ListCommandInvocations: "Maximum length of 2500". */
+export const PLUGIN_OUTPUT_LIMIT = 2_500;
 export const MAX_INSTANCE_IDS = 50;
 /** MaxDocumentSizeExceeded: "The size limit of a document is 64 KB" (SSM API reference), document and parameters together. */
 export const MAX_DOCUMENT_BYTES = 64 * 1024;
+
+/** DescribeInstanceInformation's filter keys besides tag-key and tag:<key> (API reference, InstanceInformationStringFilter). */
+const FILTER_KEYS = new Set(['ActivationIds', 'AgentVersion', 'AssociationStatus', 'IamRole', 'InstanceIds', 'PingStatus', 'PlatformTypes', 'ResourceType', 'SourceIds', 'SourceTypes']);
+/** The legacy InstanceInformationFilterList's keys (InstanceInformationFilter): no tags. */
+const LEGACY_FILTER_KEYS = new Set(['InstanceIds', 'AgentVersion', 'PingStatus', 'PlatformTypes', 'ActivationIds', 'IamRole', 'ResourceType', 'AssociationStatus']);
+/** The values the reference allows for the filter keys that have a fixed set. */
+const FILTER_VALUES: Readonly<Record<string, readonly string[]>> = {
+  AssociationStatus: ['Success', 'Pending', 'Failed'],
+  PingStatus: ['Online', 'ConnectionLost', 'Inactive'],
+  PlatformTypes: ['Windows', 'Linux', 'MacOS'],
+  ResourceType: ['EC2Instance', 'ManagedInstance'],
+  SourceTypes: ['AWS::EC2::Instance', 'AWS::SSM::ManagedInstance', 'AWS::IoT::Thing', 'Microsoft.Compute/virtualMachines'],
+};
 
 /** The access key id an emulated instance signs its S3 uploads with (its instance profile's). */
 export function instanceAccessKeyId(instanceId: string): string {
@@ -60,8 +78,14 @@ export interface EmulatedInstance {
   readonly tags?: Readonly<Record<string, string>>;
   /** Paths as the instance sees them → real paths on this machine. */
   readonly paths?: Readonly<Record<string, string>>;
-  /** Offline instances are listed ConnectionLost by DescribeInstanceInformation and never run anything. */
+  /**
+   * An offline instance (its agent lost the connection) is listed by DescribeInstanceInformation
+   * as ConnectionLost and never runs anything: its invocations stay Pending until the command's
+   * delivery timeout, then end TimedOut (DeliveryTimedOut).
+   */
   readonly online?: boolean;
+  /** Linux by default. */
+  readonly platform?: 'Linux' | 'Windows' | 'MacOS';
   /**
    * The SSM Agent's version (DEFAULT_AGENT_VERSION when absent). An agent older than
    * ENV_VAR_AGENT_VERSION does not know `interpolationType: ENV_VAR`: it runs the script without the
@@ -126,6 +150,8 @@ export interface InvocationRecord {
   readonly outputKey: string | undefined;
   /** Whether the script was started on this instance. */
   readonly ran: boolean;
+  /** Answers that did not show it yet: InvocationDoesNotExist, or left out of ListCommandInvocations. */
+  readonly hidden: number;
   readonly exitCode: number | null;
   readonly stdout: string;
   readonly stderr: string;
@@ -272,12 +298,17 @@ interface Invocation {
   readonly startedAt: Date;
   /** Never final before this instant (ms since the epoch): the command's completion latency. */
   readonly readyAt: number;
+  /** The command's TimeoutSeconds from SendCommand: an offline instance's invocation ends DeliveryTimedOut then. */
+  readonly deliveryDeadline: number;
+  readonly documentName: string;
+  readonly comment: string;
   /** Statuses follow time (latency given), not the number of polls. */
   readonly timed: boolean;
   readonly output: { readonly bucket: string; readonly prefix: string } | undefined;
   outputKey: string | undefined;
   /** InvocationDoesNotExist answers still to give. */
   notFoundLeft: number;
+  hidden: number;
   /** Polls answered since the invocation became visible. */
   polls: number;
   ran: boolean;
@@ -305,6 +336,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
   const notFoundOverrides = new Map<string, number>();
   const listeners = new Set<RequestListener>();
   const invocations = new Map<string, Invocation>();
+  const commandIds = new Set<string>();
   const children = new Set<ChildProcess>();
   const stored = new Map<string, StoredParameter>(Object.entries(options.parameters ?? {}));
   // Park-Miller: the same seed gives the same delays, so benchmark runs can be compared.
@@ -441,6 +473,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       output = { bucket, prefix: prefix.replace(/\/+$/, '') };
     }
     const commandId = randomUUID();
+    commandIds.add(commandId);
     for (const id of ids) {
       const inv: Invocation = {
         commandId,
@@ -449,10 +482,14 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         fault: faults.get(id),
         startedAt: new Date(),
         readyAt: Date.now() + draw(options.latency?.commandMs),
+        deliveryDeadline: Date.now() + timeout * 1000,
+        documentName: options.documentName,
+        comment: body.Comment === undefined ? '' : String(body.Comment),
         timed: options.latency?.commandMs !== undefined,
         output,
         outputKey: undefined,
         notFoundLeft: notFoundOverrides.get(id) ?? (options.latency?.commandMs === undefined ? notFoundPolls : 0),
+        hidden: 0,
         polls: 0,
         ran: false,
         finished: false,
@@ -540,7 +577,10 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     const afterPending = inv.polls - pendingPolls;
     const fault = inv.fault;
     let result: { status: InvocationStatus; details: string } | undefined;
-    if (inv.timed && fault === undefined) {
+    if (fault === undefined && instances.get(inv.instanceId)?.online === false) {
+      // Never delivered: Pending until the command's delivery timeout.
+      result = Date.now() < inv.deliveryDeadline ? { status: 'Pending', details: 'Pending' } : { status: 'TimedOut', details: 'DeliveryTimedOut' };
+    } else if (inv.timed && fault === undefined) {
       // With latency, time decides as on AWS: Pending while the agent picks the command up (the
       // first quarter of its duration), InProgress until it is done, whatever the number of polls.
       const now = Date.now();
@@ -572,6 +612,34 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     return result;
   };
 
+  /**
+   * Whether an invocation shows yet: right after SendCommand it does not (for a tenth of the
+   * command's latency, or for the number of answers armed by `notFoundPolls`/`invocationNotFound`).
+   * Every answer that does not show it counts.
+   */
+  const visible = (inv: Invocation): boolean => {
+    const early = inv.timed && !notFoundOverrides.has(inv.instanceId) && Date.now() < inv.startedAt.getTime() + (inv.readyAt - inv.startedAt.getTime()) / 10;
+    if (early || inv.notFoundLeft > 0) {
+      if (!early) inv.notFoundLeft--;
+      inv.hidden++;
+      return false;
+    }
+    return true;
+  };
+
+  /** One poll of an invocation: its status, and once final what it printed, as the agent reported it. */
+  const viewOf = (inv: Invocation) => {
+    const { status, details } = statusOf(inv);
+    const final = !['Pending', 'InProgress', 'Delayed'].includes(status);
+    const stdout = final ? (inv.fault === undefined || inv.fault.kind === 'delay' ? inv.stdout : '') : '';
+    let stderr = final ? inv.stderr : '';
+    if (final && inv.fault?.kind === 'fail') stderr = inv.fault.message;
+    const responseCode = final && inv.ran && !inv.timedOut && inv.fault?.kind !== 'timeout' && inv.exitCode !== null ? inv.exitCode : -1;
+    const stdoutUrl = final && inv.output !== undefined && inv.outputKey !== undefined ? s3Url(inv.output.bucket, inv.outputKey) : '';
+    const stderrUrl = final && inv.output !== undefined && inv.outputKey !== undefined && stderr !== '' ? s3Url(inv.output.bucket, inv.outputKey.replace(/stdout$/, 'stderr')) : '';
+    return { status, details, final, stdout, stderr, responseCode, stdoutUrl, stderrUrl };
+  };
+
   const getCommandInvocation = (body: Record<string, unknown>): unknown => {
     const commandId = String(body.CommandId ?? '');
     const instanceId = String(body.InstanceId ?? '');
@@ -579,36 +647,152 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     if (body.PluginName === undefined && document.steps.length > 1) throw new ApiError('InvalidPluginName', 'PluginName is required for a document with several steps');
     const inv = invocations.get(`${commandId}/${instanceId}`);
     if (inv === undefined) throw new ApiError('InvocationDoesNotExist', '');
-    if (inv.timed && !notFoundOverrides.has(instanceId) && Date.now() < inv.startedAt.getTime() + (inv.readyAt - inv.startedAt.getTime()) / 10) throw new ApiError('InvocationDoesNotExist', '');
-    if (inv.notFoundLeft > 0) {
-      inv.notFoundLeft--;
-      throw new ApiError('InvocationDoesNotExist', '');
-    }
-    const { status, details } = statusOf(inv);
-    const final = !['Pending', 'InProgress', 'Delayed'].includes(status);
-    const stdout = final ? (inv.fault === undefined || inv.fault.kind === 'delay' ? inv.stdout : '') : '';
-    let stderr = final ? inv.stderr : '';
-    if (final && inv.fault?.kind === 'fail') stderr = inv.fault.message;
-    const responseCode = final && inv.ran && !inv.timedOut && inv.fault?.kind !== 'timeout' && inv.exitCode !== null ? inv.exitCode : -1;
+    if (!visible(inv)) throw new ApiError('InvocationDoesNotExist', '');
+    const view = viewOf(inv);
     return {
       CommandId: commandId,
       InstanceId: instanceId,
-      Comment: '',
-      DocumentName: options.documentName,
+      Comment: inv.comment,
+      DocumentName: inv.documentName,
       DocumentVersion: '$DEFAULT',
       PluginName: document.steps[0]?.name ?? '',
-      ResponseCode: responseCode,
+      ResponseCode: view.responseCode,
       ExecutionStartDateTime: inv.ran ? inv.startedAt.toISOString() : '',
       ExecutionElapsedTime: inv.endedAt === undefined ? '' : `PT${((inv.endedAt.getTime() - inv.startedAt.getTime()) / 1000).toFixed(3)}S`,
-      ExecutionEndDateTime: final && inv.endedAt !== undefined ? inv.endedAt.toISOString() : '',
-      Status: status,
-      StatusDetails: details,
-      StandardOutputContent: stdout.slice(0, STDOUT_LIMIT),
-      StandardOutputUrl: final && inv.output !== undefined && inv.outputKey !== undefined ? s3Url(inv.output.bucket, inv.outputKey) : '',
-      StandardErrorContent: stderr.slice(0, STDERR_LIMIT),
-      StandardErrorUrl: final && inv.output !== undefined && inv.outputKey !== undefined && stderr !== '' ? s3Url(inv.output.bucket, inv.outputKey.replace(/stdout$/, 'stderr')) : '',
+      ExecutionEndDateTime: view.final && inv.endedAt !== undefined ? inv.endedAt.toISOString() : '',
+      Status: view.status,
+      StatusDetails: view.details,
+      StandardOutputContent: view.stdout.slice(0, STDOUT_LIMIT),
+      StandardOutputUrl: view.stdoutUrl,
+      StandardErrorContent: view.stderr.slice(0, STDERR_LIMIT),
+      StandardErrorUrl: view.stderrUrl,
       CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
     };
+  };
+
+  /**
+   * Paging: the first call of a listing takes a snapshot, and its NextToken (opaque, bound to the
+   * query) serves the following pages from it, so that one listing is one consistent view.
+   */
+  const snapshots = new Map<string, readonly unknown[]>();
+  const page = (items: () => readonly unknown[], token: unknown, query: string, max: number): { readonly items: readonly unknown[]; readonly next: string | undefined } => {
+    let all: readonly unknown[];
+    let start = 0;
+    let id: string;
+    if (token === undefined) {
+      all = items();
+      id = randomUUID();
+    } else {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(Buffer.from(String(token), 'base64url').toString('utf8'));
+      } catch {
+        parsed = undefined;
+      }
+      const found = isRecord(parsed) && typeof parsed.id === 'string' ? snapshots.get(parsed.id) : undefined;
+      if (!isRecord(parsed) || found === undefined || parsed.query !== query || typeof parsed.offset !== 'number' || !Number.isInteger(parsed.offset) || parsed.offset < 0) {
+        throw new ApiError('InvalidNextToken', "The specified token isn't valid.");
+      }
+      all = found;
+      start = parsed.offset;
+      id = String(parsed.id);
+    }
+    if (start + max >= all.length) {
+      snapshots.delete(id);
+      return { items: all.slice(start), next: undefined };
+    }
+    snapshots.set(id, all);
+    return { items: all.slice(start, start + max), next: Buffer.from(JSON.stringify({ id, query, offset: start + max })).toString('base64url') };
+  };
+  /** MaxResults within the reference's valid range, or its default. */
+  const maxResults = (value: unknown, min: number, max: number, fallback: number): number => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new ApiError('ValidationException', `1 validation error detected: Value '${String(value)}' at 'maxResults' failed to satisfy constraint: Member must have value ${typeof value === 'number' && value > max ? `less than or equal to ${max}` : `greater than or equal to ${min}`}`);
+    }
+    return value;
+  };
+
+  const COMMAND_FILTER_KEYS = new Set(['InvokedAfter', 'InvokedBefore', 'Status', 'ExecutionStage', 'DocumentName']);
+  const INVOCATION_STATUSES = new Set(['Pending', 'InProgress', 'Success', 'Cancelled', 'Failed', 'TimedOut', 'Cancelling']);
+
+  /**
+   * ListCommandInvocations: the invocations of one command (or of all), 1-50 a page (default 50),
+   * with CommandPlugins (status, exit code, the step's output cut at 2,500 characters, the S3 URLs)
+   * only when Details is true. Each listing is one poll of each invocation it shows.
+   */
+  const listCommandInvocations = (body: Record<string, unknown>): unknown => {
+    const commandId = body.CommandId === undefined ? undefined : String(body.CommandId);
+    if (commandId !== undefined && commandId.length !== 36) throw new ApiError('ValidationException', "1 validation error detected: Value at 'commandId' failed to satisfy constraint: Member must have length 36");
+    if (commandId !== undefined && !commandIds.has(commandId)) throw new ApiError('InvalidCommandId', '');
+    const instanceId = body.InstanceId === undefined ? undefined : String(body.InstanceId);
+    if (instanceId !== undefined && !/(^i-(\w{8}|\w{17})$)|(^mi-\w{17}$)/.test(instanceId)) throw new ApiError('ValidationException', "1 validation error detected: Value at 'instanceId' failed to satisfy constraint: Member must satisfy regular expression pattern");
+    const max = maxResults(body.MaxResults, 1, 50, 50);
+    const filters = body.Filters === undefined ? [] : Array.isArray(body.Filters) ? body.Filters : null;
+    if (filters === null || (body.Filters !== undefined && (filters.length < 1 || filters.length > 5))) throw new ApiError('ValidationException', 'Filters must hold 1 to 5 filters');
+    const tests: ((inv: Invocation, status: string) => boolean)[] = [];
+    for (const f of filters) {
+      if (!isRecord(f) || typeof f.key !== 'string' || typeof f.value !== 'string' || f.value === '') throw new ApiError('ValidationException', 'A filter needs a key and a value');
+      const value = f.value;
+      if (!COMMAND_FILTER_KEYS.has(f.key) || f.key === 'ExecutionStage') throw new ApiError('InvalidFilterKey', '');
+      if (f.key === 'Status') {
+        if (!INVOCATION_STATUSES.has(value)) throw new ApiError('InvalidFilterValue', `${value} is not a status`);
+        tests.push((_inv, status) => status === value);
+      } else if (f.key === 'DocumentName') tests.push((inv) => inv.documentName === value);
+      else {
+        const at = Date.parse(value);
+        if (Number.isNaN(at)) throw new ApiError('InvalidFilterValue', `${value} is not a timestamp`);
+        tests.push(f.key === 'InvokedAfter' ? (inv) => inv.startedAt.getTime() >= at : (inv) => inv.startedAt.getTime() <= at);
+      }
+    }
+    const details = body.Details === true;
+    const listing = (): Record<string, unknown>[] => {
+      const shown: Record<string, unknown>[] = [];
+      for (const inv of invocations.values()) {
+        if ((commandId !== undefined && inv.commandId !== commandId) || (instanceId !== undefined && inv.instanceId !== instanceId)) continue;
+        if (!visible(inv)) continue;
+        const view = viewOf(inv);
+        if (!tests.every((t) => t(inv, view.status))) continue;
+        const step = document.steps[0]?.name ?? '';
+        const output = view.final ? `${view.stdout}${view.stderr === '' ? '' : `\n----------ERROR-------\n${view.stderr}`}` : '';
+        shown.push({
+          CommandId: inv.commandId,
+          InstanceId: inv.instanceId,
+          InstanceName: '',
+          Comment: inv.comment,
+          DocumentName: inv.documentName,
+          DocumentVersion: '$DEFAULT',
+          RequestedDateTime: inv.startedAt.getTime() / 1000,
+          Status: view.status,
+          StatusDetails: view.details,
+          TraceOutput: '',
+          StandardOutputUrl: view.stdoutUrl,
+          StandardErrorUrl: view.stderrUrl,
+          CommandPlugins: details
+            ? [
+                {
+                  Name: step,
+                  Status: view.status,
+                  StatusDetails: view.details,
+                  ResponseCode: view.responseCode,
+                  ...(inv.ran ? { ResponseStartDateTime: inv.startedAt.getTime() / 1000 } : {}),
+                  ...(view.final && inv.endedAt !== undefined ? { ResponseFinishDateTime: inv.endedAt.getTime() / 1000 } : {}),
+                  Output: output.slice(0, PLUGIN_OUTPUT_LIMIT),
+                  StandardOutputUrl: view.stdoutUrl,
+                  StandardErrorUrl: view.stderrUrl,
+                  OutputS3BucketName: inv.output?.bucket ?? '',
+                  OutputS3KeyPrefix: inv.output?.prefix ?? '',
+                  OutputS3Region: inv.output === undefined ? '' : region,
+                },
+              ]
+            : [],
+          CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
+        });
+      }
+      return shown;
+    };
+    const { items, next } = page(listing, body.NextToken, JSON.stringify([commandId, instanceId, filters, details]), max);
+    return { CommandInvocations: items, ...(next === undefined ? {} : { NextToken: next }) };
   };
 
   /** The URL form GetCommandInvocation gives (path style on the regional endpoint). */
@@ -629,36 +813,84 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     };
   };
 
+  /** What DescribeInstanceInformation tells of an instance, field by field as its filters read it. */
+  const infoOf = (i: EmulatedInstance) => ({
+    InstanceIds: i.id,
+    AgentVersion: i.agentVersion ?? DEFAULT_AGENT_VERSION,
+    PingStatus: i.online === false ? 'ConnectionLost' : 'Online',
+    PlatformTypes: i.platform ?? 'Linux',
+    ResourceType: 'EC2Instance',
+    SourceIds: i.id,
+    SourceTypes: 'AWS::EC2::Instance',
+  });
+
+  /**
+   * DescribeInstanceInformation as the API reference has it: Filters (Key/Values, 1-100 values;
+   * keys ActivationIds, AgentVersion, AssociationStatus, IamRole, InstanceIds, PingStatus,
+   * PlatformTypes, ResourceType, SourceIds, SourceTypes, tag-key and tag:<key>; any other key
+   * answers InvalidFilterKey), or the legacy InstanceInformationFilterList (key/valueSet, no tags),
+   * never both; "Tag filters can't be combined with other filter types"; values of one filter
+   * match any, filters all; MaxResults 5-50, 10 by default, NextToken for the rest. The reference
+   * names no error for a tag filter combined with another type, nor for both lists at once: both
+   * answer ValidationException here, so that no request the service may refuse passes the tests.
+   */
   const describeInstanceInformation = (body: Record<string, unknown>): unknown => {
-    const filters = Array.isArray(body.Filters) ? body.Filters.filter(isRecord) : [];
-    let list = [...instances.values()];
-    for (const f of filters) {
-      const key = String(f.Key);
-      const values = Array.isArray(f.Values) ? f.Values.map(String) : [];
-      const tag = /^tag:(.+)$/.exec(key)?.[1];
-      if (tag !== undefined) list = list.filter((i) => values.includes(i.tags?.[tag] ?? '\u0000'));
-      else if (key === 'PingStatus') list = list.filter((i) => values.includes(i.online === false ? 'ConnectionLost' : 'Online'));
-      else if (key === 'PlatformTypes') list = list.filter(() => values.includes('Linux'));
-      else if (key === 'InstanceIds') list = list.filter((i) => values.includes(i.id));
-      else throw new ApiError('InvalidInstanceInformationFilterValue', `Filter key ${key} is not emulated`);
+    if (body.Filters !== undefined && body.InstanceInformationFilterList !== undefined) {
+      throw new ApiError('ValidationException', 'InstanceInformationFilterList and Filters cannot be used together');
     }
-    const max = typeof body.MaxResults === 'number' ? body.MaxResults : 50;
-    if (max < 5 || max > 50) throw new ApiError('ValidationException', 'MaxResults must be between 5 and 50');
-    const start = typeof body.NextToken === 'string' ? Number(body.NextToken) : 0;
-    const page = list.slice(start, start + max);
-    return {
-      InstanceInformationList: page.map((i) => ({
-        InstanceId: i.id,
-        PingStatus: i.online === false ? 'ConnectionLost' : 'Online',
-        // An instance that lost its connection was last seen a while ago.
-        LastPingDateTime: (Date.now() - (i.online === false ? 3_600_000 : 30_000)) / 1000,
-        PlatformType: 'Linux',
-        PlatformName: 'Debian GNU/Linux',
-        AgentVersion: i.agentVersion ?? DEFAULT_AGENT_VERSION,
-        ResourceType: 'EC2Instance',
-      })),
-      ...(start + max < list.length ? { NextToken: String(start + max) } : {}),
-    };
+    const legacy = body.InstanceInformationFilterList !== undefined;
+    const raw = legacy ? body.InstanceInformationFilterList : body.Filters;
+    if (raw !== undefined && !Array.isArray(raw)) throw new ApiError('SerializationException', 'Filters must be a list');
+    const filters = (Array.isArray(raw) ? raw : []).map((f: unknown) => {
+      const key = isRecord(f) ? (legacy ? f.key : f.Key) : undefined;
+      const values = isRecord(f) ? (legacy ? f.valueSet : f.Values) : undefined;
+      if (typeof key !== 'string' || key === '' || !Array.isArray(values) || values.length < 1 || values.length > 100 || !values.every((v) => typeof v === 'string' && v !== '')) {
+        throw new ApiError('ValidationException', 'Each filter needs a key and 1 to 100 non-empty values');
+      }
+      return { key, values: values.map(String) };
+    });
+    const isTag = (key: string): boolean => key === 'tag-key' || /^tag:.+$/.test(key);
+    for (const { key, values } of filters) {
+      if (legacy ? !LEGACY_FILTER_KEYS.has(key) : !isTag(key) && !FILTER_KEYS.has(key)) throw new ApiError('InvalidFilterKey', `${key} is not a valid filter key`);
+      const allowed = FILTER_VALUES[key];
+      const bad = allowed === undefined ? undefined : values.find((v) => !allowed.includes(v));
+      if (bad !== undefined) throw new ApiError('InvalidInstanceInformationFilterValue', `${bad} is not a valid value for ${key}`);
+      if (key === 'InstanceIds' && values.some((v) => !/^(i-(\w{8}|\w{17})|mi-\w{17})$/.test(v))) throw new ApiError('InvalidInstanceId', 'Instance ids must be i-… or mi-… ids');
+    }
+    if (filters.some((f) => isTag(f.key)) && filters.some((f) => !isTag(f.key))) throw new ApiError('ValidationException', "Tag filters can't be combined with other filter types");
+    const max = maxResults(body.MaxResults, 5, 50, 10);
+    const matches = (i: EmulatedInstance): boolean =>
+      filters.every(({ key, values }) => {
+        if (key === 'tag-key') return Object.keys(i.tags ?? {}).some((k) => values.includes(k));
+        const tag = /^tag:(.+)$/.exec(key)?.[1];
+        if (tag !== undefined) return i.tags?.[tag] !== undefined && values.includes(i.tags[tag]);
+        const field = (infoOf(i) as Readonly<Record<string, string>>)[key];
+        // ActivationIds, AssociationStatus, IamRole: an EC2 instance without an activation, association or Quick Setup role has none.
+        return field !== undefined && values.includes(field);
+      });
+    const { items, next } = page(
+      () =>
+        [...instances.values()].filter(matches).map((i) => ({
+          InstanceId: i.id,
+          PingStatus: infoOf(i).PingStatus,
+          // An instance that lost its connection was last seen a while ago.
+          LastPingDateTime: (Date.now() - (i.online === false ? 3_600_000 : 30_000)) / 1000,
+          AgentVersion: i.agentVersion ?? DEFAULT_AGENT_VERSION,
+          IsLatestVersion: false,
+          PlatformType: infoOf(i).PlatformTypes,
+          PlatformName: i.platform === undefined || i.platform === 'Linux' ? 'Debian GNU/Linux' : i.platform,
+          PlatformVersion: '12',
+          ResourceType: 'EC2Instance',
+          IPAddress: '127.0.0.1',
+          ComputerName: `${i.id}.local`,
+          SourceId: i.id,
+          SourceType: 'AWS::EC2::Instance',
+        })),
+      body.NextToken,
+      JSON.stringify(['DescribeInstanceInformation', filters, legacy]),
+      max,
+    );
+    return { InstanceInformationList: items, ...(next === undefined ? {} : { NextToken: next }) };
   };
 
   const documentText = readFileSync(options.documentPath, 'utf8');
@@ -674,6 +906,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     GetParameters: getParameters,
     DescribeInstanceInformation: describeInstanceInformation,
     GetDocument: getDocument,
+    ListCommandInvocations: listCommandInvocations,
   };
 
   const respond = (res: ServerResponse, status: number, payload: unknown): void => {
@@ -787,6 +1020,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         parameters: i.parameters,
         outputKey: i.outputKey,
         ran: i.ran,
+        hidden: i.hidden,
         exitCode: i.exitCode,
         stdout: i.stdout,
         stderr: i.stderr,
