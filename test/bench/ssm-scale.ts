@@ -11,7 +11,18 @@
  * i mod 3), but the document runs once per instance, with bash, socat, awk and gzip, as the agent
  * would run it. All of that runs on this machine's cores, where on AWS each instance has its own.
  *
- * Usage: npm run bench:ssm -- [--before <commit>] [--scenarios 1x3,5x3,20x3,1x50,5x50,20x50] [--only before|after] [--out <file.md>]
+ * Per relay call (observe, write, read-back) it prints where the time went: when each command was
+ * sent after the call began (a command waits for a slot when more than relay.maxConcurrentCommands
+ * are due), the latest an instance's document ended, and the latest the emulated command latency
+ * allowed an invocation to be final; and the CPU this process spent outside relay calls (the
+ * weighter's own planning and parsing, no emulation).
+ *
+ * --diagnostic-shared-runs is a DIAGNOSTIC, not a figure of the product: instances that share a
+ * HAProxy process share one run of each command's document, so that the instances' document CPU
+ * (on AWS each instance's own) mostly leaves this machine's 2 cores. It shows what the cycle
+ * takes when that CPU is not the bottleneck.
+ *
+ * Usage: npm run bench:ssm -- [--before <commit>] [--scenarios 1x3,5x3,20x3,1x50,5x50,20x50] [--only before|after] [--diagnostic-shared-runs] [--out <file.md>]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -34,6 +45,7 @@ const { values } = parseArgs({
     scenarios: { type: 'string', default: '1x3,5x3,20x3,1x50,5x50,20x50' },
     only: { type: 'string' },
     out: { type: 'string' },
+    'diagnostic-shared-runs': { type: 'boolean', default: false },
   },
 });
 
@@ -62,8 +74,11 @@ interface Figures {
   readonly instanceCpuS: number;
   readonly outcome: string;
   readonly serversChanged: number;
+  /** CPU of this process outside relay calls: the weighter's own work (planning, parsing, reports), no emulation. */
+  readonly weighterCpuS: number;
   readonly observeSends: number;
   readonly writeSends: number;
+  readonly lists: number;
   readonly polls: number;
   readonly otherSsm: number;
   readonly s3Gets: number;
@@ -103,6 +118,7 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
     documentPath: join(code.root, 'infra/ssm-document.yaml'),
     latency: { apiMs: [10, 40], commandMs: [1_000, 3_000], seed: 42 },
     maxAttempts: 6,
+    diagnosticShareRuns: values['diagnostic-shared-runs'] === true,
   });
   try {
     const load = async <T>(path: string): Promise<T> => (await import(pathToFileURL(join(code.root, path)).href)) as T;
@@ -120,14 +136,24 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
     const inner = createSsmRelayFor(config.relay, fleet.instanceIds, { api: fleet.api, ...(code.useOutputBucket && fleet.output !== undefined ? { output: fleet.output } : {}) });
     // Timed per call (observe, write, read-back...), to see where a cycle spends its time.
     const phases: string[] = [];
+    let relayCpuUs = 0;
     const relay: RuntimeRelay = {
       ...inner,
       loadBalancers: inner.loadBalancers,
       run: async (requests, options) => {
-        const t = performance.now();
+        const t = Date.now();
+        const cpu = process.cpuUsage();
         const out = await inner.run(requests, options);
+        const used = process.cpuUsage(cpu);
+        relayCpuUs += used.user + used.system;
+        const end = Date.now();
         const kind = requests.some((r) => r.commands.some((c) => c.startsWith('show stat '))) ? 'observe' : 'write';
-        phases.push(`${kind} ${((performance.now() - t) / 1000).toFixed(1)} s`);
+        const mine = fleet.endpoint.invocations().filter((i) => i.sentAt >= t && i.sentAt <= end);
+        const sends = [...new Set(mine.map((i) => i.sentAt))].sort((a, b) => a - b).map((at) => ((at - t) / 1000).toFixed(1));
+        const at = (ms: number): string => `${((ms - t) / 1000).toFixed(1)} s`;
+        const docsEnd = Math.max(t, ...mine.map((i) => i.endedAt ?? end));
+        const floor = Math.max(t, ...mine.map((i) => i.readyAt));
+        phases.push(`${kind} ${((end - t) / 1000).toFixed(1)} s (commands sent at ${sends.join(', ')} s; last document ended at ${at(docsEnd)}; latency allowed the last at ${at(floor)})`);
         return out;
       },
     };
@@ -140,6 +166,7 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
     const wallMs = performance.now() - started;
     const cpu = process.cpuUsage(cpuBefore);
     const selfCpuS = (cpu.user + cpu.system) / 1e6;
+    const weighterCpuS = selfCpuS - relayCpuUs / 1e6;
     const instanceCpuS = childrenCpuS() - childrenBefore;
     const calls = fleet.endpoint.calls.slice(before);
     const sends = calls.filter((c) => c.operation === 'SendCommand' && c.status === 200);
@@ -149,12 +176,14 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
       wallMs,
       selfCpuS,
       instanceCpuS,
+      weighterCpuS,
       outcome: report.outcome,
       serversChanged: report.serversChanged,
       observeSends: sends.filter((c) => !isWrite(c.body)).length,
       writeSends: sends.filter((c) => isWrite(c.body)).length,
+      lists: calls.filter((c) => c.operation === 'ListCommandInvocations').length,
       polls: calls.filter((c) => c.operation === 'GetCommandInvocation').length,
-      otherSsm: calls.filter((c) => c.operation !== 'GetCommandInvocation' && !(c.operation === 'SendCommand' && c.status === 200)).length,
+      otherSsm: calls.filter((c) => !['GetCommandInvocation', 'ListCommandInvocations'].includes(c.operation) && !(c.operation === 'SendCommand' && c.status === 200)).length,
       s3Gets: (fleet.s3?.requests.slice(s3Before) ?? []).filter((r) => r.method === 'GET').length,
       throttled: calls.filter((c) => c.error === 'ThrottlingException').length,
       phases,
@@ -175,8 +204,8 @@ if (values.only !== 'before') codes.push({ label: 'after', root: resolve(ROOT), 
 
 const rows: string[] = [];
 const header =
-  '| backends × 500 servers | load balancers | code | cycle wall time (s) | SendCommand observe | SendCommand write | GetCommandInvocation | other SSM calls | S3 GetObject | throttled | outcome | servers changed | weighter + emulated APIs CPU (s) | instance documents CPU (s) |';
-rows.push(header, `|${'---|'.repeat(14)}`);
+  '| backends × 500 servers | load balancers | code | cycle wall time (s) | SendCommand observe | SendCommand write | ListCommandInvocations | GetCommandInvocation | other SSM calls | S3 GetObject | throttled | outcome | servers changed | weighter + emulated APIs CPU (s) | of which outside relay calls (s) | instance documents CPU (s) |';
+rows.push(header, `|${'---|'.repeat(16)}`);
 const walls = new Map<string, number>();
 /** Per run: the time of each relay call (observe, write, read-back) and what went wrong, if anything. */
 const notes: string[] = [];
@@ -185,7 +214,7 @@ try {
     for (const code of codes) {
       const f = await runOne(code, scenario);
       walls.set(`${scenario.backends}x${scenario.loadBalancers}/${code.label}`, f.wallMs);
-      const row = `| ${scenario.backends} | ${scenario.loadBalancers} | ${code.label} | ${(f.wallMs / 1000).toFixed(1)} | ${f.observeSends} | ${f.writeSends} | ${f.polls} | ${f.otherSsm} | ${f.s3Gets} | ${f.throttled} | ${f.outcome} | ${f.serversChanged} | ${f.selfCpuS.toFixed(1)} | ${f.instanceCpuS.toFixed(1)} |`;
+      const row = `| ${scenario.backends} | ${scenario.loadBalancers} | ${code.label} | ${(f.wallMs / 1000).toFixed(1)} | ${f.observeSends} | ${f.writeSends} | ${f.lists} | ${f.polls} | ${f.otherSsm} | ${f.s3Gets} | ${f.throttled} | ${f.outcome} | ${f.serversChanged} | ${f.selfCpuS.toFixed(1)} | ${f.weighterCpuS.toFixed(1)} | ${f.instanceCpuS.toFixed(1)} |`;
       rows.push(row);
       console.log(row);
       console.log(`    phases: ${f.phases.join(', ')}`);
@@ -205,7 +234,7 @@ const ratios = scenarios.flatMap((s) => {
 const text = [
   `# bench:ssm — ${new Date().toISOString().slice(0, 10)}`,
   '',
-  `\`npm run bench:ssm\` (${process.argv.slice(2).join(' ') || 'defaults'}): one apply cycle in which every weight changes, through the local SSM endpoint with realistic latency (API calls 10-40 ms, a command 1-3 s, seed 42), real HAProxy 2.6 (50 instances share 3 processes; the document runs once per instance), Graphite replaced by fixed loads. BEFORE = git ${values.before ?? DEFAULT_BEFORE}, AFTER = this tree with the S3 output bucket. Measured on ${cpus().length} cores shared with other work (load average ${loadavg()[0]?.toFixed(1) ?? '?'} at the end).`,
+  `\`npm run bench:ssm\` (${process.argv.slice(2).join(' ') || 'defaults'})${values['diagnostic-shared-runs'] === true ? ' — DIAGNOSTIC: instances sharing a HAProxy process share one run of each document, so the instances\' document CPU is mostly absent; not a figure of the product' : ''}: one apply cycle in which every weight changes, through the local SSM endpoint with realistic latency (API calls 10-40 ms, a command 1-3 s, seed 42), real HAProxy 2.6 (50 instances share 3 processes; the document runs once per instance), Graphite replaced by fixed loads. BEFORE = git ${values.before ?? DEFAULT_BEFORE}, AFTER = this tree with the S3 output bucket. Measured on ${cpus().length} cores shared with other work (load average ${loadavg()[0]?.toFixed(1) ?? '?'} at the end).`,
   '',
   ...rows,
   '',

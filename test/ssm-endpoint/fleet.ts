@@ -57,6 +57,12 @@ export interface SsmFleetOptions extends Partial<Pick<SsmEndpointOptions, 'notFo
   readonly documentPath?: string;
   /** SDK attempts per SSM API call (4 by default). */
   readonly maxAttempts?: number;
+  /**
+   * DIAGNOSTIC for benchmarks only: instances that share a HAProxy process share one run of each
+   * command's document (see the endpoint's `shareRunsBy`), which takes most of the instances'
+   * document CPU out of the measurement.
+   */
+  readonly diagnosticShareRuns?: boolean;
   /** Instance i as Systems Manager sees it, when not an online Linux node with the fleet's tag (e.g. offline, Windows). */
   readonly instances?: Readonly<Record<number, Pick<EmulatedInstance, 'online' | 'platform'>>>;
 }
@@ -93,6 +99,7 @@ export async function startSsmFleet(count: number, backends: readonly BackendSpe
       ...(extra.rateLimits === undefined ? {} : { rateLimits: extra.rateLimits }),
       ...(extra.parameters === undefined ? {} : { parameters: extra.parameters }),
       ...(s3 === undefined ? {} : { s3: { endpoint: s3.url } }),
+      ...(extra.diagnosticShareRuns === true ? { shareRunsBy: (id: string) => String(instanceIds.indexOf(id) % haproxies.length) } : {}),
     });
   } catch (error) {
     await Promise.allSettled([stopAll(haproxies), s3?.close()]);

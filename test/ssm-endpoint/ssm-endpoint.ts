@@ -130,6 +130,13 @@ export interface SsmEndpointOptions {
   readonly rateLimits?: Readonly<Record<string, number>>;
   /** Where the agent uploads output when SendCommand names an OutputS3BucketName. */
   readonly s3?: { readonly endpoint: string };
+  /**
+   * A DIAGNOSTIC for benchmarks, never for tests of behaviour: instances with the same key share
+   * one run of each command's document (the first one's), each getting its output as its own. It
+   * takes the instances' document CPU out of a measurement, e.g. where many emulated instances
+   * share a few HAProxy processes and the documents' CPU would otherwise dominate.
+   */
+  readonly shareRunsBy?: (instanceId: string) => string;
 }
 
 export interface CallRecord {
@@ -152,6 +159,10 @@ export interface InvocationRecord {
   readonly ran: boolean;
   /** Answers that did not show it yet: InvocationDoesNotExist, or left out of ListCommandInvocations. */
   readonly hidden: number;
+  /** When SendCommand created it, when it may be final at the earliest (the command latency), when its script ended (ms since the epoch). */
+  readonly sentAt: number;
+  readonly readyAt: number;
+  readonly endedAt: number | undefined;
   readonly exitCode: number | null;
   readonly stdout: string;
   readonly stderr: string;
@@ -321,6 +332,8 @@ interface Invocation {
   child: ChildProcess | undefined;
   /** Set once the final status was reported, so that it never changes afterwards. */
   reported: { status: InvocationStatus; details: string } | undefined;
+  /** Invocations of the same command that take this one's run as theirs (`shareRunsBy`). */
+  readonly followers: Invocation[];
 }
 
 export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<SsmEndpoint> {
@@ -425,12 +438,12 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     child.on('close', (code) => {
       clearTimeout(killer);
       children.delete(child);
-      inv.exitCode = code;
-      inv.endedAt = new Date();
-      inv.child = undefined;
-      void upload(inv, step.name).finally(() => {
-        inv.finished = true;
-      });
+      for (const one of [inv, ...inv.followers]) {
+        Object.assign(one, { ran: true, exitCode: code, endedAt: new Date(), child: undefined, stdout: inv.stdout, stderr: inv.stderr, timedOut: inv.timedOut });
+        void upload(one, step.name).finally(() => {
+          one.finished = true;
+        });
+      }
     });
     child.on('error', (error) => {
       inv.stderr += `${error.message}\n`;
@@ -474,6 +487,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     }
     const commandId = randomUUID();
     commandIds.add(commandId);
+    const leaders = new Map<string, Invocation>();
     for (const id of ids) {
       const inv: Invocation = {
         commandId,
@@ -500,11 +514,20 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         endedAt: undefined,
         child: undefined,
         reported: undefined,
+        followers: [],
       };
       invocations.set(`${commandId}/${id}`, inv);
       const instance = instances.get(id);
       const runsNow = inv.fault === undefined || (inv.fault.kind === 'timeout' && inv.fault.afterRunning);
-      if (runsNow && instance !== undefined && instance.online !== false) run(inv, instance);
+      if (runsNow && instance !== undefined && instance.online !== false) {
+        const key = options.shareRunsBy?.(id);
+        const leader = key === undefined ? undefined : leaders.get(key);
+        if (leader !== undefined) leader.followers.push(inv);
+        else {
+          if (key !== undefined) leaders.set(key, inv);
+          run(inv, instance);
+        }
+      }
     }
     const now = Date.now() / 1000;
     return {
@@ -1021,6 +1044,9 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         outputKey: i.outputKey,
         ran: i.ran,
         hidden: i.hidden,
+        sentAt: i.startedAt.getTime(),
+        readyAt: i.readyAt,
+        endedAt: i.endedAt?.getTime(),
         exitCode: i.exitCode,
         stdout: i.stdout,
         stderr: i.stderr,
