@@ -166,7 +166,7 @@ const ssmRelay = z.strictObject({
   pollIntervalMs: z.number().int().min(10).max(60_000).default(1_000),
   maxWaitMs: z.number().int().min(1_000).max(900_000).default(120_000),
   /** SendCommands in flight at once (each for up to 50 load balancers); more are queued. */
-  maxConcurrentCommands: z.number().int().min(1).max(50).default(10),
+  maxConcurrentCommands: z.number().int().min(1).max(50).default(20),
 });
 
 /**

@@ -525,7 +525,8 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         if (leader !== undefined) leader.followers.push(inv);
         else {
           if (key !== undefined) leaders.set(key, inv);
-          run(inv, instance);
+          // SendCommand answers at once; each instance starts its run on its own, after it.
+          setImmediate(() => run(inv, instance));
         }
       }
     }

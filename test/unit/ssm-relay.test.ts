@@ -202,14 +202,15 @@ describe('decodeDocumentOutput', () => {
 });
 
 describe('SSM relay', () => {
-  it('waits through InvocationDoesNotExist, Pending and InProgress with a growing interval', async () => {
-    const fake = fakeApi(() => SUCCESS, () => '7 (initial 100)\n\n');
+  it('waits through an invocation not yet listed, Pending and InProgress, polling steadily five times, then less and less often', async () => {
+    const slow: readonly Step[] = ['not-found', { Status: 'Pending' }, ...Array<Step>(6).fill({ Status: 'InProgress' }), { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 }];
+    const fake = fakeApi(() => slow, () => '7 (initial 100)\n\n');
     const [id] = ids(1);
     const relay = createSsmRelayFor(settings(ids(1)), ids(1), { api: fake.api, sleep: fake.sleep, now: fake.now });
     const results = await relay.run([{ loadBalancer: String(id), commands: ['get weight be/s1'] }]);
 
     expect(reply(results[0])).toBe('7 (initial 100)\n\n');
-    expect(fake.sleeps).toEqual([100, 150, 225, 338]);
+    expect(fake.sleeps).toEqual([100, 100, 100, 100, 100, 150, 225, 338, 507]);
   });
 
   it('sends one command for load balancers with identical batches and one per distinct batch', async () => {
