@@ -149,7 +149,9 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
         const end = Date.now();
         const kind = requests.some((r) => r.commands.some((c) => c.startsWith('show stat '))) ? 'observe' : 'write';
         const mine = fleet.endpoint.invocations().filter((i) => i.sentAt >= t && i.sentAt <= end);
-        const sends = [...new Set(mine.map((i) => i.sentAt))].sort((a, b) => a - b).map((at) => ((at - t) / 1000).toFixed(1));
+        const sentAt = new Map<string, number>();
+        for (const i of mine) sentAt.set(i.commandId, Math.min(sentAt.get(i.commandId) ?? i.sentAt, i.sentAt));
+        const sends = [...sentAt.values()].sort((a, b) => a - b).map((at) => ((at - t) / 1000).toFixed(1));
         const at = (ms: number): string => `${((ms - t) / 1000).toFixed(1)} s`;
         const docsEnd = Math.max(t, ...mine.map((i) => i.endedAt ?? end));
         const floor = Math.max(t, ...mine.map((i) => i.readyAt));

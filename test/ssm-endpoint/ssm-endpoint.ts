@@ -30,11 +30,12 @@
  * exactly such a path.
  */
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 
@@ -45,6 +46,16 @@ export const PLUGIN_OUTPUT_LIMIT = 2_500;
 export const MAX_INSTANCE_IDS = 50;
 /** MaxDocumentSizeExceeded: "The size limit of a document is 64 KB" (SSM API reference), document and parameters together. */
 export const MAX_DOCUMENT_BYTES = 64 * 1024;
+
+/** What the agent host answers for one run of a step. */
+interface AgentResult {
+  readonly id: number;
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+}
+const AGENT_HOST = fileURLToPath(new URL('./agent-host.mjs', import.meta.url));
 
 /** DescribeInstanceInformation's filter keys besides tag-key and tag:<key> (API reference, InstanceInformationStringFilter). */
 const FILTER_KEYS = new Set(['ActivationIds', 'AgentVersion', 'AssociationStatus', 'IamRole', 'InstanceIds', 'PingStatus', 'PlatformTypes', 'ResourceType', 'SourceIds', 'SourceTypes']);
@@ -329,7 +340,6 @@ interface Invocation {
   stdout: string;
   stderr: string;
   endedAt: Date | undefined;
-  child: ChildProcess | undefined;
   /** Set once the final status was reported, so that it never changes afterwards. */
   reported: { status: InvocationStatus; details: string } | undefined;
   /** Invocations of the same command that take this one's run as theirs (`shareRunsBy`). */
@@ -350,7 +360,22 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
   const listeners = new Set<RequestListener>();
   const invocations = new Map<string, Invocation>();
   const commandIds = new Set<string>();
-  const children = new Set<ChildProcess>();
+  // The instances' agents run each step in a process of their own (agent-host.mjs).
+  let agentHost: ChildProcess | undefined;
+  let nextRun = 1;
+  const runsAwaited = new Map<number, (result: AgentResult) => void>();
+  const agents = (): ChildProcess => {
+    if (agentHost === undefined) {
+      const host = fork(AGENT_HOST, [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      host.on('message', (message: AgentResult) => {
+        const done = runsAwaited.get(message.id);
+        runsAwaited.delete(message.id);
+        done?.(message);
+      });
+      agentHost = host;
+    }
+    return agentHost;
+  };
   const stored = new Map<string, StoredParameter>(Object.entries(options.parameters ?? {}));
   // Park-Miller: the same seed gives the same delays, so benchmark runs can be compared.
   let seed = (options.latency?.seed ?? 1) % 2147483647 || 1;
@@ -422,32 +447,16 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       if (knowsEnvVar && param.interpolationType === 'ENV_VAR' && value !== undefined) env[`SSM_${name}`] = instance.paths?.[value] ?? value;
     }
     inv.ran = true;
-    const child = spawn('sh', ['-c', script], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    inv.child = child;
-    children.add(child);
-    const killer = setTimeout(() => {
-      inv.timedOut = true;
-      child.kill('SIGKILL');
-    }, step.timeoutSeconds * 1000);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      inv.stdout += chunk.toString('utf8');
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      inv.stderr += chunk.toString('utf8');
-    });
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      children.delete(child);
+    const id = nextRun++;
+    runsAwaited.set(id, (result) => {
       for (const one of [inv, ...inv.followers]) {
-        Object.assign(one, { ran: true, exitCode: code, endedAt: new Date(), child: undefined, stdout: inv.stdout, stderr: inv.stderr, timedOut: inv.timedOut });
+        Object.assign(one, { ran: true, exitCode: result.code, endedAt: new Date(), stdout: result.stdout, stderr: result.stderr, timedOut: result.timedOut });
         void upload(one, step.name).finally(() => {
           one.finished = true;
         });
       }
     });
-    child.on('error', (error) => {
-      inv.stderr += `${error.message}\n`;
-    });
+    agents().send({ id, script, cwd: dir, env, timeoutMs: step.timeoutSeconds * 1000 });
   };
 
   const sendCommand = (body: Record<string, unknown>): unknown => {
@@ -512,7 +521,6 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         stdout: '',
         stderr: '',
         endedAt: undefined,
-        child: undefined,
         reported: undefined,
         followers: [],
       };
@@ -1053,7 +1061,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         stderr: i.stderr,
       })),
     close: async () => {
-      for (const child of children) child.kill('SIGKILL');
+      agentHost?.disconnect();
       for (const client of s3Clients.values()) client.destroy();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
