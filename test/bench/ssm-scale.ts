@@ -162,14 +162,14 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
     const before = fleet.endpoint.calls.length;
     const s3Before = fleet.s3?.requests.length ?? 0;
     const cpuBefore = process.cpuUsage();
-    const childrenBefore = childrenCpuS();
+    const childrenBefore = childrenCpuS() + fleet.endpoint.agentsCpuSeconds();
     const started = performance.now();
     const report = await runCycle({ config, metrics: metricsSource(), relay, now: Date.now, version: 'bench' }, { mode: 'apply' });
     const wallMs = performance.now() - started;
     const cpu = process.cpuUsage(cpuBefore);
     const selfCpuS = (cpu.user + cpu.system) / 1e6;
     const weighterCpuS = selfCpuS - relayCpuUs / 1e6;
-    const instanceCpuS = childrenCpuS() - childrenBefore;
+    const instanceCpuS = childrenCpuS() + fleet.endpoint.agentsCpuSeconds() - childrenBefore;
     const calls = fleet.endpoint.calls.slice(before);
     const sends = calls.filter((c) => c.operation === 'SendCommand' && c.status === 200);
     // Observation is the commands that hold `show stat`; the state reads that lead writes belong to the writes.

@@ -227,6 +227,8 @@ export interface SsmEndpoint {
    */
   onRequest(listener: RequestListener): () => void;
   invocations(): readonly InvocationRecord[];
+  /** CPU seconds the instances' agents and the steps they ran have used so far (what each instance would spend on its own cores). */
+  agentsCpuSeconds(): number;
   close(): Promise<void>;
 }
 
@@ -1060,6 +1062,16 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
         stdout: i.stdout,
         stderr: i.stderr,
       })),
+    agentsCpuSeconds: () => {
+      if (agentHost?.pid === undefined) return 0;
+      try {
+        // utime, stime, cutime, cstime of /proc/<pid>/stat (after the command name), in ticks of 1/100 s.
+        const fields = readFileSync(`/proc/${agentHost.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+        return [11, 12, 13, 14].reduce((n, i) => n + Number(fields[i]), 0) / 100;
+      } catch {
+        return 0;
+      }
+    },
     close: async () => {
       agentHost?.disconnect();
       for (const client of s3Clients.values()) client.destroy();
