@@ -19,7 +19,7 @@ describe('serverless package (osls, offline)', () => {
   let base: string;
   let prod: Packaged;
   let dev: Packaged;
-  /** prod with reservedConcurrency=1 given on the command line and a VPC added to its params. */
+  /** prod with reservedConcurrency=1 and memorySize=1769 given on the command line and a VPC added to its params. */
   let tuned: Packaged;
 
   beforeAll(async () => {
@@ -32,7 +32,7 @@ describe('serverless package (osls, offline)', () => {
     const tunedService = await copyService(join(base, 'tuned'), async (outfile) => writeFileSync(outfile, '// placeholder'), { prod: { vpc: VPC } });
     prod = await service.package('prod');
     dev = await service.package('dev');
-    tuned = await tunedService.package('prod', { reservedConcurrency: '1' });
+    tuned = await tunedService.package('prod', { reservedConcurrency: '1', memorySize: '1769' });
   }, 240_000);
 
   afterAll(() => {
@@ -76,6 +76,12 @@ describe('serverless package (osls, offline)', () => {
     expect(only(dev, 'AWS::Lambda::Function').Properties).not.toHaveProperty('ReservedConcurrentExecutions');
     expect(Number(only(tuned, 'AWS::Lambda::Function').Properties.ReservedConcurrentExecutions)).toBe(1);
     expect(only(prod, 'AWS::Lambda::EventInvokeConfig').Properties).toMatchObject({ MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 });
+  });
+
+  it('gives the function 256 MB unless the memorySize parameter says otherwise', () => {
+    expect(Number(only(prod, 'AWS::Lambda::Function').Properties.MemorySize)).toBe(256);
+    expect(Number(only(dev, 'AWS::Lambda::Function').Properties.MemorySize)).toBe(256);
+    expect(Number(only(tuned, 'AWS::Lambda::Function').Properties.MemorySize)).toBe(1769);
   });
 
   it('runs the function outside any VPC unless the stage sets one, and then in its subnets with the ENI permissions', () => {
