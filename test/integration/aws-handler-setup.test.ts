@@ -142,6 +142,29 @@ describe('the Lambda handler’s setup, through the local SSM endpoint and real 
       expect(must(result).loadBalancers.map((l) => l.name)).toEqual([...fleet.instanceIds].sort());
     });
 
+    it('runs the cycle on the online instances found by the tag and reports an offline one as a problem of its own load balancer, sending it nothing', async () => {
+      const mixed = await startSsmFleet(3, [BACKEND], { instances: { 2: { online: false } } });
+      try {
+        const { result, error } = await invoke(testHandler(mixed, openConfig({ tag: { ...TAG } })));
+        expect(error).toBeUndefined();
+        const report = must(result);
+        const [up1, up2, offline] = mixed.instanceIds.map(String);
+
+        expect(report.loadBalancers.map((l) => l.name)).toEqual([up1, up2, offline]);
+        expect(report.outcome).toBe('partial');
+        expect(report.failedLoadBalancers).toEqual([offline]);
+        expect(report.problems.map((p) => [p.code, p.loadBalancer])).toEqual([['observe-failed', offline]]);
+        expect(report.problems[0]?.cause?.message).toMatch(new RegExp(`^${offline}: not sent: Systems Manager reports its SSM Agent as ConnectionLost, last ping \\S+: it cannot run a command now$`));
+        expect(mixed.endpoint.invocations().filter((i) => i.instanceId === offline)).toEqual([]);
+        for (const [i, id] of [up1, up2].entries()) {
+          for (const s of SERVERS) expect((await mixed.haproxies[i]?.getWeight('be_ingest', s))?.current).toBe(plannedWeights(report, String(id))[s]);
+        }
+        for (const s of SERVERS) expect((await mixed.haproxies[2]?.getWeight('be_ingest', s))?.current).toBe(100);
+      } finally {
+        await mixed.stop();
+      }
+    });
+
     it('refuses instance ids that do not carry the stack’s tag, and ids Systems Manager does not know, naming them', async () => {
       const from = fleet.endpoint.calls.length;
       const unknown = 'i-0fffffffffffffff0';
