@@ -445,6 +445,20 @@ describe('SSM relay polling', () => {
     expect(error(results[1])).toMatchObject({ message: `${lbs[1]}: SSM command cmd-1 ended Failed, exit code 66`, mayHaveRun: false });
   });
 
+  it.each<[string, readonly Step[], RegExp]>([
+    ['Delayed, then Success', ['not-found', { Status: 'Pending', StatusDetails: 'Pending' }, { Status: 'Delayed', StatusDetails: 'Delayed' }, { Status: 'InProgress', StatusDetails: 'InProgress' }, { Status: 'Success', StatusDetails: 'Success', ResponseCode: 0 }], /^ok$/],
+    ['Cancelling, then Cancelled', ['not-found', { Status: 'InProgress', StatusDetails: 'InProgress' }, { Status: 'Cancelling', StatusDetails: 'Cancelling' }, { Status: 'Cancelled', StatusDetails: 'Cancelled' }], /ended Cancelled$/],
+    ['Pending, then TimedOut (DeliveryTimedOut)', ['not-found', { Status: 'Pending', StatusDetails: 'Pending' }, { Status: 'Pending', StatusDetails: 'Pending' }, { Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut' }], /ended TimedOut \(DeliveryTimedOut\)$/],
+  ])('keeps polling through every status that is not final: %s', async (_label, steps, outcome) => {
+    const lbs = ids(1);
+    const fake = fakeApi(() => steps);
+    const relay = createSsmRelayFor(settings(lbs), lbs, { api: fake.api, sleep: fake.sleep, now: fake.now });
+    const results = await relay.run([{ loadBalancer: String(lbs[0]), commands: ['set server be/s1 weight 5'] }]);
+
+    expect(results[0]?.ok === true ? 'ok' : error(results[0]).message).toMatch(outcome);
+    expect(fake.calls.list).toBe(steps.length);
+  });
+
   it('fails every instance still waited for when ListCommandInvocations fails past the SDK’s retries, saying the command may have run', async () => {
     const lbs = ids(2);
     const fake = fakeApi(() => SUCCESS);
