@@ -22,7 +22,9 @@
  * (on AWS each instance's own) mostly leaves this machine's 2 cores. It shows what the cycle
  * takes when that CPU is not the bottleneck.
  *
- * Usage: npm run bench:ssm -- [--before <commit>] [--scenarios 1x3,5x3,20x3,1x50,5x50,20x50] [--only before|after] [--diagnostic-shared-runs] [--out <file.md>]
+ * --max-concurrent-commands sets relay.maxConcurrentCommands (the product's default otherwise).
+ *
+ * Usage: npm run bench:ssm -- [--before <commit>] [--scenarios 1x3,5x3,20x3,1x50,5x50,20x50] [--only before|after] [--diagnostic-shared-runs] [--max-concurrent-commands <n>] [--out <file.md>]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -46,6 +48,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     out: { type: 'string' },
     'diagnostic-shared-runs': { type: 'boolean', default: false },
+    'max-concurrent-commands': { type: 'string' },
   },
 });
 
@@ -130,10 +133,21 @@ async function runOne(code: CodeUnderTest, scenario: Scenario): Promise<Figures>
     const config = parseConfig({
       graphite: { url: 'http://127.0.0.1:9/' },
       // The product's defaults (poll every second, growing to 8 s), not the tests' fast polling.
-      relay: { type: 'ssm', documentName: fleet.settings.documentName, socketPath: fleet.settings.socketPath, targets: { instanceIds: [...fleet.instanceIds] } },
+      relay: {
+        type: 'ssm',
+        documentName: fleet.settings.documentName,
+        socketPath: fleet.settings.socketPath,
+        targets: { instanceIds: [...fleet.instanceIds] },
+        ...(values['max-concurrent-commands'] === undefined ? {} : { maxConcurrentCommands: Number(values['max-concurrent-commands']) }),
+      },
       backends: backends.map((b) => ({ name: b.name, target: `${b.name}.*.load`, weighting: { function: 'limited-proportions' } })),
     });
-    const inner = createSsmRelayFor(config.relay, fleet.instanceIds, { api: fleet.api, ...(code.useOutputBucket && fleet.output !== undefined ? { output: fleet.output } : {}) });
+    const concurrency = (config.relay as { maxConcurrentCommands?: number }).maxConcurrentCommands;
+    const inner = createSsmRelayFor(config.relay, fleet.instanceIds, {
+      api: fleet.api,
+      ...(code.useOutputBucket && fleet.output !== undefined ? { output: fleet.output } : {}),
+      ...(concurrency === undefined ? {} : { maxConcurrentCommands: concurrency }),
+    });
     // Timed per call (observe, write, read-back...), to see where a cycle spends its time.
     const phases: string[] = [];
     let relayCpuUs = 0;
