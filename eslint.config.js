@@ -7,7 +7,7 @@ const zodNamespaceOnly = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.serverless/**', 'coverage/**', 'test/lab/results/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.serverless/**', 'coverage/**', 'research/lab/results/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -177,7 +177,7 @@ export const PROMPT = '\n> ';
  * relay): `prompt` first, then the batch line. In the default non-interactive mode HAProxy 2.6
  * ends the session as soon as its request buffer is empty after a command, so a client must
  * half-close to mark the end of its input, and a half-close that arrives while HAProxy still
- * reads a large batch ends the session early (test/bench/half-close.ts on HAProxy 2.6.12: 39 of
+ * reads a large batch ends the session early (research/bench/half-close.ts on HAProxy 2.6.12: 39 of
  * 90 batches of 1,001 commands cut short after 623 to 959 replies, then a connection reset); a
  * pause between two TCP segments can do the same. An interactive session stays open until the client closes it, so the client
  * reads until one prompt per command has arrived and only then closes: nothing is cut short.
@@ -501,7 +501,7 @@ type ColumnRow<R extends string, O extends string> = { readonly [K in R]: string
  * A regular expression that matches a record of exactly `width` fields and captures the fields
  * at `wanted` (ascending indexes), one group each: `show stat` has about 120 columns and the
  * weighter reads 7, and one native match per record replaces splitting every field of every row
- * into a map (most of a cycle's CPU before, test/bench/start-up.ts). A field never holds the
+ * into a map (most of a cycle's CPU before, research/bench/start-up.ts). A field never holds the
  * separator, nor, with `quoted`, a `"`: such a record is not matched, and is read as CSV instead.
  */
 function recordPattern(width: number, wanted: readonly number[], separator: ',' | ' ', quoted: boolean): RegExp {

@@ -62,7 +62,7 @@ import type { WeightingInput } from './types.js';
  *   recomputed every cycle): g only sets how deep a deficit is filled per cycle. The convergence
  *   lab's grid search chose g = 0.25, d = 0.02 (the defaults): 91% of the steady-state gap and
  *   92% of the shock gap between leastconn alone and a clairvoyant bound, with a fifth of the
- *   weight reversals of tuned limited-proportions (test/lab/results/contest.md).
+ *   weight reversals of tuned limited-proportions (research/lab/results/contest.md).
  * - The deadband stops churn: a server near the mean keeps its weight as long as that weight
  *   still matches its connection count (within d of the mean count), else its weight follows its
  *   count (so a server pushed down while overloaded is released once it is back to normal).

@@ -1,6 +1,6 @@
 /**
  * Fault injectors for the fault matrix (test/integration/fault-*.test.ts), the security tests and
- * the soak (test/soak/run.ts). Everything sits on the real parts: the Graphite proxy forwards to
+ * the soak (research/soak/run.ts). Everything sits on the real parts: the Graphite proxy forwards to
  * the real graphite-web and the socket proxy to a real HAProxy admin socket, and each turns into a
  * specific failure on demand. All listen on 127.0.0.1 free ports or in per-run temp directories.
  *

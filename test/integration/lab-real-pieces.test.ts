@@ -1,5 +1,5 @@
 /**
- * The pieces of the real lab (test/lab-real), each against the real services: sinks that report
+ * The pieces of the real lab (research/lab-real), each against the real services: sinks that report
  * what they receive to the real carbon, the traffic generator through a real HAProxy, and the
  * real CLI weighter reading Graphite on the lab clock through the lab's proxy. Short runs (a few
  * seconds of wall clock at 20x) with exact assertions on counts, never on durations.
@@ -13,11 +13,11 @@ import { uniquePrefix, type GraphiteClient, type GraphiteSeries } from '../harne
 import { startHaproxy } from '../harness/haproxy.js';
 import { waitFor } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
-import { alignedClockStart, createLabClock, labTimeSpec } from '../lab-real/clock.js';
-import { createGenerator, owedLines, type Schedule } from '../lab-real/generator.js';
-import { rewriteRenderUrl, startGraphiteProxy, wallClockTimestamps } from '../lab-real/graphite-proxy.js';
-import { startSinks } from '../lab-real/sinks.js';
-import { loadExampleSettings, startWeighter, weighterConfig } from '../lab-real/weighter.js';
+import { alignedClockStart, createLabClock, labTimeSpec } from '../../research/lab-real/clock.js';
+import { createGenerator, owedLines, type Schedule } from '../../research/lab-real/generator.js';
+import { rewriteRenderUrl, startGraphiteProxy, wallClockTimestamps } from '../../research/lab-real/graphite-proxy.js';
+import { startSinks } from '../../research/lab-real/sinks.js';
+import { loadExampleSettings, startWeighter, weighterConfig } from '../../research/lab-real/weighter.js';
 
 const SPEEDUP = 20;
 const BUCKET = 10;

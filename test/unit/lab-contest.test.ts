@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { executeJob, runContest, SCORE_TIE, type Job } from '../lab/contest.js';
-import { cartesian, type Contender } from '../lab/policies.js';
-import { allScenarios, DEFAULT_SETUP, shockScenario, steadyScenario, type LabSetup } from '../lab/setup.js';
-import type { Policy } from '../lab/simulator.js';
-import { runJobs } from '../lab/worker-pool.js';
+import { executeJob, runContest, SCORE_TIE, type Job } from '../../research/lab/contest.js';
+import { cartesian, type Contender } from '../../research/lab/policies.js';
+import { allScenarios, DEFAULT_SETUP, shockScenario, steadyScenario, type LabSetup } from '../../research/lab/setup.js';
+import type { Policy } from '../../research/lab/simulator.js';
+import { runJobs } from '../../research/lab/worker-pool.js';
 
 /** Few, short-lived connections: every scenario simulates in milliseconds. */
 const TINY: LabSetup = { ...DEFAULT_SETUP, servers: 4, arrivalsPerSecond: 0.2, meanLifetimeSeconds: 600 };

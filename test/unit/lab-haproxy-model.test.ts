@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LeastconnBalancer, RoundrobinBalancer } from '../lab/haproxy-model.js';
+import { LeastconnBalancer, RoundrobinBalancer } from '../../research/lab/haproxy-model.js';
 
 /** A leastconn balancer with every server up, the given weights and active connections. */
 function leastconn(weights: readonly number[], active: readonly number[]): LeastconnBalancer {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { gapClosed } from '../lab/contest.js';
-import { imbalanceSamples, oscillation, percentile, shockMinutes } from '../lab/metrics.js';
-import type { SimResult, WeightCycle } from '../lab/simulator.js';
+import { gapClosed } from '../../research/lab/contest.js';
+import { imbalanceSamples, oscillation, percentile, shockMinutes } from '../../research/lab/metrics.js';
+import type { SimResult, WeightCycle } from '../../research/lab/simulator.js';
 
 /** A result with 10 s samples of the given per-server loads (rows = samples). */
 function result(rows: readonly (readonly number[])[], extra: Partial<SimResult> = {}): SimResult {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.js';
-import { DEFAULT_SETUP, serverAddedScenario, serverLeavesScenario, steadyScenario, type LabSetup, type Scenario } from '../lab/setup.js';
-import { renderPoints, simulate, type Policy, type SimResult } from '../lab/simulator.js';
-import { generateTraffic, type Traffic } from '../lab/traffic.js';
+import { DEFAULT_SETUP, serverAddedScenario, serverLeavesScenario, steadyScenario, type LabSetup, type Scenario } from '../../research/lab/setup.js';
+import { renderPoints, simulate, type Policy, type SimResult } from '../../research/lab/simulator.js';
+import { generateTraffic, type Traffic } from '../../research/lab/traffic.js';
 
 /** A small pool so that a whole run takes milliseconds. */
 const SMALL: LabSetup = { ...DEFAULT_SETUP, servers: 4, arrivalsPerSecond: 0.5, meanLifetimeSeconds: 600 };

@@ -11,13 +11,13 @@ import { FULL_LAB, QUICK_LAB, type RealLabSettings } from './settings.js';
  * `npm run lab:real`: the real lab (real HAProxy, real Graphite, real long-lived TCP connections,
  * the real CLI weighter), leastconn alone against leastconn + the weighter on the same traffic,
  * with the simulator's prediction for the same setup beside it. Writes
- * test/lab-real/results/real-lab.md.
+ * research/lab-real/results/real-lab.md.
  *
  * Options:
  *   --quick        the 50-second demo (README quick start): prints weights before and after and the
  *                  imbalance falling; results are not written unless --out is given
  *   --seed N       another traffic seed (default 1)
- *   --out DIR      where to write real-lab.md (default test/lab-real/results for the full run)
+ *   --out DIR      where to write real-lab.md (default research/lab-real/results for the full run)
  *   --dump FILE    also write the raw result (loads per bucket, weighter cycles, traffic) as JSON
  *   --config FILE  take the weighter's backend settings from this config instead of
  *                  infra/example-config.yaml

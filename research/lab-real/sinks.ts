@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { connectGraphite, type GraphitePoint } from '../harness/graphite.js';
+import { connectGraphite, type GraphitePoint } from '../../test/harness/graphite.js';
 import type { LabClock } from './clock.js';
 
 /**

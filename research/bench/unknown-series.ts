@@ -14,9 +14,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { main } from '../../functions/cli/main.js';
-import { writeConfigFile } from '../harness/cli.js';
-import { startHaproxyFleet, stopAll } from '../harness/haproxy.js';
-import { makeTempDir, removeTempDir } from '../harness/processes.js';
+import { writeConfigFile } from '../../test/harness/cli.js';
+import { startHaproxyFleet, stopAll } from '../../test/harness/haproxy.js';
+import { makeTempDir, removeTempDir } from '../../test/harness/processes.js';
 
 const RUNS = Math.max(1, Number(process.argv[2] ?? 5));
 const LIMIT = 2;

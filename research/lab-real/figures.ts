@@ -3,7 +3,7 @@ import type { SimResult, WeightCycle } from '../lab/simulator.js';
 
 /**
  * The real lab's figures, computed by the simulator's own functions (`imbalanceSamples`,
- * `percentile`, `oscillation` from test/lab/metrics.ts) on the sinks' counts, so that a real run
+ * `percentile`, `oscillation` from research/lab/metrics.ts) on the sinks' counts, so that a real run
  * and a simulated one are measured the same way.
  *
  * Imbalance of one Graphite bucket = max server load / mean server load over that bucket.

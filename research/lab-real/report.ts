@@ -90,7 +90,7 @@ function ratioLines(verdict: Verdict, prediction: RealLabPrediction): string[] {
 export function renderTable(result: ExperimentResult, prediction: RealLabPrediction, verdict: Verdict, options: { readonly quick: boolean }): string {
   const lines = [
     `Imbalance = max/mean of the per-server received rates per 10 s (lab) bucket, from the sinks' own counts, over lab seconds ${result.settings.warmupSeconds}..${durationOf(result.settings)}; excess = mean of (imbalance - 1).`,
-    `sim = the simulator (test/lab) on the same connections; band = ${prediction.jitter.runs} simulations of them under ±${JITTER_SECONDS} lab s of timing noise.`,
+    `sim = the simulator (research/lab) on the same connections; band = ${prediction.jitter.runs} simulations of them under ±${JITTER_SECONDS} lab s of timing noise.`,
     ...tableLines(result, prediction, verdict),
     '',
     ...ratioLines(verdict, prediction),
@@ -138,7 +138,7 @@ export function renderMarkdown(result: ExperimentResult, prediction: RealLabPred
     '',
     `Imbalance = max / mean of the per-server received rates over one 10 s (lab) bucket, from the sinks' own counts (ground truth), sampled every bucket over lab ` +
       `seconds ${s.warmupSeconds}..${duration} (the first ${s.warmupSeconds / 60} lab minutes are warm-up: the weighter runs, the figures do not count). ` +
-      '**Imbalance excess** = mean over those buckets of (imbalance - 1). "sim" = the simulator (`test/lab`) on the same setup with the same connections, measured by ' +
+      '**Imbalance excess** = mean over those buckets of (imbalance - 1). "sim" = the simulator (`research/lab`) on the same setup with the same connections, measured by ' +
       `the same functions; "band" = ${prediction.jitter.runs} simulations of those connections under the real lab's timing noise (see Tolerance).`,
     '',
     ...tableLines(result, prediction, verdict),

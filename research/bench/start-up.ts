@@ -29,9 +29,9 @@ import { pathToFileURL } from 'node:url';
 import type { Metafile } from 'esbuild';
 import { parseObservedBackend, observeCommands } from '../../functions/core/haproxy-protocol.js';
 import { bundleCli, bundleHandler } from '../../scripts/bundle.mjs';
-import { writeConfigFile } from '../harness/cli.js';
-import { startHaproxy, startHaproxyFleet, stopAll, type HaproxyHandle } from '../harness/haproxy.js';
-import { makeTempDir, removeTempDir } from '../harness/processes.js';
+import { writeConfigFile } from '../../test/harness/cli.js';
+import { startHaproxy, startHaproxyFleet, stopAll, type HaproxyHandle } from '../../test/harness/haproxy.js';
+import { makeTempDir, removeTempDir } from '../../test/harness/processes.js';
 
 const args = process.argv.slice(2);
 const beforeAt = args.indexOf('--before');

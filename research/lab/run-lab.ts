@@ -15,13 +15,13 @@ import { runJobs } from './worker-pool.js';
 
 /**
  * `npm run lab`: the whole simulated contest (grid search on training seeds, evaluation on other
- * seeds, every scenario), printed as a table and written to test/lab/results/contest.md and
+ * seeds, every scenario), printed as a table and written to research/lab/results/contest.md and
  * convergence.svg.
  *
  * Options:
  *   --setup <file.json>  override parts of the setup (same shape as DEFAULT_SETUP; `metrics` and
  *                        `rate` are merged key by key), e.g. to predict the real lab's setup
- *   --out <dir>          where to write the results (default: test/lab/results for the full
+ *   --out <dir>          where to write the results (default: research/lab/results for the full
  *                        default run, a new temporary directory for --quick or --setup runs)
  *   --quick              fewer seeds, for a smoke run
  *   --workers <n>        worker threads (default 1: the machines this runs on are shared); the

@@ -13,7 +13,7 @@
 import { createConnection } from 'node:net';
 import { sendBatch } from '../../functions/adapters/socket-relay.js';
 import { encodeBatch, splitReplies } from '../../functions/core/haproxy-protocol.js';
-import { startHaproxyFleet, stopAll, type HaproxyHandle } from '../harness/haproxy.js';
+import { startHaproxyFleet, stopAll, type HaproxyHandle } from '../../test/harness/haproxy.js';
 
 const SERVERS = 1_000;
 const BACKEND = 'be_big';

@@ -33,8 +33,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { RuntimeRelay, MetricSource, Series } from '../../functions/core/types.js';
-import type { BackendSpec } from '../harness/haproxy.js';
-import { startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
+import type { BackendSpec } from '../../test/harness/haproxy.js';
+import { startSsmFleet, type SsmFleet } from '../../test/ssm-endpoint/fleet.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SERVERS = 500;
