@@ -3,9 +3,9 @@ import type { GraphiteConfig } from '../core/config.js';
 import { displaySafe } from '../core/display.js';
 import { ConfigError, GraphiteError, snippet } from '../core/errors.js';
 import type { MetricSource, Series } from '../core/types.js';
+import { parseRenderReply } from './graphite-reply.js';
 
-/** Loads beyond this are not a rate any ingestion server has: a unit or pipeline bug. */
-export const MAX_PLAUSIBLE_LOAD = 1e12;
+export { MAX_PLAUSIBLE_LOAD, MAX_TIMESTAMP, MIN_TIMESTAMP, parseRenderReply } from './graphite-reply.js';
 
 /** The first retry waits 100 to 200 ms; each later one twice as long, up to RETRY_CAP_MS. */
 export const RETRY_BASE_MS = 200;
@@ -378,91 +378,4 @@ function describeNetworkError(error: unknown, url: URL, timeoutMs: number, limit
     return displaySafe(`${error.message}${code === undefined ? '' : ` (${code})`}${cause}`);
   }
   return snippet(String(error));
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-/**
- * Timestamps are epoch seconds in this window: before it, or after it (epoch milliseconds land
- * there), they are not the time of a measurement.
- */
-export const MIN_TIMESTAMP = 946_684_800; // 2000-01-01T00:00:00Z
-export const MAX_TIMESTAMP = 4_102_444_800; // 2100-01-01T00:00:00Z
-
-// snippet already shows every character visibly; JSON.stringify on top would double its backslashes.
-const seriesLabel = (name: string): string => `"${snippet(name, 80)}"`;
-
-const shown = (value: unknown, max: number): string => (typeof value === 'number' ? String(value) : snippet(JSON.stringify(value) ?? String(value), max));
-
-/**
- * Validates a `/render?format=json` body: `[{"target": string, "datapoints": [[value|null, ts], ...]}]`
- * with every timestamp epoch seconds, each later than the one before. Anything else is rejected
- * whole: a reply we cannot fully trust must not move a weight.
- */
-export function parseRenderReply(text: string, shownUrl: string): Series[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (cause) {
-    throw new GraphiteError(`Graphite at ${shownUrl} did not answer JSON`, { url: shownUrl, reply: text }, { cause });
-  }
-  if (!Array.isArray(doc)) {
-    throw new GraphiteError(`Graphite at ${shownUrl} answered JSON that is not a list of series`, { url: shownUrl, reply: text });
-  }
-  const out: Series[] = [];
-  for (let i = 0; i < doc.length; i++) {
-    const item: unknown = doc[i];
-    if (!isRecord(item) || typeof item.target !== 'string' || !Array.isArray(item.datapoints)) {
-      throw new GraphiteError(`Graphite at ${shownUrl}: series #${i} lacks a string "target" and a "datapoints" list`, {
-        url: shownUrl,
-        reply: JSON.stringify(item) ?? '',
-      });
-    }
-    const name = item.target;
-    const points: unknown[] = item.datapoints;
-    const values: (number | null)[] = new Array<number | null>(points.length);
-    const timestamps: number[] = new Array<number>(points.length);
-    let previous = -Infinity;
-    for (let j = 0; j < points.length; j++) {
-      const point = points[j];
-      if (!Array.isArray(point) || point.length !== 2) {
-        throw new GraphiteError(`Graphite at ${shownUrl}: series ${seriesLabel(name)} has a datapoint that is not [value, timestamp]`, {
-          url: shownUrl,
-          reply: JSON.stringify(point) ?? '',
-        });
-      }
-      const value: unknown = point[0];
-      const timestamp: unknown = point[1];
-      if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < MIN_TIMESTAMP || timestamp >= MAX_TIMESTAMP) {
-        const hint = typeof timestamp === 'number' && timestamp >= MIN_TIMESTAMP * 1000 && timestamp < MAX_TIMESTAMP * 1000 ? ' (epoch milliseconds?)' : '';
-        throw new GraphiteError(
-          `Graphite at ${shownUrl}: series ${seriesLabel(name)} has timestamp ${shown(timestamp, 40)}${hint} at point #${j}; timestamps must be epoch seconds from ${MIN_TIMESTAMP} (2000) to ${MAX_TIMESTAMP} (2100)`,
-          { url: shownUrl },
-        );
-      }
-      if (timestamp <= previous) {
-        throw new GraphiteError(
-          `Graphite at ${shownUrl}: series ${seriesLabel(name)} has timestamp ${timestamp} at point #${j}, not later than ${previous} at point #${j - 1}; timestamps must increase`,
-          { url: shownUrl },
-        );
-      }
-      previous = timestamp;
-      timestamps[j] = timestamp;
-      if (value === null) {
-        values[j] = null;
-        continue;
-      }
-      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_PLAUSIBLE_LOAD) {
-        throw new GraphiteError(
-          `Graphite at ${shownUrl}: series ${seriesLabel(name)} has value ${shown(value, 40)}; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`,
-          { url: shownUrl },
-        );
-      }
-      values[j] = value;
-    }
-    out.push({ name, values, timestamps });
-  }
-  return out;
 }

@@ -194,6 +194,18 @@ function groupLoadBalancers(entries: readonly LoadBalancerPlanReport[]): { names
   return [...groups.values()];
 }
 
+/** Names shown in one line of the human view; the JSON report holds every one. */
+export const NAMES_SHOWN = 20;
+
+/**
+ * A list of names for a person: all of them when they are few, else the first NAMES_SHOWN and how
+ * many more (a too-broad target may name 150,000 servers no load balancer has).
+ */
+function someOf(names: readonly string[]): string {
+  if (names.length <= NAMES_SHOWN) return names.join(', ');
+  return `${names.slice(0, NAMES_SHOWN).join(', ')} and ${names.length - NAMES_SHOWN} more (${names.length} in all; --json lists every one)`;
+}
+
 /** The human view of a cycle: one table per backend and load balancer, then a summary. */
 export function formatReport(report: CycleReport, options: FormatOptions = {}): string {
   const changesOnly = options.changesOnly === true;
@@ -202,8 +214,8 @@ export function formatReport(report: CycleReport, options: FormatOptions = {}): 
     const graphite = b.graphite.ok ? '' : `  Graphite FAILED: ${b.graphite.error ?? 'unknown error'}`;
     out.push(`backend ${b.backend}${graphite}`);
     out.push(`  summary: ${backendSummary(b, report.mode)}`);
-    if (b.graphite.unmapped.length > 0) out.push(`  series not mapped to a server: ${b.graphite.unmapped.join(', ')}`);
-    if (b.graphite.unknownServers.length > 0) out.push(`  series for servers no load balancer has: ${b.graphite.unknownServers.join(', ')}`);
+    if (b.graphite.unmapped.length > 0) out.push(`  series not mapped to a server: ${someOf(b.graphite.unmapped)}`);
+    if (b.graphite.unknownServers.length > 0) out.push(`  series for servers no load balancer has: ${someOf(b.graphite.unknownServers)}`);
     for (const { names, entry, messages } of groupLoadBalancers(b.loadBalancers)) {
       const { plan, apply } = entry;
       const failed = new Map<string, string>();

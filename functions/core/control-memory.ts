@@ -86,6 +86,17 @@ function meanSessions(record: ObservationRecord | undefined): number {
 }
 
 /**
+ * Which servers Graphite had data for: a set, or the measured loads themselves, looked up as they
+ * are (a reply's servers may be many more than the backend's, and copying them into a set on
+ * every load balancer cost more than the rest of the cycle).
+ */
+export interface ServerLookup {
+  has(name: string): boolean;
+}
+
+const NONE: ServerLookup = { has: () => false };
+
+/**
  * The memory after observing `observed` at `now` (epoch seconds), with the servers Graphite had
  * data for this cycle (`withData`; none when Graphite failed). Pure.
  *
@@ -94,15 +105,14 @@ function meanSessions(record: ObservationRecord | undefined): number {
  * they wrote weights: a dry run sees it too). A server the first observation already held cannot
  * be told from one whose metrics broke: it is not new.
  */
-export function updateMemory(previous: BackendMemory | undefined, observed: ObservedBackend, now: number, withData: Iterable<string> = []): BackendMemory {
+export function updateMemory(previous: BackendMemory | undefined, observed: ObservedBackend, now: number, withData: ServerLookup = NONE): BackendMemory {
   const servers = sampleOf(observed);
   const record: ObservationRecord = { at: now, servers };
   const last = previous?.records.at(-1);
   const started = previous?.started ?? now;
-  const hasData = new Set(withData);
   const newServers = new Set<string>();
   for (const name of servers.keys()) {
-    if (hasData.has(name)) continue;
+    if (withData.has(name)) continue;
     if (previous !== undefined && (previous.newServers.has(name) || !seenBefore(previous, name))) newServers.add(name);
   }
   const why = reloadEvidence(last, servers);

@@ -21,7 +21,7 @@ import {
   type PlanReport,
   type Problem,
 } from './report.js';
-import type { Action, BackendPlan, MetricSource, ObservedServer, RelayRunOptions, RuntimeRelay } from './types.js';
+import type { Action, BackendPlan, MetricSource, ObservedServer, RelayRunOptions, RuntimeRelay, Series } from './types.js';
 
 export { exitCodeFor, staticKey } from './report.js';
 export type { ApplyReport, BackendReport, CycleOutcome, CycleReport, LoadBalancerPlanReport, LoadBalancerReport, Problem, ProblemCode, ServerFailure } from './report.js';
@@ -105,19 +105,51 @@ function observe(relay: RuntimeRelay, backends: readonly BackendConfig[], budget
   return observeBackends(relay, new Map(relay.loadBalancers.map((lb) => [lb, names])), budget);
 }
 
+type RenderResult = { readonly ok: true; readonly series: readonly Series[] } | { readonly ok: false; readonly error: unknown };
+
 /** Step 2: one Graphite render per backend, in parallel; a failure skips only that backend. */
-async function measureAll(metrics: MetricSource, backends: readonly BackendConfig[]): Promise<Map<string, MeasureResult>> {
+async function renderAll(metrics: MetricSource, backends: readonly BackendConfig[]): Promise<Map<string, RenderResult>> {
   const entries = await Promise.all(
-    backends.map(async (b): Promise<[string, MeasureResult]> => {
+    backends.map(async (b): Promise<[string, RenderResult]> => {
       try {
-        const series = await metrics.render(b.target, b.from, b.until);
-        return [b.name, { ok: true, measurement: measure(series, b) }];
+        return [b.name, { ok: true, series: await metrics.render(b.target, b.from, b.until) }];
       } catch (error) {
         return [b.name, { ok: false, error }];
       }
     }),
   );
   return new Map(entries);
+}
+
+/** The servers of a backend on every load balancer that observed it; undefined when none did. */
+function knownServers(observations: ReadonlyMap<string, Map<string, Observation> | Error>, backend: string): Set<string> | undefined {
+  let known: Set<string> | undefined;
+  for (const lbObs of observations.values()) {
+    const obs = lbObs instanceof Map ? lbObs.get(backend) : undefined;
+    if (obs?.ok !== true) continue;
+    known ??= new Set<string>();
+    for (const s of obs.backend.servers) known.add(s.name);
+  }
+  return known;
+}
+
+/**
+ * Step 2b: each reply turned into loads, once the load balancers have answered: a series for a
+ * server none of them has is only named (a reply may hold 150,000 of them).
+ */
+function measureAll(renders: ReadonlyMap<string, RenderResult>, backends: readonly BackendConfig[], observations: ReadonlyMap<string, Map<string, Observation> | Error>): Map<string, MeasureResult> {
+  return new Map(
+    backends.map((b): [string, MeasureResult] => {
+      const rendered = renders.get(b.name);
+      if (rendered === undefined) return [b.name, { ok: false, error: new Error('no reply') }];
+      if (!rendered.ok) return [b.name, rendered];
+      try {
+        return [b.name, { ok: true, measurement: measure(rendered.series, b, knownServers(observations, b.name)) }];
+      } catch (error) {
+        return [b.name, { ok: false, error }];
+      }
+    }),
+  );
 }
 
 function skippedPlan(backend: string, loadBalancer: string, reason: Extract<BackendPlan, { status: 'skipped' }>['reason'], message: string, algorithm: string | null = null): BackendPlan {
@@ -170,7 +202,8 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
   const problems: Problem[] = [];
 
   const budget = options.budget ?? {};
-  const [observations, measurements] = await Promise.all([observe(deps.relay, backends, budget), measureAll(deps.metrics, backends)]);
+  const [observations, renders] = await Promise.all([observe(deps.relay, backends, budget), renderAll(deps.metrics, backends)]);
+  const measurements = measureAll(renders, backends, observations);
 
   // What failed as a whole is reported once: a load balancer that could not be read, a backend Graphite failed for.
   for (const lb of deps.relay.loadBalancers) {
@@ -182,7 +215,7 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
     if (m?.ok !== true) {
       const error = m === undefined ? new Error('no reply') : m.error;
       problems.push(problem(graphiteProblemCode(error), { backend: b.name }, 'no weight changed because Graphite failed', causeOf(error)));
-    } else if (m.measurement.mappedSeries > 0 && m.measurement.loads.size === 0 && m.measurement.ambiguous.length === 0) {
+    } else if (m.measurement.mappedSeries > 0 && m.measurement.seriesWithPoints === 0) {
       problems.push(
         problem(
           'window-empty',
@@ -207,7 +240,7 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       // Every observation goes into the memory, whether or not Graphite answered: its history stays whole.
       let memory: BackendMemory | undefined;
       if (options.memory !== undefined && obs?.ok === true) {
-        memory = updateMemory(options.memory.get(b.name, lb), obs.backend, nowSeconds, m?.ok === true ? m.measurement.loads.keys() : []);
+        memory = updateMemory(options.memory.get(b.name, lb), obs.backend, nowSeconds, m?.ok === true ? m.measurement.loads : undefined);
         options.memory.set(b.name, lb, memory);
       }
       if (lbObs === undefined || lbObs instanceof Error) {
@@ -259,24 +292,8 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       const apply = applyResults.get(b.name)?.get(lb) ?? (options.mode === 'apply' && plan.status === 'planned' ? NOT_NEEDED : NOT_RUN);
       return { loadBalancer: lb, plan: planReport(plan), apply };
     });
-    // Series for servers that no load balancer has: named, and kept out of the imbalance.
-    const known = new Set<string>();
-    let observedAny = false;
-    for (const lb of deps.relay.loadBalancers) {
-      const lbObs = observations.get(lb);
-      const obs = lbObs instanceof Map ? lbObs.get(b.name) : undefined;
-      if (obs?.ok !== true) continue;
-      observedAny = true;
-      for (const s of obs.backend.servers) known.add(s.name);
-    }
-    // One pass: a reply may hold 150,000 series for servers no load balancer has.
-    const measured: [string, number][] = [];
-    const strangers: string[] = [];
-    for (const entry of m?.ok === true ? m.measurement.loads : []) {
-      if (!observedAny || known.has(entry[0])) measured.push(entry);
-      else strangers.push(entry[0]);
-    }
-    const loads = Object.fromEntries(measured);
+    // Series for servers that no load balancer has are named (measure kept them out of the loads, and so of the imbalance).
+    const loads = Object.fromEntries(m?.ok === true ? m.measurement.loads : []);
     const observedServers = deps.relay.loadBalancers.flatMap((lb) => {
       const lbObs = observations.get(lb);
       const obs = lbObs instanceof Map ? lbObs.get(b.name) : undefined;
@@ -286,7 +303,7 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
       backend: b.name,
       graphite:
         m?.ok === true
-          ? { ok: true, error: null, unmapped: [...m.measurement.unmapped], unknownServers: strangers }
+          ? { ok: true, error: null, unmapped: [...m.measurement.unmapped], unknownServers: [...m.measurement.unknownServers] }
           : { ok: false, error: describeError(m === undefined ? 'no reply' : m.error), unmapped: [], unknownServers: [] },
       loads,
       imbalance: imbalanceInService(loads, observedServers),

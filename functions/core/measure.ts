@@ -21,6 +21,11 @@ export interface Measurement {
   /** Series whose names do not map to a valid server name (shown in the report, never sent). */
   readonly unmapped: readonly string[];
   /**
+   * Servers no load balancer has (measure's `known`) with a load: one series with a non-null
+   * point. They are in none of the fields above, which only hold servers the load balancers have.
+   */
+  readonly unknownServers: readonly string[];
+  /**
    * The time each server's load covers, in epoch seconds: [start, end) of the bucket(s) it was
    * aggregated from. Absent for servers whose series carried no timestamps.
    */
@@ -29,6 +34,8 @@ export interface Measurement {
   readonly newestPoint: number | null;
   /** Series that mapped to a server, whatever their points: 0 with points nowhere means an empty window, not missing metrics. */
   readonly mappedSeries: number;
+  /** Series that mapped to a server and hold at least one non-null point. */
+  readonly seriesWithPoints: number;
 }
 
 /**
@@ -53,18 +60,28 @@ function serverMapper(serverMap: BackendConfig['serverMap']): (name: string) => 
 }
 
 /**
- * Turns validated series into one load per server. Pure, and linear in the number of series: a
- * reply with 150,000 series for servers HAProxy does not have costs each of them once.
+ * Turns validated series into one load per server. Pure, and linear in the number of series.
+ *
+ * `known`, when given, holds the servers the load balancers have: a series for any other server
+ * costs a name check and a set entry, no more (a reply may hold 150,000 of them, from a target
+ * broader than the backend or from a hostile Graphite); it is only named in unknownServers.
+ * Without it every server counts as known.
  */
-export function measure(series: readonly Series[], backend: Pick<BackendConfig, 'serverMap' | 'aggregation'>): Measurement {
+export function measure(series: readonly Series[], backend: Pick<BackendConfig, 'serverMap' | 'aggregation'>, known?: ReadonlySet<string>): Measurement {
   const toServer = serverMapper(backend.serverMap);
   // One map from server to its aggregate (null: only null points), in order of first appearance.
   const aggregated = new Map<string, number | null>();
   const spanOf = new Map<string, MeasuredSpan | null>();
   const several = new Set<string>();
   const unmapped: string[] = [];
+  // Servers no load balancer has, in order of first appearance; the two sets are the rare ones
+  // that cannot be named as having a load (several series, or only null points).
+  const unknown = new Set<string>();
+  const unknownSeveral = new Set<string>();
+  const unknownEmpty = new Set<string>();
   let newestPoint: number | null = null;
   let mappedSeries = 0;
+  let seriesWithPoints = 0;
   for (const s of series) {
     const server = toServer(s.name);
     if (server === null) {
@@ -74,9 +91,18 @@ export function measure(series: readonly Series[], backend: Pick<BackendConfig, 
     mappedSeries++;
     const newest = newestPointEnd(s);
     if (newest !== null) newestPoint = Math.max(newestPoint ?? newest, newest);
+    const value = aggregate(s.values, backend.aggregation);
+    if (value !== null) seriesWithPoints++;
+    if (known !== undefined && !known.has(server)) {
+      const before = unknown.size;
+      unknown.add(server);
+      if (unknown.size === before) unknownSeveral.add(server);
+      else if (value === null) unknownEmpty.add(server);
+      continue;
+    }
     if (aggregated.has(server)) several.add(server);
     else {
-      aggregated.set(server, aggregate(s.values, backend.aggregation));
+      aggregated.set(server, value);
       spanOf.set(server, measuredSpan(s, backend.aggregation));
     }
   }
@@ -93,7 +119,8 @@ export function measure(series: readonly Series[], backend: Pick<BackendConfig, 
       if (span !== undefined && span !== null) spans.set(server, span);
     }
   }
-  return { loads, empty, ambiguous, unmapped, spans, newestPoint, mappedSeries };
+  const unknownServers = unknownSeveral.size + unknownEmpty.size === 0 ? [...unknown] : [...unknown].filter((s) => !unknownSeveral.has(s) && !unknownEmpty.has(s));
+  return { loads, empty, ambiguous, unmapped, unknownServers, spans, newestPoint, mappedSeries, seriesWithPoints };
 }
 
 /** Seconds between points of a dated series (Graphite's step), or null when it cannot tell. */

@@ -344,7 +344,7 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
   const oneShot = policy.kind === 'haproxy' && policy.oneShot === true;
 
   const decide = (config: BackendConfig, key: string, observed: ObservedBackend, measurement: ReturnType<typeof measure>, t: number) => {
-    const memory = oneShot ? undefined : updateMemory(memories.get(key), observed, t, measurement.loads.keys());
+    const memory = oneShot ? undefined : updateMemory(memories.get(key), observed, t, measurement.loads);
     if (memory !== undefined) memories.set(key, memory);
     const decision = decideBackend({ backend: config, loadBalancer: key, observed, measurement, now: t, ...(memory === undefined ? {} : { memory }) });
     if (decision.reload !== null) reloadsSeen++;

@@ -49,18 +49,18 @@ describe('updateMemory', () => {
   });
 
   it('knows a server as new from when it appears until its metrics arrive, and none on the first observation', () => {
-    const first = updateMemory(undefined, observed({ a: { sessions: 0 }, quiet: { sessions: 0 } }), 0, ['a']);
+    const first = updateMemory(undefined, observed({ a: { sessions: 0 }, quiet: { sessions: 0 } }), 0, new Set(['a']));
     // quiet has no data, but it was there from the start: it cannot be told from broken metrics.
     expect([...first.newServers]).toEqual([]);
-    const added = updateMemory(first, observed({ a: { sessions: 0 }, quiet: { sessions: 0 }, b: { sessions: 0 } }), 60, ['a']);
+    const added = updateMemory(first, observed({ a: { sessions: 0 }, quiet: { sessions: 0 }, b: { sessions: 0 } }), 60, new Set(['a']));
     expect([...added.newServers]).toEqual(['b']);
     // Still no data a cycle later (a dry run in between changes nothing): still new.
-    const later = updateMemory(added, observed({ a: { sessions: 0 }, quiet: { sessions: 0 }, b: { sessions: 3 } }), 120, ['a']);
+    const later = updateMemory(added, observed({ a: { sessions: 0 }, quiet: { sessions: 0 }, b: { sessions: 3 } }), 120, new Set(['a']));
     expect([...later.newServers]).toEqual(['b']);
     // Its metrics arrive: known from then on, even if they stop again.
-    const withData = updateMemory(later, observed({ a: { sessions: 0 }, quiet: { sessions: 0 }, b: { sessions: 3 } }), 180, ['a', 'b']);
+    const withData = updateMemory(later, observed({ a: { sessions: 0 }, quiet: { sessions: 0 }, b: { sessions: 3 } }), 180, new Set(['a', 'b']));
     expect([...withData.newServers]).toEqual([]);
-    expect([...updateMemory(withData, observed({ a: { sessions: 0 }, quiet: { sessions: 0 }, b: { sessions: 3 } }), 240, ['a']).newServers]).toEqual([]);
+    expect([...updateMemory(withData, observed({ a: { sessions: 0 }, quiet: { sessions: 0 }, b: { sessions: 3 } }), 240, new Set(['a'])).newServers]).toEqual([]);
   });
 });
 

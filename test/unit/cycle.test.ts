@@ -270,6 +270,15 @@ describe('runCycle: the control loop across cycles', () => {
     expect(warning?.message).toContain('shorter than the metrics');
   });
 
+  it.each([
+    ['a point only in a series for a server no load balancer has', [{ name: 'rr-a', values: [null] }, { name: 'ghost', values: [5] }]],
+    ['a point only in one of two series for the same server', [{ name: 'rr-a', values: [null] }, { name: 'rr-a', values: [5] }]],
+  ])('does not call the window empty when it holds %s', async (_what, series) => {
+    const relay = relayOf(() => OBSERVE_RR);
+    const report = checkedReport(await runCycle({ config: feedbackConfig, metrics: { render: async () => series }, relay, now: clock(), version: '0.0.0-test' }, { mode: 'plan' }));
+    expect(report.problems.map((p) => p.code)).not.toContain('window-empty');
+  });
+
   it('leaves a server DOWN on a load balancer out of the backend imbalance', async () => {
     const relay = relayOf(() => observeWith({ 'rr-a': { scur: 10, stot: 10 }, 'rr-b': { scur: 0, stot: 0, status: 'DOWN' } }));
     const report = checkedReport(await runCycle({ config: feedbackConfig, metrics: metrics({ 'rr-a': 300, 'rr-b': 0 }), relay, now: clock(), version: '0.0.0-test' }, { mode: 'plan' }));

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { formatReport } from '../../functions/cli/format.js';
+import { formatReport, NAMES_SHOWN } from '../../functions/cli/format.js';
 import { parseConfig } from '../../functions/core/config.js';
 import { runCycle } from '../../functions/core/cycle.js';
 import { RelayError } from '../../functions/core/errors.js';
@@ -94,6 +94,22 @@ describe('formatReport', () => {
     expect(lines.find((l) => l.includes('server') && l.includes('sessions'))).toMatch(/server +load +load now +sessions +weight +target +new +rule +action/);
     // limited-proportions decided both: 300 → 85, 100 → 256.
     expect(lines.find((l) => l.trim().startsWith('rr-a'))).toMatch(/rr-a +300 +- +0 +1 +85\.0 +85 +function +set-weight/);
+  });
+
+  it.each([
+    [NAMES_SHOWN, 'ghost-0, ghost-1, ghost-2'],
+    [NAMES_SHOWN + 1, `ghost-${NAMES_SHOWN - 1} and 1 more (${NAMES_SHOWN + 1} in all; --json lists every one)`],
+    [150_000, `ghost-${NAMES_SHOWN - 1} and ${150_000 - NAMES_SHOWN} more (150000 in all; --json lists every one)`],
+  ])('names at most the first few of %i servers no load balancer has, and counts them all', async (count, expected) => {
+    const ghosts = Array.from({ length: count }, (_, i) => ({ name: `ghost-${i}`, values: [1] }));
+    const metrics = { render: async () => [{ name: 'rr-a', values: [300] }, { name: 'rr-b', values: [100] }, ...ghosts] };
+    const report = await runCycle({ config: config(), metrics, relay: relay(() => ({ loadBalancer: 'lb1', ok: false, error: new RelayError('not asked') })), now: () => 0, version: '0.0.0-test' }, { mode: 'plan' });
+    expect(report.backends[0]?.graphite.unknownServers).toHaveLength(count);
+    const line = formatReport(report)
+      .split('\n')
+      .find((l) => l.startsWith('  series for servers no load balancer has: '));
+    expect(line).toContain(expected);
+    expect(line?.split(', ')).toHaveLength(Math.min(count, NAMES_SHOWN));
   });
 });
 

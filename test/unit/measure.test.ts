@@ -40,6 +40,44 @@ describe('measure', () => {
   });
 });
 
+describe('measure: servers no load balancer has', () => {
+  const known = new Set(['s1', 's2']);
+  const series = [
+    { name: 's1', values: [1, 2] },
+    { name: 'ghost-a', values: [7] },
+    { name: 's2', values: [null] },
+    { name: 'ghost-b', values: [null, null] },
+    { name: 'ghost-c', values: [1] },
+    { name: 'ghost-c', values: [2] },
+    { name: 'ghost-d', values: [null, 3] },
+  ];
+
+  it('names the unknown servers with a load, in order, and keeps them out of every other field', () => {
+    const m = measure(series, { aggregation: 'leading-edge', serverMap: undefined }, known);
+    expect(Object.fromEntries(m.loads)).toEqual({ s1: 2 });
+    expect(m.empty).toEqual(['s2']);
+    expect(m.ambiguous).toEqual([]);
+    // ghost-b has only null points and ghost-c two series: neither has one load to name.
+    expect(m.unknownServers).toEqual(['ghost-a', 'ghost-d']);
+    expect(m.mappedSeries).toBe(7);
+    expect(m.seriesWithPoints).toBe(5);
+  });
+
+  it('counts every server as known without the set, as it did before the load balancers answered', () => {
+    const m = measure(series, { aggregation: 'leading-edge', serverMap: undefined });
+    expect(Object.fromEntries(m.loads)).toEqual({ s1: 2, 'ghost-a': 7, 'ghost-d': 3 });
+    expect(m.empty).toEqual(['s2', 'ghost-b']);
+    expect(m.ambiguous).toEqual(['ghost-c']);
+    expect(m.unknownServers).toEqual([]);
+  });
+
+  it('applies the server map before asking whether a load balancer has the server', () => {
+    const m = measure([{ name: 'ingest-1', values: [5] }, { name: 'ingest-9', values: [6] }], { aggregation: 'leading-edge', serverMap: { pattern: '^ingest-(\\d+)$', template: 's$1' } }, known);
+    expect(Object.fromEntries(m.loads)).toEqual({ s1: 5 });
+    expect(m.unknownServers).toEqual(['s9']);
+  });
+});
+
 describe('measure: when the loads were measured', () => {
   const dated = (values: (number | null)[], start: number, step: number) => ({ values, timestamps: values.map((_, i) => start + i * step) });
 

@@ -224,8 +224,8 @@ describe('imbalanceOf', () => {
 
 /** A memory that has seen `names` once before (with data), so that a server missing from them and without data is new. */
 function memoryAfter(names: readonly string[], next: ObservedBackend, now = 120): BackendMemory {
-  const first = updateMemory(undefined, observed(names.map((n) => server(n, { sessions: 100, totalSessions: 1000 }))), now - 60, names);
-  return updateMemory(first, next, now, names);
+  const first = updateMemory(undefined, observed(names.map((n) => server(n, { sessions: 100, totalSessions: 1000 }))), now - 60, new Set(names));
+  return updateMemory(first, next, now, new Set(names));
 }
 
 describe('decideBackend: the control loop\'s rules', () => {

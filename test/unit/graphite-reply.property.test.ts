@@ -1,0 +1,174 @@
+/**
+ * The Graphite reply has two readers (graphite-reply.ts): a fast one that reads the replies
+ * Graphite sends in one pass, and the reference one (JSON.parse, then every point checked) that
+ * decides whenever the fast one is not sure. Whatever the body, the fast reader either steps aside
+ * or returns exactly what the reference returns; and it does not step aside for the replies
+ * graphite-web writes, or it would be no faster.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../harness/property-runs.js';
+import { MAX_PLAUSIBLE_LOAD, MIN_TIMESTAMP, parseRenderReply, parseRenderReplyReference, readRenderReply } from '../../functions/adapters/graphite-reply.js';
+import { GraphiteError } from '../../functions/core/errors.js';
+import type { Series } from '../../functions/core/types.js';
+
+const RUNS = propertyRuns();
+const URL = 'http://graphite.test/render?target=x&format=json';
+
+/** A reply graphite-web really sends (recorded shape: aliasByNode, 10 s points, trailing null). */
+const REAL =
+  '[{"target": "s1", "tags": {"name": "s1"}, "datapoints": [[4000.0, 1700000000], [4000.0, 1700000010], [null, 1700000020]]}, ' +
+  '{"target": "s2", "tags": {"name": "s2"}, "datapoints": [[1000.0, 1700000000], [1000.0, 1700000010], [null, 1700000020]]}]';
+
+function reference(text: string): Series[] | GraphiteError {
+  try {
+    return parseRenderReplyReference(text, URL);
+  } catch (error) {
+    if (error instanceof GraphiteError) return error;
+    throw error;
+  }
+}
+
+/** The fast reader's answer must be the reference's (toStrictEqual tells 0 from -0, and a hole from a value). */
+function expectAgreement(text: string): void {
+  const fast = readRenderReply(text);
+  if (fast === undefined) return;
+  expect(fast).toStrictEqual(reference(text));
+}
+
+/** Pieces of JSON and of things that are almost JSON: tokens JSON.stringify never writes included. */
+const token = fc.constantFrom(
+  '[', ']', '{', '}', ',', ':', '"', '"target"', '"datapoints"', '"tags"', 'null', 'nul', 'true', 'false', '0', '01', '1', '-1', '1.', '.5', '1e', '1e309', '-0', '1e13', '1E+2',
+  'NaN', 'Infinity', '-Infinity', '1.5', '"NaN"', '"s1"', '\\u0000', '\\u0074', '\\n', '\\x', '\n', '\t', '\r', ' ', '\u00a0', '\ufeff', 'é', '𝕏', '\u2028', '\ud800',
+  '[1,1700000000]', '[null,1700000010]', '"target":"s1"', '"datapoints":[]',
+);
+const tokenText = fc.string({ unit: token, maxLength: 60 });
+
+/** The real reply with a few random cuts and insertions: close to valid, so it reaches deep. */
+const mutatedReal = fc
+  .array(fc.record({ at: fc.nat(), cut: fc.nat({ max: 20 }), insert: tokenText }), { minLength: 1, maxLength: 4 })
+  .map((edits) =>
+    edits.reduce((text, { at, cut, insert }) => {
+      const i = at % (text.length + 1);
+      return text.slice(0, i) + insert + text.slice(i + cut);
+    }, REAL),
+  );
+
+/** A datapoint value: every JSON kind, and numbers at and beyond the limits. */
+const value = fc.oneof(
+  fc.constant(null),
+  fc.double(),
+  fc.integer(),
+  fc.constantFrom(0, -0, 0.1, 1e-7, 123456789012345, 1234567890123456, MAX_PLAUSIBLE_LOAD, MAX_PLAUSIBLE_LOAD + 1, Number.MAX_VALUE, Number.MIN_VALUE, -1e-300),
+  fc.string({ maxLength: 8 }),
+  fc.jsonValue({ maxDepth: 2 }),
+);
+
+/** Documents of the right shape at the top, with anything at any depth below, keys in any order. */
+const nearValid = fc.array(
+  fc.record(
+    {
+      target: fc.oneof(fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 20 }), fc.jsonValue({ maxDepth: 1 })),
+      datapoints: fc.oneof(
+        fc.array(fc.oneof(fc.tuple(value, fc.integer({ min: MIN_TIMESTAMP, max: MIN_TIMESTAMP + 10 })), fc.array(value, { maxLength: 3 }), fc.jsonValue({ maxDepth: 1 })), { maxLength: 6 }),
+        fc.jsonValue({ maxDepth: 2 }),
+      ),
+      tags: fc.jsonValue({ maxDepth: 3 }),
+    },
+    { requiredKeys: [] },
+  ),
+  { maxLength: 5 },
+);
+
+/** Well-formed replies: increasing epoch-second timestamps, plausible loads written as graphite-web or anyone might. */
+const wellFormed = fc.array(
+  fc.record({
+    target: fc.oneof(fc.stringMatching(/^[A-Za-z0-9_.:-]{1,30}$/), fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 20 })),
+    tags: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }),
+    datapoints: fc
+      .tuple(
+        fc.integer({ min: MIN_TIMESTAMP, max: MIN_TIMESTAMP + 3_000_000_000 }),
+        fc.array(fc.tuple(fc.oneof(fc.constant(null), fc.double({ min: 0, max: MAX_PLAUSIBLE_LOAD, noNaN: true }), fc.integer({ min: 0, max: 1e9 })), fc.integer({ min: 1, max: 3600 })), { maxLength: 8 }),
+      )
+      .map(([start, steps]) => {
+        let t = start;
+        return steps.map(([v, step]): [number | null, number] => [v, (t += step)]);
+      }),
+  }),
+  { maxLength: 5 },
+);
+
+/** graphite-web's layout (", " and ": ") and others: none, pretty-printed, CRLF and tabs. */
+const layout = fc.constantFrom<(doc: unknown) => string>(
+  (doc) => JSON.stringify(doc),
+  (doc) => JSON.stringify(doc, null, 2),
+  (doc) => JSON.stringify(doc, null, '\t').replaceAll('\n', '\r\n'),
+  (doc) => JSON.stringify(doc).replaceAll(',', ', ').replaceAll(':', ': '),
+);
+
+describe('readRenderReply (the fast reader) against the reference reader', () => {
+  it('agrees on arbitrary strings', () => {
+    fc.assert(fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 300 }), tokenText, mutatedReal), expectAgreement), RUNS);
+  });
+
+  it('agrees on arbitrary JSON and on documents of nearly the right shape', () => {
+    fc.assert(fc.property(fc.oneof(fc.jsonValue(), nearValid), layout, (doc, write) => expectAgreement(write(doc))), RUNS);
+  });
+
+  it('reads every well-formed reply itself, in any layout, as the reference does', () => {
+    fc.assert(
+      fc.property(wellFormed, layout, (doc, write) => {
+        const text = write(doc);
+        const fast = readRenderReply(text);
+        expect(fast).toBeDefined();
+        expect(fast).toStrictEqual(parseRenderReplyReference(text, URL));
+      }),
+      RUNS,
+    );
+  });
+
+  it('reads numbers as JSON.parse does, to the last bit', () => {
+    const number = fc.oneof(
+      fc.double({ min: 0, max: MAX_PLAUSIBLE_LOAD, noNaN: true }).map((v) => String(v)),
+      fc.tuple(fc.nat({ max: 999_999_999 }), fc.stringMatching(/^[0-9]{1,20}$/)).map(([i, f]) => `${i}.${f}`),
+      fc.tuple(fc.nat({ max: 9_999 }), fc.integer({ min: -30, max: 8 })).map(([m, e]) => `${m}e${e}`),
+    );
+    fc.assert(
+      fc.property(number, (text) => {
+        const fast = readRenderReply(`[{"target":"s","datapoints":[[${text},1700000000]]}]`);
+        expect(fast?.[0]?.values).toStrictEqual([JSON.parse(text)]);
+      }),
+      RUNS,
+    );
+  });
+
+  it.each([
+    ['the recorded graphite-web reply', REAL],
+    ['an empty list', ' [ ] '],
+    ['a series without points', '[{"target":"s1","datapoints":[]}]'],
+    ['a name with escapes', '[{"target":"s\\u0031\\"x\\\\","datapoints":[[1,1700000000]]}]'],
+    ['members in another order, and some it does not read', '[{"datapoints":[[0.5,1700000000],[null,1700000060]],"x":[{"y":[true,false,null,-1.5e-3]}],"target":"s1"}]'],
+  ])('reads %s itself', (_what, text) => {
+    expect(readRenderReply(text)).toStrictEqual(parseRenderReplyReference(text, URL));
+  });
+
+  it.each([
+    ['a duplicated target (JSON.parse keeps the last one)', '[{"target":"s1","target":"s2","datapoints":[[1,1700000000]]}]'],
+    ['a key written with an escape', '[{"\\u0074arget":"s1","datapoints":[[1,1700000000]]}]'],
+    ['a value out of range', '[{"target":"s1","datapoints":[[-1,1700000000]]}]'],
+    ['a timestamp in milliseconds', '[{"target":"s1","datapoints":[[1,1700000000000]]}]'],
+    ['a number JSON does not have', '[{"target":"s1","datapoints":[[01,1700000000]]}]'],
+    ['a byte order mark', '\ufeff[]'],
+    ['a raw control character in a name', '[{"target":"s\n1","datapoints":[]}]'],
+    ['a raw control character in a name with escapes', '[{"target":"s\\"\t","datapoints":[]}]'],
+    ['a raw control character in a member it does not read', '[{"target":"s1","tags":{"name":"s\u00011"},"datapoints":[]}]'],
+  ])('leaves %s to the reference reader', (_what, text) => {
+    expect(readRenderReply(text)).toBeUndefined();
+  });
+
+  it('refuses a garbage point in any series, used or not, with the reference message', () => {
+    const series = Array.from({ length: 1000 }, (_, i) => `{"target":"ghost-${i}","datapoints":[[1,1700000000]]}`);
+    series[777] = '{"target":"ghost-777","datapoints":[[1,1700000000],["x",1700000010]]}';
+    expect(() => parseRenderReply(`[${series.join(',')}]`, URL)).toThrow(`Graphite at ${URL}: series "ghost-777" has value "x"; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`);
+  });
+});
