@@ -2,10 +2,13 @@ import type { Dispatcher, RetryHandler } from 'undici';
 import type { GraphiteConfig } from '../core/config.js';
 import { displaySafe } from '../core/display.js';
 import { ConfigError, GraphiteError, snippet } from '../core/errors.js';
-import type { MetricSource, Series } from '../core/types.js';
+import type { MetricSource, RenderOptions, Series } from '../core/types.js';
 import { parseRenderReply } from './graphite-reply.js';
 
 export { MAX_PLAUSIBLE_LOAD, MAX_TIMESTAMP, MIN_TIMESTAMP, parseRenderReply } from './graphite-reply.js';
+
+/** Why a render stopped (or never started) when the caller's signal aborted it. */
+const BUDGET_SPENT = "the cycle's time budget ended";
 
 /** The first retry waits 100 to 200 ms; each later one twice as long, up to RETRY_CAP_MS. */
 export const RETRY_BASE_MS = 200;
@@ -206,7 +209,7 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
   const limitMs = renderLimitMs(config);
   let closing: Promise<void> | undefined;
 
-  const render = async (target: string, from: string, until?: string): Promise<Series[]> => {
+  const render = async (target: string, from: string, until?: string, options: RenderOptions = {}): Promise<Series[]> => {
     const url = new URL('render', prepared.base);
     url.searchParams.set('target', target);
     url.searchParams.set('from', from);
@@ -249,19 +252,23 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
       path: `${url.pathname}${url.search}`,
       method: 'GET',
       headers: prepared.headers,
-      signal: AbortSignal.timeout(limitMs),
+      signal: options.signal === undefined ? AbortSignal.timeout(limitMs) : AbortSignal.any([AbortSignal.timeout(limitMs), options.signal]),
       retryOptions: { retry },
     };
     const failed = (why: string, kind: 'unreachable' | 'http-status', cause?: unknown): GraphiteError =>
       new GraphiteError(`Graphite at ${shownUrl} failed after ${attempts.count} attempt(s): ${why}`, { url: shownUrl }, { cause, kind });
 
     if (closing !== undefined) throw new GraphiteError(`Graphite at ${shownUrl}: not asked, the client is closed`, { url: shownUrl }, { kind: 'unreachable' });
+    if (options.signal?.aborted === true) throw new GraphiteError(`Graphite at ${shownUrl}: not asked, ${BUDGET_SPENT}`, { url: shownUrl }, { kind: 'unreachable' });
+    const started = now();
+    // Why waiting stopped, when the caller's signal stopped it: no network error explains that.
+    const stopped = (): string | undefined => (options.signal?.aborted === true ? `stopped waiting after ${Math.max(0, Math.round(now() - started))} ms: ${BUDGET_SPENT}` : undefined);
     const { dispatcher } = await connect();
     let response: Dispatcher.ResponseData;
     try {
       response = await dispatcher.request(request);
     } catch (error) {
-      throw failed(attempts.note ?? describeNetworkError(error, url, config.timeoutMs, limitMs), 'unreachable', error);
+      throw failed(stopped() ?? attempts.note ?? describeNetworkError(error, url, config.timeoutMs, limitMs), 'unreachable', error);
     }
     attempts.bodyStarted = true;
     const { statusCode, body, headers } = response;
@@ -287,7 +294,7 @@ export function createGraphiteSource(config: GraphiteConfig, options: GraphiteSo
       if (codeOf(error) === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') {
         throw new GraphiteError(`Graphite at ${shownUrl} sent more than maxResponseBytes ${config.maxResponseBytes}`, { url: shownUrl }, { cause: error });
       }
-      throw failed(`the reply was cut short: ${describeNetworkError(error, url, config.timeoutMs, limitMs)}`, 'unreachable', error);
+      throw failed(`the reply was cut short: ${stopped() ?? describeNetworkError(error, url, config.timeoutMs, limitMs)}`, 'unreachable', error);
     }
     return parseRenderReply(text, shownUrl);
   };

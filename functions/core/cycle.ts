@@ -60,7 +60,8 @@ export interface CycleOptions {
   /**
    * The cycle's time budget (the caller's clock and timers, never read here): the relay starts no
    * batch that cannot finish by `deadline` and stops waiting when `signal` aborts; what was not
-   * written is in the report, as not sent.
+   * written is in the report, as not sent. Graphite stops waiting on `signal` too: a backend
+   * whose render it cuts short is skipped as Graphite failed.
    */
   readonly budget?: RelayRunOptions;
 }
@@ -107,12 +108,16 @@ function observe(relay: RuntimeRelay, backends: readonly BackendConfig[], budget
 
 type RenderResult = { readonly ok: true; readonly series: readonly Series[] } | { readonly ok: false; readonly error: unknown };
 
-/** Step 2: one Graphite render per backend, in parallel; a failure skips only that backend. */
-async function renderAll(metrics: MetricSource, backends: readonly BackendConfig[]): Promise<Map<string, RenderResult>> {
+/**
+ * Step 2: one Graphite render per backend, in parallel, within the cycle's time budget; a failure
+ * skips only that backend.
+ */
+async function renderAll(metrics: MetricSource, backends: readonly BackendConfig[], budget: RelayRunOptions): Promise<Map<string, RenderResult>> {
+  const options = budget.signal === undefined ? {} : { signal: budget.signal };
   const entries = await Promise.all(
     backends.map(async (b): Promise<[string, RenderResult]> => {
       try {
-        return [b.name, { ok: true, series: await metrics.render(b.target, b.from, b.until) }];
+        return [b.name, { ok: true, series: await metrics.render(b.target, b.from, b.until, options) }];
       } catch (error) {
         return [b.name, { ok: false, error }];
       }
@@ -202,7 +207,7 @@ export async function runCycle(deps: CycleDeps, options: CycleOptions): Promise<
   const problems: Problem[] = [];
 
   const budget = options.budget ?? {};
-  const [observations, renders] = await Promise.all([observe(deps.relay, backends, budget), renderAll(deps.metrics, backends)]);
+  const [observations, renders] = await Promise.all([observe(deps.relay, backends, budget), renderAll(deps.metrics, backends, budget)]);
   const measurements = measureAll(renders, backends, observations);
 
   // What failed as a whole is reported once: a load balancer that could not be read, a backend Graphite failed for.

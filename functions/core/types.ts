@@ -173,5 +173,10 @@ export interface Series {
 
 /** Reads load series for a backend. */
 export interface MetricSource {
-  render(target: string, from: string, until?: string): Promise<readonly Series[]>;
+  render(target: string, from: string, until?: string, options?: RenderOptions): Promise<readonly Series[]>;
+}
+
+export interface RenderOptions {
+  /** The cycle's time budget: when it aborts, the source stops waiting (and retrying) and fails the render. */
+  readonly signal?: AbortSignal;
 }

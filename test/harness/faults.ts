@@ -65,6 +65,8 @@ export interface GraphiteFaultProxy {
   readonly url: string;
   readonly requests: readonly GraphiteRequestRecord[];
   readonly hugeBodies: readonly HugeBodyRecord[];
+  /** The `seq` of each request whose client went away while the proxy held it (a `delay`): it stopped waiting. */
+  readonly abandoned: readonly number[];
   /** Failures to reach the real Graphite (a proxy problem, not a fault under test). */
   readonly upstreamErrors: readonly string[];
   setFault(fault: GraphiteFault): Promise<void>;
@@ -84,6 +86,7 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
   let closed = false;
   const requests: GraphiteRequestRecord[] = [];
   const hugeBodies: HugeBodyRecord[] = [];
+  const abandoned: number[] = [];
   const upstreamErrors: string[] = [];
   const listeners = new Set<(record: GraphiteRequestRecord) => void>();
   const timers = new Set<NodeJS.Timeout>();
@@ -121,7 +124,7 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
     }
   };
 
-  const apply = async (current: GraphiteFault, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const apply = async (current: GraphiteFault, req: IncomingMessage, res: ServerResponse, record: GraphiteRequestRecord): Promise<void> => {
     switch (current.kind) {
       case 'pass': {
         const real = await fetchUpstream(req);
@@ -135,7 +138,10 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
         return;
       case 'delay': {
         let gone = false;
-        res.once('close', () => (gone = true));
+        res.once('close', () => {
+          gone = true;
+          if (!res.writableFinished && !closed) abandoned.push(record.seq);
+        });
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             timers.delete(timer);
@@ -144,7 +150,7 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
           timers.add(timer);
         });
         if (gone || closed) return;
-        await apply(current.then ?? { kind: 'pass' }, req, res);
+        await apply(current.then ?? { kind: 'pass' }, req, res, record);
         return;
       }
       case 'status':
@@ -182,7 +188,7 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
     };
     requests.push(record);
     for (const listener of listeners) listener(record);
-    apply(current, req, res).catch((error: unknown) => {
+    apply(current, req, res, record).catch((error: unknown) => {
       upstreamErrors.push(error instanceof Error ? error.message : String(error));
       if (!res.headersSent) res.writeHead(599, { 'content-type': 'text/plain' });
       res.end('fault proxy: could not reach the real Graphite');
@@ -211,6 +217,7 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
     url: `http://127.0.0.1:${port}`,
     requests,
     hugeBodies,
+    abandoned,
     upstreamErrors,
     async setFault(next) {
       const wasRefusing = fault.kind === 'refuse';
@@ -228,6 +235,7 @@ export async function startGraphiteFaultProxy(upstreamUrl: string): Promise<Grap
     clear() {
       requests.length = 0;
       hugeBodies.length = 0;
+      abandoned.length = 0;
       upstreamErrors.length = 0;
     },
     async close() {

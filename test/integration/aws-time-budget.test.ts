@@ -6,10 +6,13 @@
  * Time is the handler's injected clock: each write command SSM receives moves it a minute on, as a
  * slow write would, so when the budget runs out does not depend on how fast this machine is (a
  * real command here may take up to ten seconds without changing the outcome).
+ *
+ * A Graphite slower than the budget is the real graphite-web behind the fault proxy, holding each
+ * request: the budget's end (or middy's early timeout) must end the wait, not Graphite's timeouts.
  */
-import { createServer, type Server, type Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Context } from 'aws-lambda';
+import { startGraphiteFaultProxy, type GraphiteFaultProxy } from '../harness/faults.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import type { BackendSpec } from '../harness/haproxy.js';
 import { checkedReport } from '../harness/report.js';
@@ -101,41 +104,59 @@ describe('a cycle whose time budget runs out while it writes', () => {
   });
 });
 
-describe('a cycle that has not returned when Lambda is about to stop it', () => {
+describe('a cycle waiting on a slow Graphite (the real graphite-web behind a proxy that holds each request two minutes)', () => {
   let fleet: SsmFleet;
-  let blackHole: Server;
-  const held: Socket[] = [];
-  let url = '';
+  let proxy: GraphiteFaultProxy;
+  let target = '';
 
   beforeAll(async () => {
+    const graphite = await sharedGraphite();
+    target = await feedLoads(graphite, uniquePrefix('aws_slow_graphite'), LOADS, 'points');
     fleet = await startSsmFleet(1, [BACKEND]);
-    // A Graphite that accepts the connection and never answers: the cycle waits on it.
-    blackHole = createServer((socket) => {
-      held.push(socket);
-      socket.on('error', () => undefined);
-    });
-    await new Promise<void>((resolve) => blackHole.listen({ host: '127.0.0.1', port: 0 }, resolve));
-    const address = blackHole.address();
-    if (address === null || typeof address !== 'object') throw new Error('no port');
-    url = `http://127.0.0.1:${address.port}/`;
+    proxy = await startGraphiteFaultProxy(graphite.url);
+    await proxy.setFault({ kind: 'delay', ms: 120_000 });
   });
   afterAll(async () => {
-    for (const s of held) s.destroy();
-    await new Promise<void>((resolve) => blackHole.close(() => resolve()));
+    await proxy?.close();
     await fleet?.stop();
   });
+  beforeEach(() => {
+    proxy.clear();
+  });
 
-  it('fails with a clear error in the log from middy’s early timeout instead of being killed without a word', async () => {
-    const handler = testHandler(fleet, ssmTestConfig(fleet, { url, timeoutMs: 30_000 }, 'x.*'));
-    // 1.2 s left: the budget is already spent, and middy answers 1 s before the limit.
+  /** Graphite's own timeouts (a minute for the answer) are not what ends the wait. */
+  const handlerFor = (options: { timeReserveMs?: number } = {}) => testHandler(fleet, ssmTestConfig(fleet, { url: proxy.url, timeoutMs: 60_000 }, target), options);
+  const writesSent = () => fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand' && commandsOf(c.body as Record<string, unknown>).includes('set server '));
+
+  it('returns a report when its time budget ends, having stopped waiting for Graphite and changed nothing', async () => {
+    const before = writesSent().length;
+    // Lambda leaves 13 s: the budget is 3 s, middy's early timeout 12 s.
+    const context: Context = { ...LAMBDA_CONTEXT, getRemainingTimeInMillis: () => 13_000 };
+    const { result, error } = await capture(() => handlerFor()(SCHEDULED_EVENT, context));
+
+    expect(error).toBeUndefined();
+    const report = must(result);
+    const graphiteProblem = report.problems.find((p) => p.backend === 'be_ingest' && p.code === 'graphite-unreachable');
+    expect(graphiteProblem?.cause?.message).toMatch(/failed after 1 attempt\(s\): stopped waiting after \d+ ms: the cycle's time budget ended$/);
+    expect(report.serversChanged).toBe(0);
+    // It asked once, and went away without waiting for the answer.
+    expect(proxy.requests).toHaveLength(1);
+    await expect.poll(() => proxy.abandoned).toEqual([proxy.requests[0]?.seq]);
+    expect(writesSent()).toHaveLength(before);
+  });
+
+  it('fails with a clear error in the log from middy’s early timeout instead of being killed without a word, and stops waiting for Graphite', async () => {
+    const before = writesSent().length;
+    // No reserve: the budget would last until Lambda's limit, so middy answers first (1 s before it) and aborts the cycle.
     const context: Context = { ...LAMBDA_CONTEXT, getRemainingTimeInMillis: () => 1_200 };
-    const { result, error, output } = await capture(() => handler(SCHEDULED_EVENT, context));
+    const { result, error, output } = await capture(() => handlerFor({ timeReserveMs: 0 })(SCHEDULED_EVENT, context));
 
     expect(result).toBeUndefined();
-    expect(error).toMatchObject({ name: 'TimeoutError', message: 'the cycle had not returned 1000 ms before the Lambda time limit: no report (its own budget ended 10000 ms before the limit)' });
+    expect(error).toMatchObject({ name: 'TimeoutError', message: 'the cycle had not returned 1000 ms before the Lambda time limit: no report (its own budget ended 0 ms before the limit)' });
     expect(output).toContain('cycle failed');
     expect(output).toContain('the cycle had not returned 1000 ms before the Lambda time limit');
-    // Nothing was sent: the budget had run out before the first command.
-    expect(fleet.endpoint.calls.filter((c) => c.operation === 'SendCommand')).toEqual([]);
+    // Middy's signal reached the Graphite request: the proxy saw the client go.
+    await expect.poll(() => proxy.abandoned).toHaveLength(1);
+    expect(writesSent()).toHaveLength(before);
   });
 });

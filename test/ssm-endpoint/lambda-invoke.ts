@@ -88,6 +88,8 @@ export interface TestHandlerOptions {
   readonly outputBucket?: boolean;
   /** The stack's document (RELAY_DOCUMENT_NAME); the fleet's by default. */
   readonly documentName?: string;
+  /** How long before Lambda's limit the cycle's time budget ends (the handler's default when omitted). */
+  readonly timeReserveMs?: number;
 }
 
 /**
@@ -105,6 +107,7 @@ export function testHandler(fleet: SsmFleet, config: unknown, options: TestHandl
       ...(options.outputBucket === true && fleet.output !== undefined ? { RELAY_OUTPUT_BUCKET: fleet.output.bucket } : {}),
     },
     ...(options.now === undefined ? {} : { now: options.now }),
+    ...(options.timeReserveMs === undefined ? {} : { timeReserveMs: options.timeReserveMs }),
     ...(options.outputBucket === true && fleet.s3 !== undefined ? { s3Endpoint: fleet.s3.url } : {}),
     aws: { endpoint: fleet.endpoint.url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: options.maxAttempts ?? 4 },
     logger: new Logger({ serviceName: 'haproxy-weighter', logLevel: 'DEBUG' }),

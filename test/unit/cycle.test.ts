@@ -157,6 +157,21 @@ describe('runCycle', () => {
     expect(unknown[49_999]).toBe('ghost-49999');
   });
 
+  it("gives Graphite the time budget's signal, so that a render stops when the budget ends", async () => {
+    const stop = new AbortController();
+    const seen: (AbortSignal | undefined)[] = [];
+    const source: MetricSource = {
+      render: async (_target, _from, _until, options) => {
+        seen.push(options?.signal);
+        stop.abort();
+        throw new GraphiteError("Graphite at http://graphite.test/render failed after 1 attempt(s): stopped waiting after 5 ms: the cycle's time budget ended", { url: 'http://graphite.test/render' }, { kind: 'unreachable' });
+      },
+    };
+    const report = await runCycle({ config, metrics: source, relay: fakeRelay(success), now: clock(), version: '0.0.0-test' }, { mode: 'plan', budget: { signal: stop.signal } });
+    expect(seen).toEqual([stop.signal]);
+    expect(problemsOf(report)).toContainEqual(['graphite-unreachable', null, 'rr', null]);
+  });
+
   it('rejects an unknown backend name in the request', async () => {
     await expect(runCycle({ config, metrics: metrics({}), relay: fakeRelay(success), now: clock(), version: '0.0.0-test' }, { mode: 'plan', backends: ['nope'] })).rejects.toThrow(/"nope"/);
   });

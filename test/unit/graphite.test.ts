@@ -4,6 +4,7 @@
  * (and skipped) through the injected startWait, and the jitter's random source fixed where a test
  * needs exact values.
  */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import fc from 'fast-check';
@@ -300,6 +301,71 @@ describe('createGraphiteSource', () => {
     expect(renderLimitMs(config)).toBe(1_000);
     expect(error.message).toContain(`no complete reply within ${renderLimitMs(config)} ms, every attempt and wait included`);
     await source.close();
+  });
+
+  describe("stops waiting when the cycle's signal aborts (its time budget ended)", () => {
+    const BUDGET = /failed after 1 attempt\(s\): stopped waiting after \d+ ms: the cycle's time budget ended$/;
+
+    it('while waiting for the answer, and closes the connection', async () => {
+      const stop = new AbortController();
+      const server = await serve(() => stop.abort());
+      const { source } = client(server.url, { timeoutMs: 60_000 });
+      const error = await failure(source.render('t', '-1min', undefined, { signal: stop.signal }));
+      expect(error.kind).toBe('unreachable');
+      expect(error.message).toMatch(BUDGET);
+      expect(server.requests).toHaveLength(1);
+      await source.close();
+      await expect.poll(() => server.open.size).toBe(0);
+    });
+
+    it('while reading a body that stalls', async () => {
+      const stop = new AbortController();
+      const server = await serve((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('[{"target": "s1", ');
+      });
+      // Once the client has the headers (undici says so on its diagnostics channel), and has
+      // started on the body (a turn of the event loop later), the budget ends.
+      const onHeaders = (): void => void setImmediate(() => stop.abort());
+      subscribe('undici:request:headers', onHeaders);
+      try {
+        const { source } = client(server.url, { timeoutMs: 60_000 });
+        const error = await failure(source.render('t', '-1min', undefined, { signal: stop.signal }));
+        expect(error.message).toMatch(/failed after 1 attempt\(s\): the reply was cut short: stopped waiting after \d+ ms: the cycle's time budget ended$/);
+        await source.close();
+      } finally {
+        unsubscribe('undici:request:headers', onHeaders);
+      }
+    });
+
+    it('while waiting to retry, without another attempt', async () => {
+      const stop = new AbortController();
+      const server = await serve(text(503, 'busy'));
+      let pending: ReturnType<typeof setTimeout> | undefined;
+      const source = createGraphiteSource(graphiteConfig(server.url, { timeoutMs: 60_000 }), {
+        env: {},
+        // The wait before the retry is where the budget ends; resuming it (long after) must change nothing.
+        startWait: (_ms, resume) => {
+          stop.abort();
+          pending = setTimeout(resume, 30_000);
+          return pending;
+        },
+      });
+      const error = await failure(source.render('t', '-1min', undefined, { signal: stop.signal }));
+      clearTimeout(pending);
+      expect(error.message).toMatch(BUDGET);
+      expect(server.requests).toHaveLength(1);
+      await source.close();
+    });
+
+    it('and does not ask at all once it has aborted', async () => {
+      const server = await serve(json(SERIES));
+      const { source } = client(server.url);
+      const error = await failure(source.render('t', '-1min', undefined, { signal: AbortSignal.abort() }));
+      expect(error.message).toMatch(/: not asked, the cycle's time budget ended$/);
+      expect(server.requests).toHaveLength(0);
+      await source.close();
+    });
   });
 
   it('refuses a streamed body larger than maxResponseBytes (undici stops reading it) and does not retry', async () => {
