@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { formatIssues } from '../core/config.js';
 import { SAFE_NAME, SAFE_NAME_RULE } from '../core/runtime-grammar.js';
 import { ConfigError } from '../core/errors.js';
@@ -15,20 +15,22 @@ export interface InvocationRequest {
   readonly force: boolean;
 }
 
+// zod's mini API, as the configuration's schema (config.ts, which also sets its English messages).
 const manualPayload = z.strictObject({
   /** Plan only: observe, measure and decide, write nothing. */
-  dryRun: z.boolean().optional(),
+  dryRun: z.optional(z.boolean()),
   /** A subset of the configured backends. */
-  backends: z
-    .array(z.string().regex(SAFE_NAME, SAFE_NAME_RULE))
-    .min(1)
-    .max(100)
-    .refine((names) => new Set(names).size === names.length, 'must not repeat a backend')
-    .optional(),
+  backends: z.optional(
+    z.array(z.string().check(z.regex(SAFE_NAME, SAFE_NAME_RULE))).check(
+      z.minLength(1),
+      z.maxLength(100),
+      z.refine((names) => new Set(names).size === names.length, 'must not repeat a backend'),
+    ),
+  ),
   /** Write every eligible weight even when unchanged (e.g. after HAProxy reloaded). */
-  force: z.boolean().optional(),
+  force: z.optional(z.boolean()),
   /** Check every piece a cycle needs and change nothing (as `haproxy-weighter doctor`). */
-  doctor: z.boolean().optional(),
+  doctor: z.optional(z.boolean()),
 });
 
 function isScheduledEvent(event: unknown): boolean {

@@ -1,6 +1,10 @@
+import { enableCliCompileCache } from './compile-cache.js';
 import { main } from './main.js';
 
-// The only place the CLI touches the process: argv, stdio, environment, clock, signals, exit code.
+// The only place the CLI touches the process: argv, stdio, environment, clock, signals, exit code,
+// and Node.js's compile cache, on before the chunks of a cycle load (compile-cache.ts).
+enableCliCompileCache(process.env);
+
 const stopSignal = new Promise<string>((resolve) => {
   const onSignal = (signal: string): void => {
     // A second signal while the cycle finishes means the operator wants out now.

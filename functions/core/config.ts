@@ -1,4 +1,5 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
+import en from 'zod/v4/locales/en.js';
 import { displaySafe, hasUnsafeCharacters } from './display.js';
 import { ConfigError, snippet } from './errors.js';
 import { SAFE_NAME, SAFE_NAME_RULE, SOCKET_PATH } from './runtime-grammar.js';
@@ -8,165 +9,175 @@ import { SAFE_NAME, SAFE_NAME_RULE, SOCKET_PATH } from './runtime-grammar.js';
  * Unknown keys are rejected everywhere so that a typo (`agressiveness`) is an error, not a default.
  */
 
+// zod's mini API over the same core as its classic one (the same checks, the same issues): a
+// classic schema gets some fifty methods as it is built, which a configuration validated once per
+// process never calls, and building them was most of the schema's share of a CLI start-up
+// (docs/performance.md). English messages, as classic zod has by default.
+z.config(en());
 // A configuration is validated once per process or invocation: zod's generated fast path (code
 // built with new Function for each object schema) costs more to build than it then saves, about
 // 5 ms of a CLI start-up (measured with tsx, first parse of a small configuration).
 z.config({ jitless: true });
 
-const safeName = z.string().regex(SAFE_NAME, SAFE_NAME_RULE);
+/** Integers in [min, max]. */
+const integer = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
+/** Numbers in [min, max]. */
+const between = (min: number, max: number) => z.number().check(z.gte(min), z.lte(max));
+/** Numbers in (min, max]. */
+const above = (min: number, max: number) => z.number().check(z.gt(min), z.lte(max));
+/** Strings matching `pattern`, `message` otherwise. */
+const matching = (pattern: RegExp, message?: string) => z.string().check(z.regex(pattern, message));
+
+const safeName = matching(SAFE_NAME, SAFE_NAME_RULE);
 
 /** Graphite `from`/`until` values: relative (`-5min`) or absolute epoch seconds. */
-const timeSpec = z
-  .string()
-  .regex(/^(-\d{1,6}(s|sec|seconds?|min|minutes?|h|hours?|d|days?)|\d{9,11}|now)$/, 'must look like -5min, -60s, -1h, now or epoch seconds');
+const timeSpec = matching(/^(-\d{1,6}(s|sec|seconds?|min|minutes?|h|hours?|d|days?)|\d{9,11}|now)$/, 'must look like -5min, -60s, -1h, now or epoch seconds');
 
 /** Environment variable names that hold secrets: the value itself never sits in the file. */
-const envName = z.string().regex(/^[A-Z_][A-Z0-9_]{0,127}$/, 'must be an environment variable name like GRAPHITE_API_KEY');
+const envName = matching(/^[A-Z_][A-Z0-9_]{0,127}$/, 'must be an environment variable name like GRAPHITE_API_KEY');
 
 const graphiteAuth = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('none') }),
   /** Hosted Graphite style: the key is the first path segment, `https://host/<key>/render`. */
   z.strictObject({ type: z.literal('url-key'), keyEnv: envName }),
-  z.strictObject({ type: z.literal('basic'), username: z.string().min(1).max(256), passwordEnv: envName }),
+  z.strictObject({ type: z.literal('basic'), username: z.string().check(z.minLength(1), z.maxLength(256)), passwordEnv: envName }),
   z.strictObject({
     type: z.literal('header'),
-    header: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
+    header: matching(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
     valueEnv: envName,
     /** Prefix such as `Bearer ` put before the secret value. */
-    prefix: z.string().max(32).default(''),
+    prefix: z._default(z.string().check(z.maxLength(32)), ''),
   }),
 ]);
 
 const graphite = z.strictObject({
-  url: z
-    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-    .refine((u) => {
+  url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).check(
+    z.refine((u) => {
       // z.url() has already reported a string that is no URL; refinements still run after it.
       if (!URL.canParse(u)) return true;
       const url = new URL(u);
       return !/@/.test(url.host) && url.username === '';
     }, 'must not embed credentials: use auth'),
-  auth: graphiteAuth.default({ type: 'none' }),
-  timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
-  retries: z.number().int().min(0).max(5).default(2),
-  maxResponseBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
+  ),
+  auth: z._default(graphiteAuth, { type: 'none' }),
+  timeoutMs: z._default(integer(100, 120_000), 10_000),
+  retries: z._default(integer(0, 5), 2),
+  maxResponseBytes: z._default(integer(1024, 256 * 1024 * 1024), 16 * 1024 * 1024),
 });
 
 const limitedProportions = z.strictObject({
   function: z.literal('limited-proportions'),
   /** Loads are floored at mean / limitingFactor before inversion. */
-  limitingFactor: z.number().min(1).max(1000).default(4),
+  limitingFactor: z._default(between(1, 1000), 4),
   /** Exponent on the inverse proportions: >1 spreads weights, <1 narrows them. */
-  aggressiveness: z.number().gt(0).max(10).default(1),
+  aggressiveness: z._default(above(0, 10), 1),
 });
 
 const normalisedExponential = z.strictObject({
   function: z.literal('normalised-exponential'),
   /** Inverse temperature of the softmax over -load/mean. */
-  aggressiveness: z.number().gt(0).max(50).default(1),
+  aggressiveness: z._default(above(0, 50), 1),
 });
 
 const feedback = z.strictObject({
   function: z.literal('feedback'),
   /** Share of each server's load deficit (in average connections) asked for per cycle (1 = all of it). */
-  gain: z.number().gt(0).max(1).default(0.25),
+  gain: z._default(above(0, 1), 0.25),
   /** Servers within this fraction of the mean load keep their weight, against needless changes. */
-  deadband: z.number().min(0).max(0.5).default(0.02),
+  deadband: z._default(between(0, 0.5), 0.02),
   /**
    * Mean sessions per server below which the live counts are too few to trust (a new backend, the
    * new process after a reload): the difference is spread evenly, so the weights follow the loads
    * gently instead of integrating on noise.
    */
-  minSessions: z.number().min(0).max(100_000).default(10),
+  minSessions: z._default(between(0, 100_000), 10),
 });
 
 export const weightingSchema = z.discriminatedUnion('function', [limitedProportions, normalisedExponential, feedback]);
 
 const serverMap = z.strictObject({
   /** Regular expression applied to the series name (after Graphite's aliasing). */
-  pattern: z.string().min(1).max(512).refine(isValidRegex, 'must be a valid regular expression'),
+  pattern: z.string().check(z.minLength(1), z.maxLength(512), z.refine(isValidRegex, 'must be a valid regular expression')),
   /** Replacement using $1.. groups; the result must be a safe HAProxy server name. */
-  template: z.string().min(1).max(128),
+  template: z.string().check(z.minLength(1), z.maxLength(128)),
 });
 
 const backend = z.strictObject({
   name: safeName,
   /** Graphite target that returns one series per server, e.g. aliasByNode(ingest.*.points, 1). */
-  target: z
-    .string()
-    .min(1)
-    .max(2048)
+  target: z.string().check(
+    z.minLength(1),
+    z.maxLength(2048),
     // eslint-disable-next-line no-control-regex
-    .refine((t) => !/[\u0000-\u001f\u007f]/.test(t), 'must not contain control characters'),
+    z.refine((t) => !/[\u0000-\u001f\u007f]/.test(t), 'must not contain control characters'),
+  ),
   /**
    * Render window. With the leading edge a wide window costs nothing (the newest point is used)
    * and survives a Graphite several minutes late (a 5-minute resolution plus a minute of delay
    * needs 11 minutes); a server whose newest point is older is reported, see the report.
    */
-  from: timeSpec.default('-15min'),
-  until: timeSpec.optional(),
-  serverMap: serverMap.optional(),
-  aggregation: z.enum(['leading-edge', 'average']).default('leading-edge'),
+  from: z._default(timeSpec, '-15min'),
+  until: z.optional(timeSpec),
+  serverMap: z.optional(serverMap),
+  aggregation: z._default(z.enum(['leading-edge', 'average']), 'leading-edge'),
   /** The default policy (feedback at its defaults) reads the backend's algorithm: leastconn or roundrobin. */
-  weighting: weightingSchema.default({ function: 'feedback', gain: 0.25, deadband: 0.02, minSessions: 10 }),
+  weighting: z._default(weightingSchema, { function: 'feedback', gain: 0.25, deadband: 0.02, minSessions: 10 }),
   /** Share of the backend's eligible servers that must have data, else the backend is skipped. */
-  quorum: z.number().gt(0).max(1).default(0.5),
+  quorum: z._default(above(0, 1), 0.5),
   /** Largest change of one server's weight in one cycle (absolute weight units). */
-  maxChangePerCycle: z.number().int().min(1).max(255).optional(),
+  maxChangePerCycle: z.optional(integer(1, 255)),
   /**
    * Every weighed server's weight stays within these multiples of the mean weight of the weighed
    * servers (gRPC's weighted round robin clamps at 0.01..10x): no server starves or floods because
    * of one cycle's measurement.
    */
-  bounds: z
-    .strictObject({ min: z.number().gt(0).max(1).default(0.25), max: z.number().min(1).max(256).default(10) })
-    .default({ min: 0.25, max: 10 }),
+  bounds: z._default(z.strictObject({ min: z._default(above(0, 1), 0.25), max: z._default(between(1, 256), 10) }), { min: 0.25, max: 10 }),
   /**
    * Share of new connections a server new to the backend gets until its metrics arrive, relative
    * to the mean weight of the weighed servers (1 = an average server's share).
    */
-  newServerShare: z.number().gt(0).max(10).default(1),
+  newServerShare: z._default(above(0, 10), 1),
 });
 
 const loadBalancer = z.strictObject({
   name: safeName,
   /** `/path/to/admin.sock` or `host:port` (IPv6 as `[::1]:9999`). */
-  endpoint: z
-    .string()
-    .min(1)
-    .max(512)
-    .refine((e) => parseEndpoint(e) !== null, 'must be an absolute Unix socket path or host:port'),
+  endpoint: z.string().check(
+    z.minLength(1),
+    z.maxLength(512),
+    z.refine((e) => parseEndpoint(e) !== null, 'must be an absolute Unix socket path or host:port'),
+  ),
 });
 
 const socketRelay = z.strictObject({
   type: z.literal('socket'),
-  loadBalancers: z.array(loadBalancer).min(1).max(500).refine(uniqueNames, 'load balancer names must be unique'),
-  connectTimeoutMs: z.number().int().min(50).max(60_000).default(2_000),
-  readTimeoutMs: z.number().int().min(50).max(120_000).default(5_000),
+  loadBalancers: z.array(loadBalancer).check(z.minLength(1), z.maxLength(500), z.refine(uniqueNames, 'load balancer names must be unique')),
+  connectTimeoutMs: z._default(integer(50, 60_000), 2_000),
+  readTimeoutMs: z._default(integer(50, 120_000), 5_000),
 });
 
-const instanceId = z.string().regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/, 'must be an EC2 or managed instance id');
+const instanceId = matching(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/, 'must be an EC2 or managed instance id');
 
 const ssmRelay = z.strictObject({
   type: z.literal('ssm'),
   /** Name of the custom Command document deployed with the stack. */
-  documentName: z.string().regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name'),
+  documentName: matching(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name'),
   /** Admin socket path on every load balancer. */
-  socketPath: z.string().regex(SOCKET_PATH, 'must be an absolute path of safe characters'),
+  socketPath: matching(SOCKET_PATH, 'must be an absolute path of safe characters'),
   targets: z.union([
-    z.strictObject({ instanceIds: z.array(instanceId).min(1).max(500) }),
+    z.strictObject({ instanceIds: z.array(instanceId).check(z.minLength(1), z.maxLength(500)) }),
     z.strictObject({
       tag: z.strictObject({
-        key: z.string().regex(/^[A-Za-z0-9_.:/=+@-]{1,128}$/),
-        value: z.string().regex(/^[A-Za-z0-9_.:/=+@-]{1,256}$/),
+        key: matching(/^[A-Za-z0-9_.:/=+@-]{1,128}$/),
+        value: matching(/^[A-Za-z0-9_.:/=+@-]{1,256}$/),
       }),
     }),
   ]),
-  commandTimeoutSeconds: z.number().int().min(30).max(2_592_000).default(60),
-  pollIntervalMs: z.number().int().min(10).max(60_000).default(1_000),
-  maxWaitMs: z.number().int().min(1_000).max(900_000).default(120_000),
+  commandTimeoutSeconds: z._default(integer(30, 2_592_000), 60),
+  pollIntervalMs: z._default(integer(10, 60_000), 1_000),
+  maxWaitMs: z._default(integer(1_000, 900_000), 120_000),
   /** SendCommands in flight at once (each for up to 50 load balancers); more are queued. */
-  maxConcurrentCommands: z.number().int().min(1).max(50).default(20),
+  maxConcurrentCommands: z._default(integer(1, 50), 20),
 });
 
 /**
@@ -182,48 +193,48 @@ export const HISTORY_PREFIX = /^[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,7
  */
 const historyHttpAuth = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('none') }),
-  z.strictObject({ type: z.literal('basic'), username: z.string().min(1).max(256), passwordEnv: envName }),
+  z.strictObject({ type: z.literal('basic'), username: z.string().check(z.minLength(1), z.maxLength(256)), passwordEnv: envName }),
   z.strictObject({
     type: z.literal('header'),
-    header: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
+    header: matching(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
     valueEnv: envName,
-    prefix: z.string().max(32).default(''),
+    prefix: z._default(z.string().check(z.maxLength(32)), ''),
   }),
 ]);
 
 const history = z
   .strictObject({
     /** Where the points go under: `<prefix>.backend.<backend>.weight.<lb>.<server>` ... */
-    prefix: z.string().regex(HISTORY_PREFIX, 'must be dot-separated nodes of A-Z a-z 0-9 _ : - (at most 8 nodes of 64 characters)').default('haproxy-weighter'),
+    prefix: z._default(matching(HISTORY_PREFIX, 'must be dot-separated nodes of A-Z a-z 0-9 _ : - (at most 8 nodes of 64 characters)'), 'haproxy-weighter'),
     /** carbon's plaintext protocol over TCP (a carbon-cache, carbon-relay or carbon-c-relay line receiver). */
-    carbon: z
-      .strictObject({
-        host: z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})$/, 'must be a host name or an IP address'),
-        port: z.number().int().min(1).max(65_535).default(2003),
-        timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
-      })
-      .optional(),
+    carbon: z.optional(
+      z.strictObject({
+        host: matching(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})$/, 'must be a host name or an IP address'),
+        port: z._default(integer(1, 65_535), 2003),
+        timeoutMs: z._default(integer(100, 60_000), 5_000),
+      }),
+    ),
     /** Grafana Cloud's Graphite HTTP ingestion (POST JSON to https://<stack>.grafana.net/graphite/metrics). */
-    http: z
-      .strictObject({
-        url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).refine((u) => !URL.canParse(u) || new URL(u).username === '', 'must not embed credentials: use auth'),
-        auth: historyHttpAuth.default({ type: 'none' }),
-        timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+    http: z.optional(
+      z.strictObject({
+        url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).check(z.refine((u) => !URL.canParse(u) || new URL(u).username === '', 'must not embed credentials: use auth')),
+        auth: z._default(historyHttpAuth, { type: 'none' }),
+        timeoutMs: z._default(integer(100, 60_000), 5_000),
         /** The `interval` each point is sent with: seconds between cycles (intervalSeconds by default). */
-        intervalSeconds: z.number().int().min(1).max(86_400).optional(),
-      })
-      .optional(),
+        intervalSeconds: z.optional(integer(1, 86_400)),
+      }),
+    ),
   })
-  .refine((h) => (h.carbon === undefined) !== (h.http === undefined), 'must name exactly one destination: carbon or http');
+  .check(z.refine((h) => (h.carbon === undefined) !== (h.http === undefined), 'must name exactly one destination: carbon or http'));
 
 export const configSchema = z.strictObject({
   graphite,
   relay: z.discriminatedUnion('type', [socketRelay, ssmRelay]),
-  backends: z.array(backend).min(1).max(100).refine(uniqueNames, 'backend names must be unique'),
+  backends: z.array(backend).check(z.minLength(1), z.maxLength(100), z.refine(uniqueNames, 'backend names must be unique')),
   /** Seconds between cycles for `haproxy-weighter run`. */
-  intervalSeconds: z.number().int().min(1).max(86_400).default(60),
+  intervalSeconds: z._default(integer(1, 86_400), 60),
   /** Opt-in: after each apply cycle, the weights, imbalances and outcome are sent to Graphite. */
-  history: history.optional(),
+  history: z.optional(history),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
@@ -264,7 +275,7 @@ export function parseEndpoint(endpoint: string): Endpoint | null {
 }
 
 /** Turns zod issues into lines that name the key path and the offending value. */
-export function formatIssues(error: z.ZodError, input: unknown): string[] {
+export function formatIssues(error: z.core.$ZodError, input: unknown): string[] {
   return error.issues.map((issue) => {
     // Keys come from the file too: shown escaped, like the values.
     const path = issue.path.length > 0 ? displaySafe(issue.path.map(String).join('.')) : '(root)';

@@ -47,9 +47,14 @@ export function cliRuntimeDir(): string {
   return runtimeDir;
 }
 
+/** The run lock's and the compile cache's directories of a spawned CLI: private temporary ones, never the user's own. */
+export function cliDirs(): { XDG_RUNTIME_DIR: string; XDG_CACHE_HOME: string } {
+  return { XDG_RUNTIME_DIR: cliRuntimeDir(), XDG_CACHE_HOME: cliRuntimeDir() };
+}
+
 /** Runs one CLI command to completion (killed after `timeoutMs`). */
 export function runCli(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CommandResult> {
-  return runCommand(process.execPath, cliArgv(args), { cwd: REPO_ROOT, env: { ...process.env, XDG_RUNTIME_DIR: cliRuntimeDir(), ...options.env }, timeoutMs: options.timeoutMs ?? 60_000 });
+  return runCommand(process.execPath, cliArgv(args), { cwd: REPO_ROOT, env: { ...process.env, ...cliDirs(), ...options.env }, timeoutMs: options.timeoutMs ?? 60_000 });
 }
 
 /**
@@ -93,7 +98,7 @@ export function startCli(args: readonly string[], options: { env?: Record<string
   const wrapped = existsSync(SETPRIV);
   const child = spawn(wrapped ? SETPRIV : process.execPath, wrapped ? ['--pdeathsig', 'KILL', '--', process.execPath, ...argv] : argv, {
     cwd: REPO_ROOT,
-    env: { ...process.env, XDG_RUNTIME_DIR: cliRuntimeDir(), ...options.env },
+    env: { ...process.env, ...cliDirs(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const pid = child.pid;

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { propertyRuns } from '../harness/property-runs.js';
-import { MAX_PLAUSIBLE_LOAD, MIN_TIMESTAMP, parseRenderReply, parseRenderReplyReference, readRenderReply } from '../../functions/adapters/graphite-reply.js';
+import { FAST_READER_MIN_CHARS, MAX_PLAUSIBLE_LOAD, MIN_TIMESTAMP, parseRenderReply, parseRenderReplyReference, readRenderReply } from '../../functions/adapters/graphite-reply.js';
 import { GraphiteError } from '../../functions/core/errors.js';
 import type { Series } from '../../functions/core/types.js';
 
@@ -166,9 +166,30 @@ describe('readRenderReply (the fast reader) against the reference reader', () =>
     expect(readRenderReply(text)).toBeUndefined();
   });
 
-  it('refuses a garbage point in any series, used or not, with the reference message', () => {
-    const series = Array.from({ length: 1000 }, (_, i) => `{"target":"ghost-${i}","datapoints":[[1,1700000000]]}`);
-    series[777] = '{"target":"ghost-777","datapoints":[[1,1700000000],["x",1700000010]]}';
-    expect(() => parseRenderReply(`[${series.join(',')}]`, URL)).toThrow(`Graphite at ${URL}: series "ghost-777" has value "x"; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`);
+  describe(`a reply of ${FAST_READER_MIN_CHARS} characters or more (the fast reader's)`, () => {
+    const series = Array.from({ length: 30_000 }, (_, i) => `{"target":"ghost-${i}","datapoints":[[1,1700000000],[null,1700000010]]}`);
+    const reply = (edit: (items: string[]) => void): string => {
+      const items = [...series];
+      edit(items);
+      const text = `[${items.join(',')}]`;
+      expect(text.length).toBeGreaterThanOrEqual(FAST_READER_MIN_CHARS);
+      return text;
+    };
+
+    it('is read as the reference reads it', () => {
+      const text = reply(() => undefined);
+      expect(readRenderReply(text)).toBeDefined();
+      expect(parseRenderReply(text, URL)).toStrictEqual(parseRenderReplyReference(text, URL));
+    });
+
+    it('is refused for a garbage point in any series, used or not, with the reference message', () => {
+      const text = reply((items) => (items[20_777] = '{"target":"ghost-20777","datapoints":[[1,1700000000],["x",1700000010]]}'));
+      expect(() => parseRenderReply(text, URL)).toThrow(`Graphite at ${URL}: series "ghost-20777" has value "x"; loads must be finite numbers in 0..${MAX_PLAUSIBLE_LOAD}`);
+    });
+
+    it('is refused for a timestamp that goes back, naming it', () => {
+      const text = reply((items) => (items[29_999] = '{"target":"ghost-29999","datapoints":[[1,1700000010],[1,1700000000]]}'));
+      expect(() => parseRenderReply(text, URL)).toThrow('series "ghost-29999" has timestamp 1700000000 at point #1, not later than 1700000010 at point #0; timestamps must increase');
+    });
   });
 });
