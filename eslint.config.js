@@ -31,8 +31,8 @@ export default tseslint.config(
     rules: { 'no-restricted-syntax': ['error', zodNamespaceOnly, zodMiniInBundles, { selector: 'ExportDefaultDeclaration', message: 'Use named exports.' }] },
   },
   {
-    // The report's schema describes the report for its JSON Schema (npm run schema) and the tests; no bundle loads it.
-    files: ['functions/core/report-schema.ts'],
+    // The reports' schemas describe them for their JSON Schemas (npm run schema) and the tests; no bundle loads them.
+    files: ['functions/core/report-schema.ts', 'functions/core/doctor-schema.ts'],
     rules: { 'no-restricted-syntax': ['error', zodNamespaceOnly, { selector: 'ExportDefaultDeclaration', message: 'Use named exports.' }] },
   },
   {

@@ -1,4 +1,4 @@
-import { CHECK_KINDS } from '../core/doctor-schema.js';
+import { CHECK_KINDS } from '../core/doctor-version.js';
 import type { CheckKind, DoctorCheck, DoctorReport } from '../core/doctor.js';
 
 /** The human view of a doctor report: one line per check (load balancers that agree share it), the fix under each that is not ok. */

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { CHECK_KINDS, DOCTOR_SCHEMA_VERSION } from './doctor-version.js';
 
 /**
  * The doctor's report, version 1: what `haproxy-weighter doctor --json` prints and what the Lambda
@@ -8,33 +9,11 @@ import * as z from 'zod';
  * from it (`npm run schema`; a unit test keeps the file current). Every field is always present:
  * null where it does not apply.
  *
- * `schemaVersion` changes whenever a field is added, removed or changes meaning.
+ * `schemaVersion` (doctor-version.ts) changes whenever a field is added, removed or changes meaning.
  */
-export const DOCTOR_SCHEMA_VERSION = 1;
+export { CHECK_KINDS, DOCTOR_SCHEMA_VERSION };
 
 export const DOCTOR_SCHEMA_ID = `urn:haproxy-weighter:doctor:v${DOCTOR_SCHEMA_VERSION}`;
-
-/** What a check looks at. */
-export const CHECK_KINDS = [
-  // Graphite, once.
-  'graphite-reachable',
-  'graphite-authenticated',
-  // Each backend's target against the servers the load balancers have.
-  'target-coverage',
-  // Each load balancer.
-  'load-balancer-reachable',
-  'admin-level',
-  // Each backend on each load balancer.
-  'backend-present',
-  'backend-algorithm',
-  'servers',
-  // AWS: the Command document, and each targeted instance.
-  'ssm-document',
-  'instances-found',
-  'instance-online',
-  'instance-tag',
-  'ssm-agent-version',
-] as const;
 
 /** Why a check failed or warns, as a code scripts can branch on. */
 export const DOCTOR_CODES = [

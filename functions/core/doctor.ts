@@ -1,13 +1,7 @@
 import type { BackendConfig, Config } from './config.js';
 import { selectBackends } from './cycle.js';
-import {
-  DOCTOR_SCHEMA_VERSION,
-  type CheckKind,
-  type Coverage,
-  type DoctorCheck,
-  type DoctorCode,
-  type DoctorReport,
-} from './doctor-schema.js';
+import type { CheckKind, Coverage, DoctorCheck, DoctorCode, DoctorReport } from './doctor-schema.js';
+import { DOCTOR_SCHEMA_VERSION } from './doctor-version.js';
 import { GraphiteError, HaproxyError, describeError } from './errors.js';
 import { algorithmKind, observeCommands, parseCliLevel, parseObservedBackend, showCliLevelCommand, splitReplies, type CliLevel } from './haproxy-protocol.js';
 import { measure, type Measurement } from './measure.js';

@@ -135,7 +135,7 @@ describe('a cycle waiting on a slow Graphite (the real graphite-web behind a pro
     const { result, error } = await capture(() => handlerFor()(SCHEDULED_EVENT, context));
 
     expect(error).toBeUndefined();
-    const report = must(result);
+    const report = checkedReport(must(result));
     const graphiteProblem = report.problems.find((p) => p.backend === 'be_ingest' && p.code === 'graphite-unreachable');
     expect(graphiteProblem?.cause?.message).toMatch(/failed after 1 attempt\(s\): stopped waiting after \d+ ms: the cycle's time budget ended$/);
     expect(report.serversChanged).toBe(0);
