@@ -8,9 +8,10 @@ import { isAbsolute, join } from 'node:path';
  *
  * The cache is code the CLI will run, so it lives only where no other user can write:
  * $XDG_CACHE_HOME/haproxy-weighter/compile-cache, or ~/.cache/haproxy-weighter/compile-cache,
- * created 0700, and each of its directories checked before use (a directory, not a link; owned by
- * this user, the cache directory itself by root too; not writable by group or others). Anything else (no home directory, a
- * directory another user may write into) runs without a cache, as Node.js does by default.
+ * created 0700, and each of its directories checked before use: a directory, not a link, owned by
+ * this user (the user's cache directory itself may be root's, as /var/cache is), not writable by
+ * group or others. Anything else (no home directory, a directory another user may write into)
+ * runs without a cache, as Node.js does by default.
  * NODE_DISABLE_COMPILE_CACHE=1, Node.js's own switch, turns it off too.
  */
 
