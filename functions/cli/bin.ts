@@ -1,9 +1,6 @@
-import { enableCliCompileCache } from './compile-cache.js';
 import { main } from './main.js';
 
-// The only place the CLI touches the process: argv, stdio, environment, clock, signals, exit code,
-// and Node.js's compile cache, on before the chunks of a cycle load (compile-cache.ts).
-enableCliCompileCache(process.env);
+// The only place the CLI touches the process: argv, stdio, environment, clock, signals, exit code.
 
 const stopSignal = new Promise<string>((resolve) => {
   const onSignal = (signal: string): void => {

@@ -9,9 +9,7 @@
  * - `haproxy-weighter plan` on 3 real HAProxy 2.6 processes of 500 servers each, with a JSON and a
  *   YAML configuration; Graphite is a stub in this process serving the 500 series graphite-web
  *   would (6 points each), so that the figure is the weighter's, not graphite-web's render time;
- *   the lag from the report's last byte to the process's exit is printed too. The CLI's compile
- *   cache is filled by the warm-up run; `plan` also runs with an empty cache every time (an
- *   operator's first run, which fills it) and with the cache off;
+ *   the lag from the report's last byte to the process's exit is printed too;
  * - parsing `show stat` and `show servers state` of a 1,000-server backend (recorded from a real
  *   HAProxy here) with today's parser against the one before it, in this process, which git
  *   provides: the last commit whose haproxy-protocol.ts still split every column (`rowsByName`).
@@ -188,23 +186,16 @@ try {
   const yamlConfig = writeConfigFile(dir, config, 'config.yaml');
   const cacheDir = join(dir, 'compile-cache');
 
-  // The CLI keeps its compile cache in $XDG_CACHE_HOME (compile-cache.ts): filled by the warm-up run
-  // here, empty for each run of the "first run" variant, off with Node.js's own switch.
-  const env = { HOME: dir, AWS_REGION: 'eu-west-1', XDG_RUNTIME_DIR: dir, XDG_CACHE_HOME: join(dir, 'cache') };
-  let emptyCaches = 0;
-  const emptyCache = (): Record<string, string> => ({ ...env, XDG_CACHE_HOME: join(dir, `empty-cache-${++emptyCaches}`) });
-  const noCache = { ...env, NODE_DISABLE_COMPILE_CACHE: '1' };
+  const env = { HOME: dir, AWS_REGION: 'eu-west-1', XDG_RUNTIME_DIR: dir };
   const importArgs = ['--input-type=module', '-e', `await import(${JSON.stringify(handlerUrl)})`];
   type Env = Readonly<Record<string, string>>;
-  const variants: { readonly label: string; readonly args: readonly string[]; readonly env: Env | (() => Env); readonly target?: number; readonly note?: string }[] = [
+  const variants: { readonly label: string; readonly args: readonly string[]; readonly env: Env; readonly target?: number; readonly note?: string }[] = [
     { label: 'node -e 0', args: ['-e', '0'], env },
     { label: 'Lambda bundle: import', args: importArgs, env, target: 5 },
     { label: 'Lambda bundle: import, compile cache filled', args: importArgs, env: { ...env, NODE_COMPILE_CACHE: cacheDir }, note: 'not shipped' },
     { label: 'haproxy-weighter --help', args: [join(cliDir, 'cli.mjs'), '--help'], env, target: 2 },
     { label: 'plan, 3 x 500 servers, JSON config', args: [join(cliDir, 'cli.mjs'), 'plan', '--config', jsonConfig], env, target: 4 },
     { label: 'plan, 3 x 500 servers, YAML config', args: [join(cliDir, 'cli.mjs'), 'plan', '--config', yamlConfig], env },
-    { label: 'plan, JSON config, first run (compile cache empty)', args: [join(cliDir, 'cli.mjs'), 'plan', '--config', jsonConfig], env: emptyCache },
-    { label: 'plan, JSON config, compile cache off', args: [join(cliDir, 'cli.mjs'), 'plan', '--config', jsonConfig], env: noCache },
   ];
   const before = BEFORE === undefined ? undefined : { revision: BEFORE, ...bundlesAt(BEFORE, join(dir, 'before')) };
   if (before !== undefined) {
@@ -214,12 +205,11 @@ try {
       { label: `before (${before.revision}): plan, 3 x 500 servers, JSON config`, args: [before.cli, 'plan', '--config', jsonConfig], env },
     );
   }
-  // The warm-up run of each also fills the compile cache.
-  const envOf = (v: (typeof variants)[number]): Env => (typeof v.env === 'function' ? v.env() : v.env);
-  for (const v of variants) await timeNode(v.args, envOf(v));
+  // The warm-up run of each also fills the Lambda variant's compile cache.
+  for (const v of variants) await timeNode(v.args, v.env);
   const times = variants.map((): Timed[] => []);
   for (let run = 0; run < RUNS; run++) {
-    for (const [i, v] of variants.entries()) times[i]?.push(await timeNode(v.args, envOf(v)));
+    for (const [i, v] of variants.entries()) times[i]?.push(await timeNode(v.args, v.env));
   }
 
   // The I/O floor of plan's observation: the same batch to the 3 HAProxy at once, no parsing.
@@ -269,8 +259,8 @@ try {
   console.log(`node ${process.versions.node}, ${cpus().length} CPU(s) ${cpus()[0]?.model ?? ''}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}, ${RUNS} runs`);
   console.log(line(['what', 'median', 'ratio', 'target']));
   for (const row of rows) console.log(line(row));
-  const lags = [4, 5, 6].map((i) => fmt(median(times[i]?.map((t) => t.exitLagMs) ?? [])));
-  console.log(`plan: from the report's last byte to the process's exit, median ${lags[0]} ms (JSON), ${lags[1]} ms (YAML), ${lags[2]} ms (first run: the compile cache is written at exit)`);
+  const lags = [4, 5].map((i) => fmt(median(times[i]?.map((t) => t.exitLagMs) ?? [])));
+  console.log(`plan: from the report's last byte to the process's exit, median ${lags[0]} ms (JSON), ${lags[1]} ms (YAML)`);
 } finally {
   stub.close();
   stub.closeAllConnections();

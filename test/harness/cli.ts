@@ -47,9 +47,9 @@ export function cliRuntimeDir(): string {
   return runtimeDir;
 }
 
-/** The run lock's and the compile cache's directories of a spawned CLI: private temporary ones, never the user's own. */
-export function cliDirs(): { XDG_RUNTIME_DIR: string; XDG_CACHE_HOME: string } {
-  return { XDG_RUNTIME_DIR: cliRuntimeDir(), XDG_CACHE_HOME: cliRuntimeDir() };
+/** The run lock's directory of a spawned CLI: a private temporary one, never the user's own. */
+export function cliDirs(): { XDG_RUNTIME_DIR: string } {
+  return { XDG_RUNTIME_DIR: cliRuntimeDir() };
 }
 
 /** Runs one CLI command to completion (killed after `timeoutMs`). */

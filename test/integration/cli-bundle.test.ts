@@ -5,7 +5,7 @@
  * JSON imports, exit codes through the process) is covered here; the CLI's behaviour is tested
  * in-process (test/unit/cli-rejections.test.ts) and through the spawned bundle in the fault tests.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPORT_SCHEMA_VERSION } from '../../functions/core/report-schema.js';
@@ -34,9 +34,9 @@ afterAll(async () => {
   removeTempDir(dir);
 });
 
-/** The bundle run by its shebang, as the package's bin, with the project's Node.js first on PATH and its compile cache in `cache`. */
+/** The bundle run by its shebang, as the package's bin, with the project's Node.js first on PATH. */
 const haproxyWeighter = (args: readonly string[], env: Readonly<Record<string, string>> = {}) =>
-  runCommand(bin, args, { cwd: REPO_ROOT, env: { ...process.env, XDG_CACHE_HOME: join(dir, 'cache'), PATH: `${join(REPO_ROOT, 'node_modules/.bin')}:${process.env.PATH ?? ''}`, ...env } });
+  runCommand(bin, args, { cwd: REPO_ROOT, env: { ...process.env, PATH: `${join(REPO_ROOT, 'node_modules/.bin')}:${process.env.PATH ?? ''}`, ...env } });
 
 describe('the bundled CLI', () => {
   it('documents commands, options and exit codes in --help and exits 0', async () => {
@@ -88,44 +88,5 @@ describe('the bundled CLI', () => {
     const report = singleReport(result.stdout);
     expect(report).toMatchObject({ schemaVersion: REPORT_SCHEMA_VERSION, version: PACKAGE_VERSION, mode: 'plan', outcome: 'ok' });
     expect(report.backends[0]?.loadBalancers[0]?.plan.actions.map((a) => a.kind)).toEqual(['set-weight', 'set-weight']);
-  });
-
-  describe("keeps V8's compiled code between runs (Node.js's compile cache)", () => {
-    /** The files of the compile cache under `cacheHome`, by Node.js's subdirectory (its version, architecture and user). */
-    const cacheFiles = (cacheHome: string): string[] => {
-      const root = join(cacheHome, 'haproxy-weighter', 'compile-cache');
-      return existsSync(root) ? readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => statSync(join(root, f)).isFile()) : [];
-    };
-
-    it('in a directory only the user may write, and runs the same from it', async () => {
-      const path = await planConfig();
-      const cacheHome = join(dir, 'own-cache');
-      const first = await haproxyWeighter(['plan', '--json', '--config', path], { XDG_CACHE_HOME: cacheHome });
-      expect(first.code).toBe(0);
-      expect(cacheFiles(cacheHome).length).toBeGreaterThan(0);
-      for (const sub of ['haproxy-weighter', 'haproxy-weighter/compile-cache']) expect(statSync(join(cacheHome, sub)).mode & 0o777).toBe(0o700);
-      const second = await haproxyWeighter(['plan', '--json', '--config', path], { XDG_CACHE_HOME: cacheHome });
-      expect(second.code).toBe(0);
-      expect(singleReport(second.stdout).backends[0]?.loadBalancers[0]?.plan.actions).toEqual(singleReport(first.stdout).backends[0]?.loadBalancers[0]?.plan.actions);
-    });
-
-    it.each([
-      ['in a directory other users may write', (cacheHome: string) => mkdirSync(join(cacheHome, 'haproxy-weighter', 'compile-cache'), { recursive: true, mode: 0o777 }), {}],
-      ['when NODE_DISABLE_COMPILE_CACHE is set', () => undefined, { NODE_DISABLE_COMPILE_CACHE: '1' }],
-    ])('not %s, and runs all the same', async (_when, prepare, env) => {
-      const cacheHome = makeTempDir('hw-cli-cache');
-      try {
-        prepare(cacheHome);
-        // mkdirSync's mode is cut by the umask: the directory is made writable by all explicitly.
-        if (existsSync(join(cacheHome, 'haproxy-weighter'))) for (const sub of ['haproxy-weighter', 'haproxy-weighter/compile-cache']) chmodSync(join(cacheHome, sub), 0o777);
-        const result = await haproxyWeighter(['--help'], { XDG_CACHE_HOME: cacheHome, ...env });
-        expect(result.code).toBe(0);
-        const path = await planConfig();
-        expect((await haproxyWeighter(['plan', '--json', '--config', path], { XDG_CACHE_HOME: cacheHome, ...env })).code).toBe(0);
-        expect(cacheFiles(cacheHome)).toEqual([]);
-      } finally {
-        removeTempDir(cacheHome);
-      }
-    });
   });
 });
