@@ -172,8 +172,22 @@ describe('real lab pieces', () => {
     clock.start();
     await generator.run(2 * BUCKET, new AbortController().signal);
 
-    const [first, second] = stacks.map((s) => s.sinks.loads(1));
-    expect(sum(first ?? [])).toBeCloseTo(sum(rates), 6);
+    // Lines per server over every bucket, once all that was written has arrived: which bucket a
+    // line lands in depends on how fast this machine keeps up, where it lands does not.
+    const totals = (sinks: (typeof stacks)[number]['sinks']): number[] =>
+      Array.from({ length: 100 }, (_, b) => sinks.loads(b)).reduce((acc, row) => acc.map((v, i) => v + (row[i] ?? 0)), names.map(() => 0));
+    const { linesWritten, linesDropped } = generator.stats();
+    expect(linesDropped).toBe(0);
+    expect(linesWritten).toBeGreaterThan(0);
+    const [first, second] = await waitFor(
+      'every line written at its sink',
+      async () => {
+        const seen = stacks.map((s) => totals(s.sinks).map((load) => load * BUCKET * LINES_PER_POINT));
+        return seen.every((t) => Math.round(sum(t)) === linesWritten / 2) ? seen : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(first?.every((lines) => lines > 0)).toBe(true);
     expect(second).toEqual(first);
   });
 
