@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type BackendConfig } from '../../functions/core/config.js';
 import { updateMemory, type BackendMemory } from '../../functions/core/control-memory.js';
-import { decideBackend, estimateLoadsNow, imbalanceOf, inService, planBackend } from '../../functions/core/plan.js';
+import { boundsOf, decideBackend, estimateLoadsNow, imbalanceOf, inService, planBackend } from '../../functions/core/plan.js';
 import type { Action, ObservedBackend, ObservedServer } from '../../functions/core/types.js';
 
 function backendConfig(overrides: Record<string, unknown> = {}): BackendConfig {
@@ -344,6 +344,45 @@ describe('decideBackend: the control loop\'s rules', () => {
     ['DRAIN', false],
   ])('counts a server whose status is %s as in service: %s', (status, expected) => {
     expect(inService(server('s', { status }))).toBe(expected);
+  });
+});
+
+describe('boundsOf', () => {
+  const BOUNDS = { min: 0.25, max: 10 };
+  const feedback = () => backendConfig({ weighting: { function: 'feedback' } });
+  // Under roundrobin, with ℓ cycles per lifetime and a count c times the mean: the shares that keep
+  // the count expected at the next cycle, c · (1 − 1/ℓ) + s/ℓ, within [0.25, 10] times the mean.
+  it.each([
+    { algorithm: 'leastconn', lifetime: 30, count: 1, expected: { min: 0.25, max: 10 } },
+    { algorithm: 'roundrobin', lifetime: undefined, count: 1, expected: { min: 0.25, max: 10 } },
+    { algorithm: 'roundrobin', lifetime: 1, count: 1, expected: { min: 0.25, max: 10 } },
+    // An average count: any share down to 0 keeps 29/30 of it, far above a quarter.
+    { algorithm: 'roundrobin', lifetime: 30, count: 1, expected: { min: 0, max: 271 } },
+    // A count at a fifth of the mean: it must get 30 · 0.25 − 0.2 · 29 = 1.7 even shares.
+    { algorithm: 'roundrobin', lifetime: 30, count: 0.2, expected: { min: 1.7, max: 294.2 } },
+    // An empty server (a new one): 7.5 even shares at least, as leastconn would fill it first.
+    { algorithm: 'roundrobin', lifetime: 30, count: 0, expected: { min: 7.5, max: 300 } },
+  ])('bounds a weight under $algorithm, $lifetime cycles per lifetime and $count times the mean count to $expected of the mean', ({ algorithm, lifetime, count, expected }) => {
+    const bounds = boundsOf(BOUNDS, algorithm, lifetime, count);
+    expect(bounds.min).toBeCloseTo(expected.min, 9);
+    expect(bounds.max).toBeCloseTo(expected.max, 9);
+  });
+
+  it('lets the default policy give an overloaded roundrobin server no share once the memory knows how long connections live', () => {
+    // Three servers of 300 connections; 10 placed per server per minute: connections live 30 cycles.
+    const at = (t: number) => observed(['s1', 's2', 's3'].map((n) => server(n, { sessions: 300, totalSessions: 1000 + t / 6 })), 'roundrobin');
+    let memory: BackendMemory | undefined;
+    for (const t of [0, 60, 120]) memory = updateMemory(memory, at(t), t, ['s1', 's2', 's3']);
+    const loads = measurement({ s1: 800, s2: 800, s3: 1400 });
+    const withMemory = decideBackend({ backend: feedback(), loadBalancer: 'lb1', observed: at(120), measurement: loads, now: 120, ...(memory === undefined ? {} : { memory }) });
+    const weights = withMemory.plan.actions.map((a) => (a.kind === 'set-weight' ? a.weight : a.current));
+    expect(weights[2]).toBe(1);
+    expect(withMemory.explanations.get('s3')?.rule).toBe('deficit');
+    // Without memory the lifetime is unknown: a gentle tilt, within the configured bounds.
+    const oneShot = planBackend({ backend: feedback(), loadBalancer: 'lb1', observed: at(120), measurement: loads });
+    const gentle = oneShot.actions.map((a) => (a.kind === 'set-weight' ? a.weight : a.current));
+    expect((gentle[2] ?? 0) / (gentle[0] ?? 1)).toBeGreaterThan(0.8);
+    expect(gentle[2]).toBeLessThan(gentle[0] ?? 0);
   });
 });
 

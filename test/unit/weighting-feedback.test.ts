@@ -5,7 +5,7 @@ import { weightingSchema } from '../../functions/core/config.js';
 import { ConfigError, UnsafeInputError } from '../../functions/core/errors.js';
 import type { WeightingInput } from '../../functions/core/types.js';
 import { computeWeights } from '../../functions/core/weighting.js';
-import { FEEDBACK_RESCALE_BELOW, feedbackDecision, feedbackWeights, ROUNDROBIN_BAND, type FeedbackParams } from '../../functions/core/weighting-feedback.js';
+import { FEEDBACK_RESCALE_BELOW, feedbackDecision, feedbackWeights, ROUNDROBIN_HOLD, type FeedbackParams } from '../../functions/core/weighting-feedback.js';
 
 const RUNS = propertyRuns();
 
@@ -128,20 +128,62 @@ describe('feedbackWeights', () => {
     expect(decision.weights).toEqual([256, 69, 69, 1]);
   });
 
-  it('under roundrobin turns a deficit into a share of new connections as many times larger as connections live cycles', () => {
-    const servers = inputs([80, 100, 120], [100, 100, 100], [100, 100, 100]);
-    const leastconn = feedbackWeights(servers, P(0.25, 0.02), { algorithm: 'leastconn' });
-    const roundrobin = feedbackWeights(servers, P(0.25, 0.02), { algorithm: 'roundrobin', cyclesPerLifetime: 10 });
-    // leastconn: D = 100 ∓ 5 → [105, 100 (kept), 95] → · 256 / 105; roundrobin: D = 100 ∓ 50, the
-    // middle one in its wider band keeps 100 → [150, 100, 50], largest within 128..256.
-    expect(leastconn).toEqual([256, 244, 232]);
-    expect(roundrobin).toEqual([150, 100, 50]);
-  });
+  describe('under roundrobin', () => {
+    const RR = (cyclesPerLifetime?: number) => ({ algorithm: 'roundrobin', ...(cyclesPerLifetime === undefined ? {} : { cyclesPerLifetime }) });
 
-  it(`keeps every weight under roundrobin while the loads stay within ${ROUNDROBIN_BAND}x the deadband`, () => {
-    const servers = inputs([95, 100, 105], [200, 100, 50], [10, 300, 20]);
-    expect(feedbackWeights(servers, P(0.25, 0.02), { algorithm: 'roundrobin', cyclesPerLifetime: 30 })).toEqual([200, 100, 50]);
-    expect(feedbackWeights(servers, P(0.25, 0.02), { algorithm: 'leastconn' })).not.toEqual([200, 100, 50]);
+    // κ = g · ℓ − 1 (g alone when ℓ is unknown); e = 1 − r less the deadband; share = max(0, 1 + κ · e)
+    // times the mean weight; a weight within ROUNDROBIN_HOLD of the mean weight of its share stays.
+    it.each([
+      // κ = 0.25 · 20 − 1 = 4, e = [0.18, 0, −0.18]: shares [1.72, 1, 0.28] of 100; the middle one is already there.
+      { loads: [80, 100, 120], weights: [100, 100, 100], lifetime: 20, expected: [172, 100, 28], rules: ['deficit', 'deadband', 'deficit'] },
+      // κ = 0.25 · 10 − 1 = 1.5: shares [1.27, 1, 0.73], each within 0.3 of the mean weight of its weight: nothing moves.
+      { loads: [80, 100, 120], weights: [100, 100, 100], lifetime: 10, expected: [100, 100, 100], rules: ['balanced', 'balanced', 'balanced'] },
+      // κ = 6.5, e = [0.03, 0, −0.03]: shares [1.195, 1, 0.805] of 116.7 = [139.4, 116.7, 93.9]; 100 is within 35 of 116.7.
+      { loads: [95, 100, 105], weights: [200, 100, 50], lifetime: 30, expected: [139, 100, 94], rules: ['deficit', 'deadband', 'deficit'] },
+      // Every load within the deadband: even shares (116.7), but a weight already close enough stays;
+      // [116.7, 100, 116.7] is below 128: rescaled to 256.
+      { loads: [99, 100, 101], weights: [200, 100, 50], lifetime: 30, expected: [256, 219, 256], rules: ['deficit', 'deadband', 'deficit'] },
+      // An overloaded server gets no share at all: 1 + 6.5 · (−0.48) < 0 → 1; the others 1 + 6.5 · 0.23 = 2.495.
+      { loads: [75, 75, 150], weights: [100, 100, 100], lifetime: 30, expected: [250, 250, 1], rules: ['deficit', 'deficit', 'deficit'] },
+      // Without a known lifetime the tilt is the gain alone and no weight is held: shares [1.045, 1, 0.955] → · 256 / 104.5.
+      { loads: [80, 100, 120], weights: [100, 100, 100], lifetime: undefined, expected: [256, 245, 234], rules: ['deficit', 'deadband', 'deficit'] },
+    ])('turns loads $loads, weights $weights and a lifetime of $lifetime cycles into $expected', ({ loads, weights, lifetime, expected, rules }) => {
+      const decision = feedbackDecision(inputs(loads, weights, [100, 100, 100]), P(0.25, 0.02), RR(lifetime));
+      expect(decision.weights).toEqual(expected);
+      expect(decision.rules).toEqual(rules);
+      expect(decision.fewSessions).toBe(false);
+    });
+
+    it('gives the same shares whatever the sessions: they say nothing about where new connections go', () => {
+      const loads = [60, 100, 140, 100];
+      const weights = [100, 100, 100, 100];
+      const many = feedbackWeights(inputs(loads, weights, [300, 10, 500, 0]), P(0.25, 0.02), RR(30));
+      expect(feedbackWeights(inputs(loads, weights, [0, 0, 0, 0]), P(0.25, 0.02), RR(30))).toEqual(many);
+      expect(feedbackWeights(inputs(loads, weights, [1, 0, 0, 0]), P(0.25, 0.02), RR(30))).toEqual(many);
+    });
+
+    it('settles under constant loads: the second cycle changes nothing', () => {
+      const loads = [10, 20, 30];
+      let weights = [100, 100, 100];
+      const seen: number[][] = [];
+      for (let cycle = 0; cycle < 4; cycle++) {
+        weights = feedbackWeights(inputs(loads, weights, [0, 0, 0]), P(0.25, 0.02), RR(30));
+        seen.push(weights);
+      }
+      expect(seen.slice(1).every((w) => w.join() === seen[0]?.join())).toBe(true);
+      // κ = 6.5, e = [0.48, 0, −0.48]: shares [4.12, 1, 0] → · 256 / 412.
+      expect(seen[0]).toEqual([256, 62, 1]);
+    });
+
+    it(`moves a weight only when its share is more than ${ROUNDROBIN_HOLD} of the mean weight away from the one it gives`, () => {
+      // κ = 6.5, e = ±0.03: shares 1.195 and 0.805 of the mean weight 100; a weight of 125 is within 30 of 119.5.
+      const held = feedbackDecision(inputs([95, 105], [125, 75], [10, 10]), P(0.25, 0.02), RR(30));
+      expect(held.weights).toEqual([125, 75]);
+      // 140 and 60 are 20.5 from 119.5 and 80.5: both stay; 160 and 40 are 40.5 away: both move, to
+      // [119.5, 80.5], below 128: rescaled to 256.
+      expect(feedbackWeights(inputs([95, 105], [140, 60], [10, 10]), P(0.25, 0.02), RR(30))).toEqual([140, 60]);
+      expect(feedbackWeights(inputs([95, 105], [160, 40], [10, 10]), P(0.25, 0.02), RR(30))).toEqual([256, 172]);
+    });
   });
 
   it('rejects the retired aggressiveness factor in the configuration', () => {
@@ -261,6 +303,70 @@ describe('feedbackWeights properties', () => {
           p,
         );
         expect(after.filter((w, i) => !(Math.abs(w - (before[i] ?? Number.NaN)) <= 1))).toEqual([]);
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe('feedbackWeights properties under roundrobin', () => {
+  const lifetime = fc.option(fc.double({ min: 0.5, max: 500, noNaN: true }), { nil: undefined });
+  const rr = (cyclesPerLifetime: number | undefined) => ({ algorithm: 'roundrobin', ...(cyclesPerLifetime === undefined ? {} : { cyclesPerLifetime }) });
+
+  it('gives exactly one integer weight in 1..256 per server, for any finite loads', () => {
+    fc.assert(
+      fc.property(backend(fc.oneof(load, extremeLoad)), params, lifetime, (servers, p, l) => {
+        const weights = feedbackWeights(servers, p, rr(l));
+        expect(weights).toHaveLength(servers.length);
+        expect(weights.filter((w) => !(Number.isInteger(w) && w >= 1 && w <= 256))).toEqual([]);
+      }),
+      RUNS,
+    );
+  });
+
+  it('gives the same weights whatever the sessions, and whatever the order of the servers', () => {
+    const shuffled = backend(load).chain((servers) =>
+      fc.tuple(fc.constant(servers), fc.shuffledSubarray(servers.map((_, i) => i), { minLength: servers.length, maxLength: servers.length }), fc.array(sessions, { minLength: servers.length, maxLength: servers.length })),
+    );
+    fc.assert(
+      fc.property(shuffled, params, lifetime, ([servers, order, otherSessions], p, l) => {
+        const weights = feedbackWeights(servers, p, rr(l));
+        expect(feedbackWeights(servers.map((s, i) => ({ ...s, sessions: otherSessions[i] ?? 0 })), p, rr(l))).toEqual(weights);
+        const permuted = feedbackWeights(
+          order.map((i) => servers[i] ?? { load: Number.NaN, weight: 1, sessions: 0 }),
+          p,
+          rr(l),
+        );
+        expect(permuted).toEqual(order.map((i) => weights[i]));
+      }),
+      RUNS,
+    );
+  });
+
+  it('gives exactly the same weights when every load is multiplied by a power of two', () => {
+    fc.assert(
+      fc.property(backend(load), fc.integer({ min: -20, max: 20 }), params, lifetime, (servers, exponent, p, l) => {
+        const k = 2 ** exponent;
+        expect(feedbackWeights(servers.map((s) => ({ ...s, load: s.load * k })), p, rr(l))).toEqual(feedbackWeights(servers, p, rr(l)));
+      }),
+      RUNS,
+    );
+  });
+
+  it('never gives more weight to a server with more load when the weights are equal', () => {
+    fc.assert(
+      fc.property(fc.array(load, { minLength: 1, maxLength: 200 }), weight, params, lifetime, (loads, w, p, l) => {
+        const weights = feedbackWeights(
+          loads.map((x) => ({ load: x, weight: w, sessions: 0 })),
+          p,
+          rr(l),
+        );
+        const byLoad = loads.map((x, i) => ({ load: x, weight: weights[i] ?? Number.NaN })).sort((a, b) => a.load - b.load);
+        const violations = byLoad.slice(1).filter((heavier, i) => {
+          const lighter = byLoad[i] ?? heavier;
+          return lighter.load === heavier.load ? heavier.weight !== lighter.weight : heavier.weight > lighter.weight;
+        });
+        expect(violations).toEqual([]);
       }),
       RUNS,
     );
