@@ -157,9 +157,9 @@ export function estimateLoadsNow(servers: readonly Weighed[], spans: ReadonlyMap
  *     s >= ℓ · min − c · (ℓ − 1),   s <= ℓ · max − c · (ℓ − 1)
  *
  * The configured bounds as weight bounds would keep feeding an overloaded server a quarter of an
- * even share for as long as it stays overloaded (the convergence lab, roundrobin backend, training
- * seeds 201-240: 79% of the gap instead of 86%). Without a known lifetime or count, the configured
- * bounds as they are.
+ * even share for as long as it stays overloaded, which balanced worse on the simulator's roundrobin
+ * scenario (seeds 201-240, outside the contest's). Without a known lifetime or count, the
+ * configured bounds as they are.
  */
 export function boundsOf(bounds: BackendConfig['bounds'], algorithm: string, lifetime: number | undefined, relativeCount: number): { min: number; max: number } {
   if (algorithm !== 'roundrobin' || lifetime === undefined || !(lifetime > 1) || !Number.isFinite(relativeCount)) return { min: bounds.min, max: bounds.max };

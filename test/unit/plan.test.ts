@@ -236,7 +236,8 @@ describe('decideBackend: the control loop\'s rules', () => {
     const decision = decideBackend({ backend: feedback(), loadBalancer: 'lb1', observed: next, measurement: measurement({ s1: 900, s2: 1100 }), now: 120, memory: memoryAfter(['s1', 's2'], next) });
     const weights = decision.plan.actions.map((a) => (a.kind === 'set-weight' ? a.weight : a.current));
     expect(decision.explanations.get('new')?.rule).toBe('new-server');
-    expect(weights[2]).toBe(Math.round(((weights[0] ?? 0) + (weights[1] ?? 0)) / 2));
+    // The mean of the unrounded proposals, rounded: within 1 of the mean of the rounded weights.
+    expect(Math.abs((weights[2] ?? 0) - ((weights[0] ?? 0) + (weights[1] ?? 0)) / 2)).toBeLessThanOrEqual(1);
   });
 
   it('gives a new server the configured share of the mean (newServerShare)', () => {

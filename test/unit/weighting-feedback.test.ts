@@ -5,7 +5,7 @@ import { weightingSchema } from '../../functions/core/config.js';
 import { ConfigError, UnsafeInputError } from '../../functions/core/errors.js';
 import type { WeightingInput } from '../../functions/core/types.js';
 import { computeWeights } from '../../functions/core/weighting.js';
-import { FEEDBACK_RESCALE_BELOW, feedbackDecision, feedbackWeights, ROUNDROBIN_HOLD, type FeedbackParams } from '../../functions/core/weighting-feedback.js';
+import { FEEDBACK_RESCALE_BELOW, feedbackDecision, FILL_WITHIN_LIFETIME, feedbackWeights, ROUNDROBIN_HOLD, type FeedbackParams } from '../../functions/core/weighting-feedback.js';
 
 const RUNS = propertyRuns();
 
@@ -126,6 +126,17 @@ describe('feedbackWeights', () => {
     expect(decision.fewSessions).toBe(false);
     expect(decision.rules).toEqual(['deficit', 'follow-sessions', 'follow-sessions', 'deficit']);
     expect(decision.weights).toEqual([256, 69, 69, 1]);
+  });
+
+  it.each([
+    // 1 − (1/8)^(1/3) = 0.5: D = [125, 100 (kept), 75] → [320, 256, 192] · 0.8, as with a gain of 0.5.
+    { lifetime: 3, expected: [256, 205, 154] },
+    // 1 − (1/8)^(1/30) = 0.067 < 0.25: the gain stands, D = [112.5, 100, 87.5] → · 256 / 288.
+    { lifetime: 30, expected: [256, 228, 199] },
+    { lifetime: undefined, expected: [256, 228, 199] },
+  ])(`asks at least ${FILL_WITHIN_LIFETIME} of a deficit within one lifetime of $lifetime cycles`, ({ lifetime, expected }) => {
+    const servers = inputs([50, 100, 150], [256, 256, 256], [100, 100, 100]);
+    expect(feedbackWeights(servers, P(0.25, 0.05), { algorithm: 'leastconn', ...(lifetime === undefined ? {} : { cyclesPerLifetime: lifetime }) })).toEqual(expected);
   });
 
   describe('under roundrobin', () => {
