@@ -93,6 +93,7 @@ function mean(values: readonly number[]): number {
 export function meanFigures(list: readonly Figures[]): MeanFigures {
   const shocks = list.map((f) => f.shockMinutes).filter((v): v is number => v !== null);
   const sinkholes = list.map((f) => f.sinkholeShare).filter((v): v is number => v !== null);
+  const spreads = list.map((f) => f.shockServers).filter((v): v is number => v !== null);
   return {
     p50: mean(list.map((f) => f.p50)),
     p95: mean(list.map((f) => f.p95)),
@@ -102,6 +103,7 @@ export function meanFigures(list: readonly Figures[]): MeanFigures {
     oscillation: mean(list.map((f) => f.oscillation)),
     writesPerServerHour: mean(list.map((f) => f.writesPerServerHour)),
     sinkholeShare: sinkholes.length === 0 ? null : mean(sinkholes),
+    shockServers: spreads.length === 0 ? null : mean(spreads),
   };
 }
 

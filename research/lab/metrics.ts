@@ -17,6 +17,8 @@ export interface Figures {
   readonly writesPerServerHour: number;
   /** Share of the connections placed in the measured window that went to a sinkhole; null without one. */
   readonly sinkholeShare: number | null;
+  /** How many servers the shock clients landed on (1: all on one); null without a shock. */
+  readonly shockServers: number | null;
 }
 
 export const SHOCK_THRESHOLD = 1.2;
@@ -129,5 +131,6 @@ export function figures(result: SimResult, from: number, to: number): Figures {
     oscillation: osc.flips,
     writesPerServerHour: osc.writes,
     sinkholeShare: result.sinkholeShare,
+    shockServers: result.shock === null ? null : result.shock.servers.length,
   };
 }

@@ -21,7 +21,16 @@ import { departureOrderOf, generateTraffic, type Connection, type Traffic } from
 export type WeightingSpec = Readonly<Record<string, string | number>> & { readonly function: string };
 
 export type Policy =
-  | { readonly kind: 'clairvoyant'; readonly name: string }
+  | {
+      readonly kind: 'clairvoyant';
+      readonly name: string;
+      /**
+       * Absent: the bound knows every rate, all the time. Set: it learns every server's exact load
+       * only every this many seconds and never a new connection's rate, as a weighter with perfect
+       * metrics at that interval could at best (see `choose`).
+       */
+      readonly refreshSeconds?: number;
+    }
   | {
       readonly kind: 'haproxy';
       readonly name: string;
@@ -41,6 +50,12 @@ export type Policy =
       readonly planning?: 'per-lb' | 'fleet';
       /** Keep no memory between cycles, as a one-shot `apply` would (default: remember, as `run`). */
       readonly oneShot?: boolean;
+      /**
+       * What the weighter is told instead of Graphite's points (default: Graphite's): each server's
+       * exact load at the end of its newest point (what no average of a bucket gives), or its exact
+       * load at the cycle. Side experiments only: they measure what information costs.
+       */
+      readonly view?: 'exact-at-point-end' | 'exact-now';
     };
 
 export interface WeightCycle {
@@ -185,6 +200,7 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
   const names = Array.from({ length: n }, (_, i) => serverName(i));
   const backend = backendConfigFor(setup, policy);
   const algorithm = policy.kind === 'haproxy' ? (policy.algorithm ?? setup.algorithm ?? 'leastconn') : 'leastconn';
+  const view = policy.kind === 'haproxy' ? policy.view : undefined;
   const capacity = Float64Array.from(names, (_, i) => setup.capacities?.[i] ?? 1);
   const noise = uniform(seed, `${scenario.name}/metric-noise`);
   const res = setup.metrics.resolutionSeconds;
@@ -242,12 +258,38 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
     integratedTo[server] = t;
   };
 
+  /** Connections held per server (all processes): the refreshed bound's live counts. */
+  const held = new Float64Array(n);
+  /** The refreshed bound's estimate of each server's utilisation: exact at a refresh, then moved by the mean of what arrives and leaves. */
+  const estimate = new Float64Array(n);
+  let meanRate = 0;
+  const refreshSeconds = policy.kind === 'clairvoyant' ? policy.refreshSeconds : undefined;
+  let nextRefresh = refreshSeconds === undefined ? Infinity : 0;
+  // The population at time 0 is placed knowing every rate, so that every policy starts from the same kind of state.
+  let refreshed = false;
+  const refresh = (): void => {
+    refreshed = true;
+    let total = 0;
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      estimate[i] = (load[i] ?? 0) / (capacity[i] ?? 1);
+      total += load[i] ?? 0;
+      count += held[i] ?? 0;
+    }
+    meanRate = count > 0 ? total / count : 0;
+  };
+
   const choose = (balancer: Balancer): number => {
     if (policy.kind !== 'clairvoyant') return balancer.pick();
-    // The bound knows every rate and capacity: the server least utilised now.
+    // The bound knows every capacity and which server is a sinkhole (it sends it nothing while
+    // another is up), and every rate unless refreshed: then what it knows is `estimate`, the exact
+    // loads of the last refresh plus the mean rate of each connection placed since, minus the
+    // server's mean for each that left. Either way the working server least utilised.
+    const utilisation = (i: number): number => (refreshed ? (estimate[i] ?? 0) : (load[i] ?? 0) / (capacity[i] ?? 1));
     let best = -1;
+    const better = (i: number, b: number): boolean => (sinkhole[i] !== sinkhole[b] ? sinkhole[i] !== true : utilisation(i) < utilisation(b));
     for (let i = 0; i < n; i++) {
-      if (up[i] === true && (best === -1 || (load[i] ?? 0) / (capacity[i] ?? 1) < (load[best] ?? 0) / (capacity[best] ?? 1))) best = i;
+      if (up[i] === true && (best === -1 || better(i, best))) best = i;
     }
     return best;
   };
@@ -261,6 +303,8 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
     if (server === -1) return -1;
     advance(server, t);
     load[server] = (load[server] ?? 0) + (connRate[id] ?? 0);
+    estimate[server] = (estimate[server] ?? 0) + meanRate / (capacity[server] ?? 1);
+    held[server] = (held[server] ?? 0) + 1;
     connServer[id] = server;
     connProcess[id] = processIndex;
     balancer.connected(server);
@@ -282,6 +326,9 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
     if (server === -1) return;
     advance(server, t);
     load[server] = Math.max(0, (load[server] ?? 0) - (connRate[id] ?? 0));
+    const count = held[server] ?? 0;
+    estimate[server] = count > 1 ? (estimate[server] ?? 0) * (1 - 1 / count) : 0;
+    held[server] = Math.max(0, count - 1);
     connServer[id] = -1;
     processes[connProcess[id] ?? -1]?.disconnected(server);
   };
@@ -298,9 +345,13 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
   }
   traffic.initial.forEach((c, id) => open(id, c, 0));
 
+  /** What Graphite would be told at each bucket's end, at that instant: for the `exact-at-point-end` view. */
+  const atBucketEnd: Float64Array[] = [];
+  const reportedNow = (s: number): number => (sinkhole[s] === true ? 0 : (load[s] ?? 0) / (capacity[s] ?? 1));
   const closeBucket = (bucket: number): void => {
     const end = (bucket + 1) * res;
     sampleTimes[bucket] = end;
+    if (view === 'exact-at-point-end') atBucketEnd[bucket] = Float64Array.from(names, (_, s) => reportedNow(s));
     for (let s = 0; s < n; s++) {
       if (inPool[s] !== true) continue;
       advance(s, end);
@@ -308,7 +359,9 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
       integral[s] = 0;
       const list = reported[s];
       if (list === undefined) continue;
-      if (up[s] === true) loads[bucket * n + s] = utilisation;
+      // A sinkhole is out of service in all but name: what its clients send is lost, not carried,
+      // so it is neither a load to balance nor a server to balance onto (left out like a server down).
+      if (up[s] === true && sinkhole[s] !== true) loads[bucket * n + s] = utilisation;
       // Metrics not reaching Graphite yet: no series at all until they do.
       if (end <= (silentUntil[s] ?? 0)) continue;
       while (list.length < bucket) list.push(null);
@@ -337,6 +390,27 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
     return names.flatMap((name, s) =>
       inPool[s] === true ? [{ name, status: up[s] === true ? 'UP' : 'DOWN', admin: 'ready' as const, weight: p.weight(s), initialWeight: setup.initialWeight, sessions: p.sessions(s), totalSessions: p.totalSessions(s) }] : [],
     );
+  };
+
+  /** The measurement a `view` puts in place of Graphite's: the same servers, other loads and spans. */
+  const viewed = (measurement: ReturnType<typeof measure>): ReturnType<typeof measure> => {
+    if (view === undefined) return measurement;
+    const loads = new Map<string, number>();
+    const spans = new Map<string, { start: number; end: number }>();
+    for (const name of measurement.loads.keys()) {
+      const s = names.indexOf(name);
+      if (view === 'exact-now') {
+        loads.set(name, reportedNow(s));
+        continue;
+      }
+      const span = measurement.spans.get(name);
+      const exact = span === undefined ? undefined : atBucketEnd[Math.round(span.end / res) - 1]?.[s];
+      if (span === undefined || exact === undefined) continue;
+      // A load at one instant: the connections placed after it were all missed, the ones before all seen.
+      loads.set(name, exact);
+      spans.set(name, { start: span.end - 1e-6, end: span.end });
+    }
+    return { ...measurement, loads, spans };
   };
 
   const memories = new Map<string, BackendMemory>();
@@ -370,7 +444,7 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
   };
 
   const runWeighter = (config: BackendConfig, t: number): void => {
-    const measurement = measure(renderSeries(t), config);
+    const measurement = viewed(measure(renderSeries(t), config));
     const balancers = current.map((p) => processes[p]).filter((b): b is Balancer => b !== undefined);
     if (planning === 'fleet') {
       // One view of the fleet: sessions and counters summed over the load balancers, the weights of the first.
@@ -418,6 +492,11 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
     const tCycle = cycle * interval;
     const t = Math.min(tBucket, tEvent, tDeparture, tArrival, tCycle);
     if (t > scenario.durationSeconds || t === Infinity) break;
+    // Nothing happened between the refresh time and t: the state at t is the state then.
+    while (nextRefresh <= t) {
+      refresh();
+      nextRefresh += refreshSeconds ?? Infinity;
+    }
     // At equal times: close the bucket first (it covers the time before t), then the scenario,
     // departures, arrivals, and the weighter last (it sees the state at t).
     if (t === tBucket) {

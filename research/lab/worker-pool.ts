@@ -31,7 +31,9 @@ export function isFiguresList(value: unknown): value is Figures[] {
         'shockMinutes' in f &&
         (f.shockMinutes === null || typeof f.shockMinutes === 'number') &&
         'sinkholeShare' in f &&
-        (f.sinkholeShare === null || typeof f.sinkholeShare === 'number'),
+        (f.sinkholeShare === null || typeof f.sinkholeShare === 'number') &&
+        'shockServers' in f &&
+        (f.shockServers === null || typeof f.shockServers === 'number'),
     )
   );
 }

@@ -3,6 +3,7 @@ import { ConfigError } from '../../functions/core/errors.js';
 import { DEFAULT_SETUP, serverAddedScenario, serverLeavesScenario, steadyScenario, type LabSetup, type Scenario } from '../../research/lab/setup.js';
 import { renderPoints, simulate, type Policy, type SimResult } from '../../research/lab/simulator.js';
 import { generateTraffic, type Traffic } from '../../research/lab/traffic.js';
+import { figures } from '../../research/lab/metrics.js';
 
 /** A small pool so that a whole run takes milliseconds. */
 const SMALL: LabSetup = { ...DEFAULT_SETUP, servers: 4, arrivalsPerSecond: 0.5, meanLifetimeSeconds: 600 };
@@ -20,6 +21,11 @@ function short(scenario: Scenario, seconds: number): Scenario {
 function loadsAt(result: SimResult, sample: number): number[] {
   const n = result.servers.length;
   return Array.from(result.loads.subarray(sample * n, (sample + 1) * n));
+}
+
+/** p95 imbalance of a whole run (the figure's own computation). */
+function percentileOf(result: SimResult): number {
+  return figures(result, 0, Infinity).p95;
 }
 
 function totals(result: SimResult): number[] {
@@ -165,20 +171,62 @@ describe('simulate: the fleet events of issue 11', () => {
     expect(after?.weights[0]?.some((w) => w !== 256)).toBe(true);
   });
 
-  it('lets a sinkhole hold connections and load while Graphite reads 0 from it', () => {
+  it('lets a sinkhole hold connections while Graphite reads 0 from it, and leaves it out of the figures', () => {
     const scenario: Scenario = { ...short(steadyScenario(SMALL), 2400), measureFrom: 0, events: [{ at: 600, kind: 'sinkhole', server: 0 }] };
     const reported: number[] = [];
+    const truth: number[] = [];
     const result = simulate(SMALL, scenario, { kind: 'haproxy', name: 'lp', weighting: { function: 'limited-proportions' } }, 3, {
-      onDecision: (t, explanations) => {
-        if (t > 700) reported.push(explanations.get('s01')?.load ?? NaN);
+      onDecision: (t, explanations, loads) => {
+        if (t <= 700) return;
+        reported.push(explanations.get('s01')?.load ?? NaN);
+        truth.push(loads[0] ?? NaN);
       },
     });
-    // The true load (what the figures use) stays; the share of new connections it took is reported.
-    expect(loadsAt(result, 200)[0]).toBeGreaterThan(0);
+    // Its clients still send (what it is sent is lost, not carried): out of the imbalance, like a
+    // server down; the share of new connections it took is reported instead.
+    expect(truth.every((v) => v > 0)).toBe(true);
+    expect(loadsAt(result, 50)[0]).toBeGreaterThan(0);
+    expect(loadsAt(result, 200)[0]).toBeNaN();
+    expect(loadsAt(result, 200).slice(1).every((v) => v > 0)).toBe(true);
     expect(result.sinkholeShare).toBeGreaterThan(0);
     expect(reported.length).toBeGreaterThan(0);
     expect(reported.every((v) => v === 0)).toBe(true);
     expect(simulate(SMALL, short(steadyScenario(SMALL), 600), LEASTCONN, 3).sinkholeShare).toBeNull();
+    // The bound knows it is broken: it sends it nothing while another server is up.
+    expect(simulate(SMALL, scenario, CLAIRVOYANT, 3).sinkholeShare).toBe(0);
+  });
+
+  it('gives the bound with a refresh only the loads of the last refresh, and it balances worse than the bound that knows every rate', () => {
+    // The full pool (a small one is dominated by single heavy clients, which no one can place well), two seeds.
+    const scenario = short(steadyScenario(DEFAULT_SETUP), 7200);
+    const traffic = [1, 2].map((seed) => generateTraffic(DEFAULT_SETUP, scenario, seed));
+    const p95 = (policy: Policy): number => traffic.reduce((a, t, i) => a + percentileOf(simulate(DEFAULT_SETUP, scenario, policy, i + 1, { traffic: t })), 0) / traffic.length;
+    const live = p95(CLAIRVOYANT);
+    const refreshed = p95({ kind: 'clairvoyant', name: 'every 60 s', refreshSeconds: 60 });
+    expect(refreshed).toBeGreaterThan(live);
+    expect(refreshed).toBeLessThan(p95(LEASTCONN));
+  });
+
+  it('tells the weighter exact loads instead of Graphite\'s points when a view asks for them', () => {
+    const setup: LabSetup = { ...SMALL, metrics: { ...SMALL.metrics, resolutionSeconds: 300, delaySeconds: 60 } };
+    const scenario: Scenario = { ...short(steadyScenario(setup), 2400), setup };
+    const seen = (view?: 'exact-now' | 'exact-at-point-end'): { load: number; truth: number }[] => {
+      const out: { load: number; truth: number }[] = [];
+      simulate(setup, scenario, { ...FEEDBACK, ...(view === undefined ? {} : { view }) }, 2, {
+        onDecision: (t, explanations, loads) => {
+          if (t > 1200) out.push({ load: explanations.get('s01')?.load ?? NaN, truth: loads[0] ?? NaN });
+        },
+      });
+      return out;
+    };
+    const exact = seen('exact-now');
+    expect(exact.length).toBeGreaterThan(0);
+    expect(exact.every((x) => Math.abs(x.load - x.truth) <= 1e-9 * x.truth)).toBe(true);
+    // Graphite's 5-minute means, a minute late, are not the load now; nor is the load at their end.
+    expect(seen().some((x) => Math.abs(x.load - x.truth) > 0.01 * x.truth)).toBe(true);
+    const atEnd = seen('exact-at-point-end');
+    expect(atEnd.some((x) => Math.abs(x.load - x.truth) > 0.01 * x.truth)).toBe(true);
+    expect(atEnd.map((x) => x.load)).not.toEqual(seen().map((x) => x.load));
   });
 
   it('gives Graphite no series for an added server until its metrics arrive, yet puts it in service at once', () => {
