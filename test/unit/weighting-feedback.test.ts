@@ -143,7 +143,8 @@ describe('feedbackWeights', () => {
     const RR = (cyclesPerLifetime?: number) => ({ algorithm: 'roundrobin', ...(cyclesPerLifetime === undefined ? {} : { cyclesPerLifetime }) });
 
     // κ = g · ℓ − 1 (g alone when ℓ is unknown); e = 1 − r less the deadband; share = max(0, 1 + κ · e)
-    // times the mean weight; a weight within ROUNDROBIN_HOLD of the mean weight of its share stays.
+    // times the mean weight; a weight within ROUNDROBIN_HOLD (ROUNDROBIN_HOLD_GENTLE when ℓ is unknown)
+    // of the mean weight of its share stays.
     it.each([
       // κ = 0.25 · 20 − 1 = 4, e = [0.18, 0, −0.18]: shares [1.72, 1, 0.28] of 100; the middle one is already there.
       { loads: [80, 100, 120], weights: [100, 100, 100], lifetime: 20, expected: [172, 100, 28], rules: ['deficit', 'deadband', 'deficit'] },
@@ -156,8 +157,11 @@ describe('feedbackWeights', () => {
       { loads: [99, 100, 101], weights: [200, 100, 50], lifetime: 30, expected: [256, 219, 256], rules: ['deficit', 'deadband', 'deficit'] },
       // An overloaded server gets no share at all: 1 + 6.5 · (−0.48) < 0 → 1; the others 1 + 6.5 · 0.23 = 2.495.
       { loads: [75, 75, 150], weights: [100, 100, 100], lifetime: 30, expected: [250, 250, 1], rules: ['deficit', 'deficit', 'deficit'] },
-      // Without a known lifetime the tilt is the gain alone and no weight is held: shares [1.045, 1, 0.955] → · 256 / 104.5.
-      { loads: [80, 100, 120], weights: [100, 100, 100], lifetime: undefined, expected: [256, 245, 234], rules: ['deficit', 'deadband', 'deficit'] },
+      // Without a known lifetime the tilt is the gain alone and the hold ROUNDROBIN_HOLD_GENTLE: shares
+      // [1.045, 1, 0.955] are within 0.06 of the mean weight of the weights: nothing moves.
+      { loads: [80, 100, 120], weights: [100, 100, 100], lifetime: undefined, expected: [100, 100, 100], rules: ['balanced', 'balanced', 'balanced'] },
+      // e = [0.38, 0, −0.38]: shares [1.095, 1, 0.905], 9.5 from the weights: they move → · 256 / 109.5.
+      { loads: [60, 100, 140], weights: [100, 100, 100], lifetime: undefined, expected: [256, 234, 212], rules: ['deficit', 'deadband', 'deficit'] },
     ])('turns loads $loads, weights $weights and a lifetime of $lifetime cycles into $expected', ({ loads, weights, lifetime, expected, rules }) => {
       const decision = feedbackDecision(inputs(loads, weights, [100, 100, 100]), P(0.25, 0.02), RR(lifetime));
       expect(decision.weights).toEqual(expected);
