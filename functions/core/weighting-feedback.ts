@@ -58,10 +58,9 @@ import type { WeightingInput } from './types.js';
  * - g = 1 asks for the whole deficit each cycle. Loads lag the live counts by the metric delay,
  *   so connections sent in that lag are counted twice; g < 1 damps that overshoot. Even a small g
  *   stops new connections to an overloaded server at once (its target is below its live count,
- *   recomputed every cycle): g only sets how deep a deficit is filled per cycle. The convergence
- *   lab's grid search chose g = 0.25, d = 0.02 (the defaults): 91% of the steady-state gap and
- *   92% of the shock gap between leastconn alone and a clairvoyant bound, with a fifth of the
- *   weight reversals of tuned limited-proportions (research/lab/results/contest.md).
+ *   recomputed every cycle): g only sets how deep a deficit is filled per cycle. The defaults
+ *   g = 0.25, d = 0.02 score within a near-tie of the best in the convergence lab's grid search;
+ *   their figures are in docs/lab.md (`npm run lab`).
  * - The deadband stops churn: a server near the mean keeps its weight as long as that weight
  *   still matches its connection count (within d of the mean count), else its weight follows its
  *   count (so a server pushed down while overloaded is released once it is back to normal).
