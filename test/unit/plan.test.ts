@@ -373,7 +373,7 @@ describe('boundsOf', () => {
     // Three servers of 300 connections; 10 placed per server per minute: connections live 30 cycles.
     const at = (t: number) => observed(['s1', 's2', 's3'].map((n) => server(n, { sessions: 300, totalSessions: 1000 + t / 6 })), 'roundrobin');
     let memory: BackendMemory | undefined;
-    for (const t of [0, 60, 120]) memory = updateMemory(memory, at(t), t, ['s1', 's2', 's3']);
+    for (const t of [0, 60, 120]) memory = updateMemory(memory, at(t), t, new Set(['s1', 's2', 's3']));
     const loads = measurement({ s1: 800, s2: 800, s3: 1400 });
     const withMemory = decideBackend({ backend: feedback(), loadBalancer: 'lb1', observed: at(120), measurement: loads, now: 120, ...(memory === undefined ? {} : { memory }) });
     const weights = withMemory.plan.actions.map((a) => (a.kind === 'set-weight' ? a.weight : a.current));
