@@ -1,8 +1,9 @@
 /**
- * The control loop on real parts: real HAProxy 2.6 (with a real soft reload, `haproxy -sf`, and a
- * server added at run time), real TCP connections held through it, the real Graphite of the test
- * run, and the real adapters (socket relay, Graphite source). Cycles run back to back in this
- * process with the memory `run` keeps between them; every weight asserted is read back from HAProxy.
+ * The control loop on real parts: real HAProxy 2.6 (leastconn and roundrobin backends, a real soft
+ * reload, `haproxy -sf`, and a server added at run time), real TCP connections held through it,
+ * the real Graphite of the test run, and the real adapters (socket relay, Graphite source). Cycles
+ * run back to back in this process with the memory `run` keeps between them; every weight asserted
+ * is read back from HAProxy.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -210,6 +211,42 @@ describe('the control loop against real HAProxy and Graphite', () => {
     const again = await weightsOf(lb, ['s1', 's2', 's3', 's4']);
     const share = (w: readonly number[]) => (w[3] ?? 0) / w.reduce((a, b) => a + b, 0);
     expect(Math.abs(share(again) - share(weights))).toBeLessThan(0.01);
+  });
+
+  it('under roundrobin tilts the shares of new connections away from the loaded server, and real HAProxy sends it fewer', async () => {
+    const prefix = uniquePrefix('roundrobin');
+    const holders = await startHolders(3);
+    const servers = holders.ports.map((port, i) => ({ name: `s${i + 1}`, address: `127.0.0.1:${port}` }));
+    const lb = await startHaproxy({ backends: [{ name: BACKEND, balance: 'roundrobin', servers, frontend: true }] });
+    started.push(lb);
+    const port = lb.frontendPorts[BACKEND];
+    if (port === undefined) throw new Error('no frontend port');
+    const target = await feedLoads(graphite, prefix, { s1: 3000, s2: 1000, s3: 1000 });
+    const config = configFor(lb, target);
+    const memory = createControlMemory();
+
+    const first = await cycle(config, memory);
+    expect(ruleOf(first, 's1')).toBe('deficit');
+    const weights = await weightsOf(lb, ['s1', 's2', 's3']);
+    expect(weights[0]).toBeLessThan(weights[1] ?? 0);
+    expect(weights[1]).toBe(weights[2]);
+    // A share, not a count run to the bounds: the loaded server keeps most of an even share.
+    expect((weights[0] ?? 0) / (weights[1] ?? Infinity)).toBeGreaterThan(0.5);
+
+    // What the weights are for: HAProxy's weighted roundrobin places the next connections by them.
+    await openClients(port, 90, holders);
+    const placed = holders.open();
+    expect(placed.reduce((a, b) => a + b, 0)).toBe(90);
+    expect(placed[0]).toBeLessThan(placed[1] ?? 0);
+    expect(placed[0]).toBeLessThan(placed[2] ?? 0);
+    const expected = ((weights[0] ?? 0) / weights.reduce((a, b) => a + b, 0)) * 90;
+    expect(Math.abs((placed[0] ?? 0) - expected)).toBeLessThanOrEqual(2);
+
+    // Same loads a cycle later: the order of the weights holds (no reversal).
+    await cycle(config, memory);
+    const later = await weightsOf(lb, ['s1', 's2', 's3']);
+    expect(later[0]).toBeLessThan(later[1] ?? 0);
+    expect(later[1]).toBe(later[2]);
   });
 
   it('leaves a MAINT and a DRAIN server out of the imbalance: two in-service servers at 50/50 report 1.00', async () => {
