@@ -7,6 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { REAL_RENDER_REPLY as REAL, mutatedRealReply as mutatedReal, nearValidReply, tokenText } from '../harness/graphite-arbitraries.js';
 import { propertyRuns } from '../harness/property-runs.js';
 import { FAST_READER_MIN_CHARS, MAX_PLAUSIBLE_LOAD, MIN_TIMESTAMP, parseRenderReply, parseRenderReplyReference, readRenderReply } from '../../functions/adapters/graphite-reply.js';
 import { GraphiteError } from '../../functions/core/errors.js';
@@ -14,11 +15,6 @@ import type { Series } from '../../functions/core/types.js';
 
 const RUNS = propertyRuns();
 const URL = 'http://graphite.test/render?target=x&format=json';
-
-/** A reply graphite-web really sends (recorded shape: aliasByNode, 10 s points, trailing null). */
-const REAL =
-  '[{"target": "s1", "tags": {"name": "s1"}, "datapoints": [[4000.0, 1700000000], [4000.0, 1700000010], [null, 1700000020]]}, ' +
-  '{"target": "s2", "tags": {"name": "s2"}, "datapoints": [[1000.0, 1700000000], [1000.0, 1700000010], [null, 1700000020]]}]';
 
 function reference(text: string): Series[] | GraphiteError {
   try {
@@ -36,49 +32,7 @@ function expectAgreement(text: string): void {
   expect(fast).toStrictEqual(reference(text));
 }
 
-/** Pieces of JSON and of things that are almost JSON: tokens JSON.stringify never writes included. */
-const token = fc.constantFrom(
-  '[', ']', '{', '}', ',', ':', '"', '"target"', '"datapoints"', '"tags"', 'null', 'nul', 'true', 'false', '0', '01', '1', '-1', '1.', '.5', '1e', '1e309', '-0', '1e13', '1E+2',
-  'NaN', 'Infinity', '-Infinity', '1.5', '"NaN"', '"s1"', '\\u0000', '\\u0074', '\\n', '\\x', '\n', '\t', '\r', ' ', '\u00a0', '\ufeff', 'é', '𝕏', '\u2028', '\ud800',
-  '[1,1700000000]', '[null,1700000010]', '"target":"s1"', '"datapoints":[]',
-);
-const tokenText = fc.string({ unit: token, maxLength: 60 });
-
-/** The real reply with a few random cuts and insertions: close to valid, so it reaches deep. */
-const mutatedReal = fc
-  .array(fc.record({ at: fc.nat(), cut: fc.nat({ max: 20 }), insert: tokenText }), { minLength: 1, maxLength: 4 })
-  .map((edits) =>
-    edits.reduce((text, { at, cut, insert }) => {
-      const i = at % (text.length + 1);
-      return text.slice(0, i) + insert + text.slice(i + cut);
-    }, REAL),
-  );
-
-/** A datapoint value: every JSON kind, and numbers at and beyond the limits. */
-const value = fc.oneof(
-  fc.constant(null),
-  fc.double(),
-  fc.integer(),
-  fc.constantFrom(0, -0, 0.1, 1e-7, 123456789012345, 1234567890123456, MAX_PLAUSIBLE_LOAD, MAX_PLAUSIBLE_LOAD + 1, Number.MAX_VALUE, Number.MIN_VALUE, -1e-300),
-  fc.string({ maxLength: 8 }),
-  fc.jsonValue({ maxDepth: 2 }),
-);
-
-/** Documents of the right shape at the top, with anything at any depth below, keys in any order. */
-const nearValid = fc.array(
-  fc.record(
-    {
-      target: fc.oneof(fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 20 }), fc.jsonValue({ maxDepth: 1 })),
-      datapoints: fc.oneof(
-        fc.array(fc.oneof(fc.tuple(value, fc.integer({ min: MIN_TIMESTAMP, max: MIN_TIMESTAMP + 10 })), fc.array(value, { maxLength: 3 }), fc.jsonValue({ maxDepth: 1 })), { maxLength: 6 }),
-        fc.jsonValue({ maxDepth: 2 }),
-      ),
-      tags: fc.jsonValue({ maxDepth: 3 }),
-    },
-    { requiredKeys: [] },
-  ),
-  { maxLength: 5 },
-);
+const nearValid = nearValidReply({ timestamp: fc.integer({ min: MIN_TIMESTAMP, max: MIN_TIMESTAMP + 10 }), tagsDepth: 3 });
 
 /** Well-formed replies: increasing epoch-second timestamps, plausible loads written as graphite-web or anyone might. */
 const wellFormed = fc.array(

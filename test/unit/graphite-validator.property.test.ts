@@ -6,6 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { mutatedRealReply as mutatedReal, nearValidReply, tokenText } from '../harness/graphite-arbitraries.js';
 import { propertyRuns } from '../harness/property-runs.js';
 import { MAX_PLAUSIBLE_LOAD, MAX_TIMESTAMP, MIN_TIMESTAMP, parseRenderReply } from '../../functions/adapters/graphite.js';
 import { GraphiteError } from '../../functions/core/errors.js';
@@ -13,11 +14,6 @@ import type { Series } from '../../functions/core/types.js';
 
 const RUNS = propertyRuns();
 const URL = 'http://graphite.test/render?target=x&format=json';
-
-/** A reply graphite-web really sends (recorded shape: aliasByNode, 10 s points, trailing null). */
-const REAL =
-  '[{"target": "s1", "tags": {"name": "s1"}, "datapoints": [[4000.0, 1700000000], [4000.0, 1700000010], [null, 1700000020]]}, ' +
-  '{"target": "s2", "tags": {"name": "s2"}, "datapoints": [[1000.0, 1700000000], [1000.0, 1700000010], [null, 1700000020]]}]';
 
 /** Runs the validator; a GraphiteError is an answer, anything else thrown fails the property. */
 function outcome(text: string): Series[] | GraphiteError {
@@ -46,48 +42,7 @@ function expectSound(result: Series[] | GraphiteError): void {
   }
 }
 
-/** Pieces of JSON and of things that are almost JSON: tokens JSON.stringify never writes included. */
-const token = fc.constantFrom(
-  '[', ']', '{', '}', ',', ':', '"', '"target"', '"datapoints"', '"tags"', 'null', 'true', '0', '1', '-1', '1e309', '-0', '1e13',
-  'NaN', 'Infinity', '-Infinity', '1.5', '"NaN"', '"s1"', '\\u0000', '\\n', '\n', ' ', 'é', '𝕏', '\u2028',
-);
-const tokenText = fc.string({ unit: token, maxLength: 60 });
-
-/** The real reply with a few random cuts and insertions: close to valid, so it reaches deep. */
-const mutatedReal = fc
-  .array(fc.record({ at: fc.nat(), cut: fc.nat({ max: 20 }), insert: tokenText }), { minLength: 1, maxLength: 4 })
-  .map((edits) =>
-    edits.reduce((text, { at, cut, insert }) => {
-      const i = at % (text.length + 1);
-      return text.slice(0, i) + insert + text.slice(i + cut);
-    }, REAL),
-  );
-
-/** A datapoint value: every JSON kind, and numbers at and beyond the limits. */
-const value = fc.oneof(
-  fc.constant(null),
-  fc.double(),
-  fc.integer(),
-  fc.constantFrom(0, -0, MAX_PLAUSIBLE_LOAD, MAX_PLAUSIBLE_LOAD + 1, Number.MAX_VALUE, Number.MIN_VALUE, -1e-300),
-  fc.string({ maxLength: 8 }),
-  fc.jsonValue({ maxDepth: 2 }),
-);
-
-/** Documents of the right shape at the top, with anything at any depth below. */
-const nearValid = fc.array(
-  fc.record(
-    {
-      target: fc.oneof(fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 20 }), fc.jsonValue({ maxDepth: 1 })),
-      datapoints: fc.oneof(
-        fc.array(fc.oneof(fc.tuple(value, fc.integer()), fc.array(value, { maxLength: 3 }), fc.jsonValue({ maxDepth: 1 })), { maxLength: 6 }),
-        fc.jsonValue({ maxDepth: 2 }),
-      ),
-      tags: fc.jsonValue({ maxDepth: 1 }),
-    },
-    { requiredKeys: [] },
-  ),
-  { maxLength: 5 },
-);
+const nearValid = nearValidReply({ timestamp: fc.integer(), tagsDepth: 1 });
 
 /** Datapoints with sane, strictly increasing epoch-second timestamps (steps of 1 s to 1 h). */
 const increasingPoints = <T>(values: fc.Arbitrary<T>): fc.Arbitrary<[T, number][]> =>

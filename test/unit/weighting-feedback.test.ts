@@ -16,6 +16,15 @@ function inputs(loads: readonly number[], weights: readonly number[], sessions: 
 /** The schema's defaults, so that a case only names what it varies. */
 const P = (gain: number, deadband: number, minSessions = 10): FeedbackParams => ({ gain, deadband, minSessions });
 
+/** Pairs of servers where the one with more load got more weight, or equal loads got different weights. */
+function loadOrderViolations(loads: readonly number[], weights: readonly number[]): { load: number; weight: number }[] {
+  const byLoad = loads.map((x, i) => ({ load: x, weight: weights[i] ?? Number.NaN })).sort((a, b) => a.load - b.load);
+  return byLoad.slice(1).filter((heavier, i) => {
+    const lighter = byLoad[i] ?? heavier;
+    return lighter.load === heavier.load ? heavier.weight !== lighter.weight : heavier.weight > lighter.weight;
+  });
+}
+
 describe('feedbackWeights', () => {
   // r = load / mean; c = sessions, padded evenly up to minSessions; c̄ = mean c, k = Σc / Σw;
   // outside the band D = max(0, c - g · c̄ · (r - 1)); inside D = k · w when that is within d · c̄
@@ -297,12 +306,7 @@ describe('feedbackWeights properties', () => {
           loads.map((x) => ({ load: x, weight: w, sessions: n })),
           p,
         );
-        const byLoad = loads.map((x, i) => ({ load: x, weight: weights[i] ?? Number.NaN })).sort((a, b) => a.load - b.load);
-        const violations = byLoad.slice(1).filter((heavier, i) => {
-          const lighter = byLoad[i] ?? heavier;
-          return lighter.load === heavier.load ? heavier.weight !== lighter.weight : heavier.weight > lighter.weight;
-        });
-        expect(violations).toEqual([]);
+        expect(loadOrderViolations(loads, weights)).toEqual([]);
       }),
       RUNS,
     );
@@ -376,12 +380,7 @@ describe('feedbackWeights properties under roundrobin', () => {
           p,
           rr(l),
         );
-        const byLoad = loads.map((x, i) => ({ load: x, weight: weights[i] ?? Number.NaN })).sort((a, b) => a.load - b.load);
-        const violations = byLoad.slice(1).filter((heavier, i) => {
-          const lighter = byLoad[i] ?? heavier;
-          return lighter.load === heavier.load ? heavier.weight !== lighter.weight : heavier.weight > lighter.weight;
-        });
-        expect(violations).toEqual([]);
+        expect(loadOrderViolations(loads, weights)).toEqual([]);
       }),
       RUNS,
     );
