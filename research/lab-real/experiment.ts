@@ -41,7 +41,7 @@ export class LabInterrupted extends Error {
  * machine: up to 350 ms = 7 lab s over a run was seen), and they see the same buckets as long as
  * they start between 9 lab s before the minute and the report delay (~1 lab s) after it.
  */
-export const CYCLE_LEAD_SECONDS = 8;
+const CYCLE_LEAD_SECONDS = 8;
 
 export interface ExperimentOptions {
   readonly settings: RealLabSettings;

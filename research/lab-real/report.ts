@@ -6,7 +6,7 @@ import { durationOf } from './settings.js';
 /** The real lab's table (console) and results page (Markdown). */
 
 /** Issue 4: with the weighter, the imbalance excess is at most 60% of leastconn alone's. */
-export const TARGET_RATIO = 0.6;
+const TARGET_RATIO = 0.6;
 
 /**
  * The stated tolerance of the simulator's prediction: the real excess ratio must lie within the
@@ -177,7 +177,7 @@ export function renderMarkdown(result: ExperimentResult, prediction: RealLabPred
 }
 
 /** How the weighter met the run's events: the reload it named, the share it gave the added server. */
-export function eventLines(result: ExperimentResult): string[] {
+function eventLines(result: ExperimentResult): string[] {
   const s = result.settings;
   const lines: string[] = [];
   const labTime = (ms: number): number => ((ms - result.clockStartMs) / 1000) * s.speedup;

@@ -154,7 +154,7 @@ export function score(gaps: readonly (number | null)[]): number {
 
 export const SCORE_TIE = 0.01;
 /** How many of the best settings the report lists per contender. */
-export const RANKING_SIZE = 5;
+const RANKING_SIZE = 5;
 
 export async function runContest(options: ContestOptions): Promise<ContestResult> {
   const { setup, scenarios, trainingSeeds, evaluationSeeds } = options;

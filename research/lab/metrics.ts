@@ -22,7 +22,7 @@ export interface Figures {
 }
 
 export const SHOCK_THRESHOLD = 1.2;
-export const SHOCK_WINDOW_SECONDS = 3600;
+const SHOCK_WINDOW_SECONDS = 3600;
 
 /** Linear-interpolated percentile (p in 0..100) of unsorted values; NaN for no values. */
 export function percentile(values: readonly number[], p: number): number {

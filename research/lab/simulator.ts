@@ -86,7 +86,7 @@ export interface SimResult {
 const BACKEND = 'ingest';
 
 /** The backend configuration the weighter runs with, through the real schema and its defaults. */
-export function backendConfigFor(setup: LabSetup, policy: Policy): BackendConfig | null {
+function backendConfigFor(setup: LabSetup, policy: Policy): BackendConfig | null {
   if (policy.kind !== 'haproxy' || policy.weighting === undefined) return null;
   const config = parseConfig(
     {
