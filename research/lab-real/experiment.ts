@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { imbalanceOf } from '../../functions/core/plan.js';
 import { serverName } from '../lab/setup.js';
 import type { WeightCycle } from '../lab/simulator.js';
 import { generateTraffic, type Traffic } from '../lab/traffic.js';
@@ -114,11 +115,6 @@ function cpuSecondsOf(pid: number): number {
   } catch {
     return 0;
   }
-}
-
-function imbalance(loads: readonly number[]): number {
-  const mean = loads.reduce((a, b) => a + b, 0) / loads.length;
-  return mean > 0 ? Math.max(...loads) / mean : NaN;
 }
 
 /** Mean of each server's load over buckets [from, to). */
@@ -255,8 +251,8 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
         const last = Math.floor(next / settings.bucketSeconds);
         const window = Math.max(1, Math.round(60 / settings.bucketSeconds));
         const inPool = next >= addedAt ? servers.length : settings.servers;
-        const a = imbalance(meanLoads(sinksAlone, last - window, last, servers.length).slice(0, inPool));
-        const w = imbalance(meanLoads(sinksWeighted, last - window, last, servers.length).slice(0, inPool));
+        const a = imbalanceOf(meanLoads(sinksAlone, last - window, last, servers.length).slice(0, inPool)) ?? NaN;
+        const w = imbalanceOf(meanLoads(sinksWeighted, last - window, last, servers.length).slice(0, inPool)) ?? NaN;
         const cycle = weighter.cycles().at(-1);
         const weights = servers.map((s) => String(cycle?.weights[s] ?? '?').padStart(3)).join(' ');
         progress(`  lab minute ${(next / 60).toFixed(0).padStart(3)}: imbalance (last lab minute) leastconn alone ${a.toFixed(2)} | with weighter ${w.toFixed(2)} | weights ${weights}`);
