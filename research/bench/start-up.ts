@@ -32,6 +32,7 @@ import { bundleCli, bundleHandler } from '../../scripts/bundle.mjs';
 import { writeConfigFile } from '../../test/harness/cli.js';
 import { startHaproxy, startHaproxyFleet, stopAll, type HaproxyHandle } from '../../test/harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../../test/harness/processes.js';
+import { percentile } from '../lab/metrics.js';
 
 const args = process.argv.slice(2);
 const beforeAt = args.indexOf('--before');
@@ -41,11 +42,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const BACKEND = 'be_ingest';
 const MiB = 1024 * 1024;
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 0 ? ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2 : (s[m] ?? 0);
-};
+const median = (xs: readonly number[]): number => percentile(xs, 50);
 
 interface Timed {
   readonly ms: number;
