@@ -1,3 +1,4 @@
+import { num, pct } from '../lab/report.js';
 import type { ExperimentResult } from './experiment.js';
 import { excessRatio, type RunFigures } from './figures.js';
 import { BAND, JITTER_SECONDS, type Band, type RealLabPrediction } from './predict.js';
@@ -44,9 +45,8 @@ export function verdictOf(result: ExperimentResult, prediction: RealLabPredictio
   };
 }
 
-const f2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '—');
-const f3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '—');
-const pct = (v: number): string => (Number.isFinite(v) ? `${Math.round(v * 100)}%` : '—');
+const f2 = (v: number): string => num(v, 2);
+const f3 = (v: number): string => num(v, 3);
 const yes = (ok: boolean): string => (ok ? 'yes' : 'NO');
 
 function row(cells: readonly string[]): string {
