@@ -14,7 +14,7 @@ import type { ExampleSettings } from './weighter.js';
  * One simulation of those connections is not a prediction a real run can be held to: which server
  * a heavy client lands on under leastconn depends on the exact order of arrivals and departures,
  * and the real lab moves every event by some milliseconds (event loop, accept order, connections
- * connections opened and closed within one pass of its loop reach HAProxy in any order). So the
+ * opened and closed within one pass of its loop reach HAProxy in any order). So the
  * simulator also replays the same connections with that timing noise (every arrival and departure
  * moved by up to ±`JITTER_SECONDS`) many times; the band of those outcomes is the tolerance the real run is
  * checked against. Other seeds of the same setup show how much a different draw of traffic moves
