@@ -1,13 +1,14 @@
+import { MAX_WEIGHT } from '../../functions/core/runtime-grammar.js';
+
 /**
  * How one HAProxy process picks a server for a new connection, for the two dynamic algorithms the
  * weighter drives. Modelled on HAProxy 2.6 (src/lb_fwlc.c, src/lb_fwrr.c); what we simplified is
  * said next to each model.
  */
 
-/** Largest user weight, and HAProxy's internal scale of effective weights (BE_WEIGHT_SCALE). */
-const SRV_UWGHT_MAX = 256;
+/** HAProxy's internal scale of effective weights (BE_WEIGHT_SCALE); MAX_WEIGHT is its SRV_UWGHT_MAX. */
 const BE_WEIGHT_SCALE = 16;
-const SRV_EWGHT_MAX = SRV_UWGHT_MAX * BE_WEIGHT_SCALE;
+const SRV_EWGHT_MAX = MAX_WEIGHT * BE_WEIGHT_SCALE;
 
 /** One load balancer's selection state for a backend. Servers are numbered 0..n-1. */
 export interface Balancer {
