@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { imbalanceOf } from '../../functions/core/plan.js';
+import { mean } from '../lab/metrics.js';
 import { serverName } from '../lab/setup.js';
 import type { WeightCycle } from '../lab/simulator.js';
 import { generateTraffic, type Traffic } from '../lab/traffic.js';
@@ -358,7 +359,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
       sessionsAfter,
       cycles,
       cycleOffsets: {
-        mean: offsets.length === 0 ? NaN : offsets.reduce((a, b) => a + b, 0) / offsets.length,
+        mean: mean(offsets),
         min: Math.min(...offsets),
         max: Math.max(...offsets),
       },

@@ -1,4 +1,4 @@
-import { figures, type Figures } from './metrics.js';
+import { figures, mean, type Figures } from './metrics.js';
 import type { Contender } from './policies.js';
 import type { LabSetup, Scenario } from './setup.js';
 import { simulate, type Policy } from './simulator.js';
@@ -84,10 +84,6 @@ export function gapClosed(leastconn: number, clairvoyant: number, value: number)
   const gap = leastconn - clairvoyant;
   if (!(Math.abs(gap) > 1e-9) || !Number.isFinite(value)) return null;
   return (leastconn - value) / gap;
-}
-
-function mean(values: readonly number[]): number {
-  return values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
 export function meanFigures(list: readonly Figures[]): MeanFigures {
