@@ -12,7 +12,7 @@
  */
 import { createConnection } from 'node:net';
 import { sendBatch } from '../../functions/adapters/socket-relay.js';
-import { encodeBatch, splitReplies } from '../../functions/core/haproxy-protocol.js';
+import { encodeBatch, serversStateCommand, setWeightCommand, splitReplies } from '../../functions/core/haproxy-protocol.js';
 import { startHaproxyFleet, stopAll, type HaproxyHandle } from '../../test/harness/haproxy.js';
 
 const SERVERS = 1_000;
@@ -58,7 +58,7 @@ try {
     let whole = 0;
     const cut: number[] = [];
     for (let trial = 0; trial < TRIALS; trial++) {
-      const commands = [`show servers state ${BACKEND}`, ...names.map((n, i) => `set server ${BACKEND}/${n} weight ${1 + ((i + trial) % 256)}`)];
+      const commands = [serversStateCommand(BACKEND), ...names.map((n, i) => setWeightCommand(BACKEND, n, 1 + ((i + trial) % 256)))];
       const replies = await Promise.all(fleet.map((lb) => exchange(way, lb, commands)));
       for (const reply of replies) {
         const n = answered(commands, reply);

@@ -26,7 +26,6 @@
  *
  * Usage: npm run bench:ssm -- [--before <commit>] [--scenarios 1x3,5x3,20x3,1x50,5x50,20x50] [--only before|after] [--diagnostic-shared-runs] [--max-concurrent-commands <n>] [--out <file.md>]
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,6 +34,7 @@ import { parseArgs } from 'node:util';
 import type { RuntimeRelay, MetricSource, Series } from '../../functions/core/types.js';
 import type { BackendSpec } from '../../test/harness/haproxy.js';
 import { startSsmFleet, type SsmFleet } from '../../test/ssm-endpoint/fleet.js';
+import { extractRevision } from './git-tree.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SERVERS = 500;
@@ -99,7 +99,7 @@ function childrenCpuS(): number {
 /** The BEFORE tree: `git archive` of the commit into a temp dir, sharing this tree's node_modules. */
 function checkout(commit: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'hw-bench-before-'));
-  execFileSync('bash', ['-c', `git -C "${ROOT}" archive "${commit}" functions infra | tar -x -C "${dir}"`]);
+  extractRevision(ROOT, commit, dir, ['functions', 'infra']);
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   return dir;
 }

@@ -20,7 +20,7 @@
  * Usage: npm run bench:start [-- RUNS] [--before REV]   (default 15 runs)
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createConnection, type AddressInfo } from 'node:net';
 import { cpus, loadavg } from 'node:os';
@@ -32,6 +32,8 @@ import { bundleCli, bundleHandler } from '../../scripts/bundle.mjs';
 import { writeConfigFile } from '../../test/harness/cli.js';
 import { startHaproxy, startHaproxyFleet, stopAll, type HaproxyHandle } from '../../test/harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../../test/harness/processes.js';
+import { percentile } from '../lab/metrics.js';
+import { extractRevision } from './git-tree.js';
 
 const args = process.argv.slice(2);
 const beforeAt = args.indexOf('--before');
@@ -41,11 +43,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const BACKEND = 'be_ingest';
 const MiB = 1024 * 1024;
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 0 ? ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2 : (s[m] ?? 0);
-};
+const median = (xs: readonly number[]): number => percentile(xs, 50);
 
 interface Timed {
   readonly ms: number;
@@ -97,11 +95,7 @@ async function previousParser(dir: string): Promise<{ readonly revision: string;
     .filter((h) => h !== '')
     .find((h) => git('show', `${h}:${file}`).includes('function rowsByName('));
   if (revision === undefined) throw new Error(`no commit of ${file} has the previous parser (rowsByName): is this a shallow clone?`);
-  mkdirSync(dir, { recursive: true });
-  const archive = spawnSync('git', ['archive', revision, 'functions/core'], { cwd: ROOT, maxBuffer: 64 * MiB });
-  if (archive.status !== 0) throw new Error(`git archive ${revision} failed`);
-  const untar = spawnSync('tar', ['-x', '-C', dir], { input: archive.stdout });
-  if (untar.status !== 0) throw new Error(`tar failed: ${String(untar.stderr)}`);
+  extractRevision(ROOT, revision, dir, ['functions/core']);
   const module: unknown = await import(pathToFileURL(join(dir, file)).href);
   const parse: unknown = typeof module === 'object' && module !== null ? Reflect.get(module, 'parseObservedBackend') : undefined;
   if (typeof parse !== 'function') throw new Error(`${file} at ${revision} has no parseObservedBackend`);
@@ -110,10 +104,7 @@ async function previousParser(dir: string): Promise<{ readonly revision: string;
 
 /** The bundles of git revision `revision`, built by its own build script in `dir`: their paths and the Lambda bundle's size. */
 function bundlesAt(revision: string, dir: string): { readonly cli: string; readonly handler: string; readonly handlerBytes: number } {
-  mkdirSync(dir, { recursive: true });
-  const archive = spawnSync('git', ['archive', revision], { cwd: ROOT, maxBuffer: 256 * MiB });
-  if (archive.status !== 0) throw new Error(`git archive ${revision} failed: ${String(archive.stderr)}`);
-  if (spawnSync('tar', ['-x', '-C', dir], { input: archive.stdout }).status !== 0) throw new Error('tar failed');
+  extractRevision(ROOT, revision, dir);
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   const built = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: dir, encoding: 'utf8' });
   if (built.status !== 0) throw new Error(`the build of ${revision} failed: ${built.stderr}`);

@@ -17,6 +17,7 @@ import { main } from '../../functions/cli/main.js';
 import { writeConfigFile } from '../../test/harness/cli.js';
 import { startHaproxyFleet, stopAll } from '../../test/harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../../test/harness/processes.js';
+import { percentile } from '../lab/metrics.js';
 
 const RUNS = Math.max(1, Number(process.argv[2] ?? 5));
 const LIMIT = 2;
@@ -96,10 +97,7 @@ async function plan(file: string, expect: RegExp): Promise<number> {
   return ms;
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
+const median = (xs: readonly number[]): number => percentile(xs, 50);
 
 interface Variant {
   readonly name: string;

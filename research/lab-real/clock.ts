@@ -35,7 +35,7 @@ export interface ClockOptions {
 }
 
 /** Pure: the carbon epoch of lab time 0 for a run starting at `wallSeconds` that lasts `horizon` lab seconds. */
-export function labEpochFor(wallSeconds: number, horizonSeconds: number): number {
+function labEpochFor(wallSeconds: number, horizonSeconds: number): number {
   // Lab time runs ahead of the wall clock by (1 - 1/speedup) of the horizon at most: a whole
   // horizon plus ten minutes behind is always enough.
   return Math.floor((wallSeconds - horizonSeconds - 600) / 600) * 600;

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { imbalanceOf } from '../../functions/core/plan.js';
+import { mean } from '../lab/metrics.js';
 import { serverName } from '../lab/setup.js';
 import type { WeightCycle } from '../lab/simulator.js';
 import { generateTraffic, type Traffic } from '../lab/traffic.js';
@@ -41,7 +43,7 @@ export class LabInterrupted extends Error {
  * machine: up to 350 ms = 7 lab s over a run was seen), and they see the same buckets as long as
  * they start between 9 lab s before the minute and the report delay (~1 lab s) after it.
  */
-export const CYCLE_LEAD_SECONDS = 8;
+const CYCLE_LEAD_SECONDS = 8;
 
 export interface ExperimentOptions {
   readonly settings: RealLabSettings;
@@ -114,11 +116,6 @@ function cpuSecondsOf(pid: number): number {
   } catch {
     return 0;
   }
-}
-
-function imbalance(loads: readonly number[]): number {
-  const mean = loads.reduce((a, b) => a + b, 0) / loads.length;
-  return mean > 0 ? Math.max(...loads) / mean : NaN;
 }
 
 /** Mean of each server's load over buckets [from, to). */
@@ -255,8 +252,8 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
         const last = Math.floor(next / settings.bucketSeconds);
         const window = Math.max(1, Math.round(60 / settings.bucketSeconds));
         const inPool = next >= addedAt ? servers.length : settings.servers;
-        const a = imbalance(meanLoads(sinksAlone, last - window, last, servers.length).slice(0, inPool));
-        const w = imbalance(meanLoads(sinksWeighted, last - window, last, servers.length).slice(0, inPool));
+        const a = imbalanceOf(meanLoads(sinksAlone, last - window, last, servers.length).slice(0, inPool)) ?? NaN;
+        const w = imbalanceOf(meanLoads(sinksWeighted, last - window, last, servers.length).slice(0, inPool)) ?? NaN;
         const cycle = weighter.cycles().at(-1);
         const weights = servers.map((s) => String(cycle?.weights[s] ?? '?').padStart(3)).join(' ');
         progress(`  lab minute ${(next / 60).toFixed(0).padStart(3)}: imbalance (last lab minute) leastconn alone ${a.toFixed(2)} | with weighter ${w.toFixed(2)} | weights ${weights}`);
@@ -362,7 +359,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
       sessionsAfter,
       cycles,
       cycleOffsets: {
-        mean: offsets.length === 0 ? NaN : offsets.reduce((a, b) => a + b, 0) / offsets.length,
+        mean: mean(offsets),
         min: Math.min(...offsets),
         max: Math.max(...offsets),
       },

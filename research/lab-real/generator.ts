@@ -100,7 +100,7 @@ export function owedLines(rate: number, seconds: number, linesPerPoint: number, 
 }
 
 /** Pure: the write phase of connection `index`, spread over the early slots of a bucket. */
-export function slotOf(index: number): number {
+function slotOf(index: number): number {
   return FIRST_SLOT + (index % (LAST_SLOT - FIRST_SLOT + 1));
 }
 

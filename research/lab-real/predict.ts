@@ -14,7 +14,7 @@ import type { ExampleSettings } from './weighter.js';
  * One simulation of those connections is not a prediction a real run can be held to: which server
  * a heavy client lands on under leastconn depends on the exact order of arrivals and departures,
  * and the real lab moves every event by some milliseconds (event loop, accept order, connections
- * connections opened and closed within one pass of its loop reach HAProxy in any order). So the
+ * opened and closed within one pass of its loop reach HAProxy in any order). So the
  * simulator also replays the same connections with that timing noise (every arrival and departure
  * moved by up to ±`JITTER_SECONDS`) many times; the band of those outcomes is the tolerance the real run is
  * checked against. Other seeds of the same setup show how much a different draw of traffic moves
@@ -24,8 +24,8 @@ import type { ExampleSettings } from './weighter.js';
 /** Timing noise of the real lab, in lab seconds: ±0.5 lab s is ±25 ms of wall clock at 20x. */
 export const JITTER_SECONDS = 0.5;
 /** The real lab opens its initial connections one at a time, in schedule order. */
-export const OPEN_WINDOW = 1;
-export const JITTER_RUNS = 40;
+const OPEN_WINDOW = 1;
+const JITTER_RUNS = 40;
 /** The tolerance band: these percentiles of the jittered outcomes. */
 export const BAND = { low: 5, high: 95 } as const;
 
@@ -74,7 +74,7 @@ export interface RealLabPrediction {
  * after lab time 0) and the initial population's order shuffled within windows of `window`
  * connections (1: kept).
  */
-export function jitterTraffic(traffic: Traffic, seed: number, jitter: number, window: number): Traffic {
+function jitterTraffic(traffic: Traffic, seed: number, jitter: number, window: number): Traffic {
   const u = uniform(seed, 'real-lab/jitter');
   const move = (t: number): number => t + (u() - 0.5) * 2 * jitter;
   const initial = traffic.initial

@@ -1,3 +1,4 @@
+import { num, pct } from '../lab/report.js';
 import type { ExperimentResult } from './experiment.js';
 import { excessRatio, type RunFigures } from './figures.js';
 import { BAND, JITTER_SECONDS, type Band, type RealLabPrediction } from './predict.js';
@@ -6,7 +7,7 @@ import { durationOf } from './settings.js';
 /** The real lab's table (console) and results page (Markdown). */
 
 /** Issue 4: with the weighter, the imbalance excess is at most 60% of leastconn alone's. */
-export const TARGET_RATIO = 0.6;
+const TARGET_RATIO = 0.6;
 
 /**
  * The stated tolerance of the simulator's prediction: the real excess ratio must lie within the
@@ -44,9 +45,8 @@ export function verdictOf(result: ExperimentResult, prediction: RealLabPredictio
   };
 }
 
-const f2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '—');
-const f3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '—');
-const pct = (v: number): string => (Number.isFinite(v) ? `${Math.round(v * 100)}%` : '—');
+const f2 = (v: number): string => num(v, 2);
+const f3 = (v: number): string => num(v, 3);
 const yes = (ok: boolean): string => (ok ? 'yes' : 'NO');
 
 function row(cells: readonly string[]): string {
@@ -177,7 +177,7 @@ export function renderMarkdown(result: ExperimentResult, prediction: RealLabPred
 }
 
 /** How the weighter met the run's events: the reload it named, the share it gave the added server. */
-export function eventLines(result: ExperimentResult): string[] {
+function eventLines(result: ExperimentResult): string[] {
   const s = result.settings;
   const lines: string[] = [];
   const labTime = (ms: number): number => ((ms - result.clockStartMs) / 1000) * s.speedup;

@@ -103,7 +103,7 @@ export function scenarioFor(settings: RealLabSettings, setup: LabSetup): Scenari
 }
 
 /** The weighting of the example config in the simulator's terms. */
-export function weightingOf(example: ExampleSettings): WeightingSpec {
+function weightingOf(example: ExampleSettings): WeightingSpec {
   return { ...example.backend.weighting };
 }
 

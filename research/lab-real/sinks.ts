@@ -48,7 +48,7 @@ export interface Sinks {
 }
 
 /** Pure: newlines in a chunk, i.e. complete points (a line split across chunks counts once, at its end). */
-export function countLines(chunk: Buffer): number {
+function countLines(chunk: Buffer): number {
   let n = 0;
   let i = chunk.indexOf(10);
   while (i !== -1) {

@@ -73,7 +73,7 @@ export interface WeighterCycle {
 }
 
 /** Pure: one line of `run --json` output as a cycle summary, or null for a line that is not a report. */
-export function parseCycleLine(line: string, backendName: string): WeighterCycle | null {
+function parseCycleLine(line: string, backendName: string): WeighterCycle | null {
   let raw: unknown;
   try {
     raw = JSON.parse(line);

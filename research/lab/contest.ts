@@ -1,4 +1,4 @@
-import { figures, type Figures } from './metrics.js';
+import { figures, mean, type Figures } from './metrics.js';
 import type { Contender } from './policies.js';
 import type { LabSetup, Scenario } from './setup.js';
 import { simulate, type Policy } from './simulator.js';
@@ -86,10 +86,6 @@ export function gapClosed(leastconn: number, clairvoyant: number, value: number)
   return (leastconn - value) / gap;
 }
 
-function mean(values: readonly number[]): number {
-  return values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0) / values.length;
-}
-
 export function meanFigures(list: readonly Figures[]): MeanFigures {
   const shocks = list.map((f) => f.shockMinutes).filter((v): v is number => v !== null);
   const sinkholes = list.map((f) => f.sinkholeShare).filter((v): v is number => v !== null);
@@ -154,7 +150,7 @@ export function score(gaps: readonly (number | null)[]): number {
 
 export const SCORE_TIE = 0.01;
 /** How many of the best settings the report lists per contender. */
-export const RANKING_SIZE = 5;
+const RANKING_SIZE = 5;
 
 export async function runContest(options: ContestOptions): Promise<ContestResult> {
   const { setup, scenarios, trainingSeeds, evaluationSeeds } = options;

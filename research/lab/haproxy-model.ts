@@ -1,13 +1,14 @@
+import { MAX_WEIGHT } from '../../functions/core/runtime-grammar.js';
+
 /**
  * How one HAProxy process picks a server for a new connection, for the two dynamic algorithms the
  * weighter drives. Modelled on HAProxy 2.6 (src/lb_fwlc.c, src/lb_fwrr.c); what we simplified is
  * said next to each model.
  */
 
-/** Largest user weight, and HAProxy's internal scale of effective weights (BE_WEIGHT_SCALE). */
-const SRV_UWGHT_MAX = 256;
+/** HAProxy's internal scale of effective weights (BE_WEIGHT_SCALE); MAX_WEIGHT is its SRV_UWGHT_MAX. */
 const BE_WEIGHT_SCALE = 16;
-const SRV_EWGHT_MAX = SRV_UWGHT_MAX * BE_WEIGHT_SCALE;
+const SRV_EWGHT_MAX = MAX_WEIGHT * BE_WEIGHT_SCALE;
 
 /** One load balancer's selection state for a backend. Servers are numbered 0..n-1. */
 export interface Balancer {
@@ -27,6 +28,66 @@ export interface Balancer {
 }
 
 /**
+ * What both algorithms keep alike: weights, up/down, and the connection counts HAProxy reports.
+ * Subclasses add their selection state and keep it up to date in `changed`.
+ */
+abstract class CountingBalancer implements Balancer {
+  abstract readonly algorithm: Balancer['algorithm'];
+  protected readonly active: number[];
+  protected readonly weights: number[];
+  protected readonly up: boolean[];
+  private readonly total: number[];
+
+  constructor(serverCount: number, initialWeight: number) {
+    this.total = new Array<number>(serverCount).fill(0);
+    this.active = new Array<number>(serverCount).fill(0);
+    this.weights = new Array<number>(serverCount).fill(initialWeight);
+    this.up = new Array<boolean>(serverCount).fill(false);
+  }
+
+  abstract pick(): number;
+
+  /**
+   * After a connect, a disconnect, a weight set or the server coming up; `force` for the last two,
+   * which make HAProxy re-queue a server whatever its key (fwlc_update_server_weight).
+   */
+  protected abstract changed(server: number, force: boolean): void;
+
+  connected(server: number): void {
+    this.active[server] = (this.active[server] ?? 0) + 1;
+    this.total[server] = (this.total[server] ?? 0) + 1;
+    this.changed(server, false);
+  }
+
+  disconnected(server: number): void {
+    this.active[server] = Math.max(0, (this.active[server] ?? 0) - 1);
+    this.changed(server, false);
+  }
+
+  setWeight(server: number, weight: number): void {
+    this.weights[server] = weight;
+    this.changed(server, true);
+  }
+
+  setUp(server: number, up: boolean): void {
+    this.up[server] = up;
+    if (up) this.changed(server, true);
+  }
+
+  weight(server: number): number {
+    return this.weights[server] ?? 0;
+  }
+
+  sessions(server: number): number {
+    return this.active[server] ?? 0;
+  }
+
+  totalSessions(server: number): number {
+    return this.total[server] ?? 0;
+  }
+}
+
+/**
  * leastconn (fwlc). HAProxy keeps the servers in an eb32 tree keyed by
  *
  *     key = inflight == 0 ? 0 : floor((inflight + 1) · SRV_EWGHT_MAX / eweight)
@@ -42,21 +103,14 @@ export interface Balancer {
  *   re-insertion tracks that.
  * Not modelled: maxconn/queues (none in our configurations) and slowstart.
  */
-export class LeastconnBalancer implements Balancer {
+export class LeastconnBalancer extends CountingBalancer {
   readonly algorithm = 'leastconn';
-  private readonly active: number[];
-  private readonly weights: number[];
-  private readonly up: boolean[];
   private readonly keys: number[];
   private readonly queuedAt: number[];
-  private readonly total: number[];
   private sequence = 0;
 
   constructor(serverCount: number, initialWeight: number) {
-    this.total = new Array<number>(serverCount).fill(0);
-    this.active = new Array<number>(serverCount).fill(0);
-    this.weights = new Array<number>(serverCount).fill(initialWeight);
-    this.up = new Array<boolean>(serverCount).fill(false);
+    super(serverCount, initialWeight);
     this.keys = new Array<number>(serverCount).fill(0);
     this.queuedAt = new Array<number>(serverCount).fill(0);
   }
@@ -67,7 +121,7 @@ export class LeastconnBalancer implements Balancer {
     return inflight === 0 ? 0 : Math.floor(((inflight + 1) * SRV_EWGHT_MAX) / eweight);
   }
 
-  private requeue(server: number, force: boolean): void {
+  protected changed(server: number, force: boolean): void {
     const key = this.keyOf(server);
     if (!force && key === this.keys[server]) return;
     this.keys[server] = key;
@@ -91,40 +145,6 @@ export class LeastconnBalancer implements Balancer {
     }
     return best;
   }
-
-  connected(server: number): void {
-    this.active[server] = (this.active[server] ?? 0) + 1;
-    this.total[server] = (this.total[server] ?? 0) + 1;
-    this.requeue(server, false);
-  }
-
-  disconnected(server: number): void {
-    this.active[server] = Math.max(0, (this.active[server] ?? 0) - 1);
-    this.requeue(server, false);
-  }
-
-  setWeight(server: number, weight: number): void {
-    this.weights[server] = weight;
-    // A weight change dequeues and queues the server again (fwlc_update_server_weight).
-    this.requeue(server, true);
-  }
-
-  setUp(server: number, up: boolean): void {
-    this.up[server] = up;
-    if (up) this.requeue(server, true);
-  }
-
-  weight(server: number): number {
-    return this.weights[server] ?? 0;
-  }
-
-  sessions(server: number): number {
-    return this.active[server] ?? 0;
-  }
-
-  totalSessions(server: number): number {
-    return this.total[server] ?? 0;
-  }
 }
 
 /**
@@ -134,19 +154,12 @@ export class LeastconnBalancer implements Balancer {
  * proportional to its weight, spread evenly. HAProxy's fwrr reaches the same shares with a
  * different interleaving (position trees per weight); connection counts play no part in either.
  */
-export class RoundrobinBalancer implements Balancer {
+export class RoundrobinBalancer extends CountingBalancer {
   readonly algorithm = 'roundrobin';
-  private readonly active: number[];
-  private readonly weights: number[];
-  private readonly up: boolean[];
   private readonly credit: number[];
-  private readonly total: number[];
 
   constructor(serverCount: number, initialWeight: number) {
-    this.total = new Array<number>(serverCount).fill(0);
-    this.active = new Array<number>(serverCount).fill(0);
-    this.weights = new Array<number>(serverCount).fill(initialWeight);
-    this.up = new Array<boolean>(serverCount).fill(false);
+    super(serverCount, initialWeight);
     this.credit = new Array<number>(serverCount).fill(0);
   }
 
@@ -164,35 +177,14 @@ export class RoundrobinBalancer implements Balancer {
     return best;
   }
 
-  connected(server: number): void {
-    this.active[server] = (this.active[server] ?? 0) + 1;
-    this.total[server] = (this.total[server] ?? 0) + 1;
+  protected changed(): void {
+    // Counts play no part in roundrobin's choice, and a new weight counts from the next pick.
   }
 
-  disconnected(server: number): void {
-    this.active[server] = Math.max(0, (this.active[server] ?? 0) - 1);
-  }
-
-  setWeight(server: number, weight: number): void {
-    this.weights[server] = weight;
-  }
-
-  setUp(server: number, up: boolean): void {
-    this.up[server] = up;
+  override setUp(server: number, up: boolean): void {
+    super.setUp(server, up);
     // A server coming back starts level instead of cashing in credit from before it left.
     if (up) this.credit[server] = 0;
-  }
-
-  weight(server: number): number {
-    return this.weights[server] ?? 0;
-  }
-
-  sessions(server: number): number {
-    return this.active[server] ?? 0;
-  }
-
-  totalSessions(server: number): number {
-    return this.total[server] ?? 0;
   }
 }
 

@@ -22,7 +22,12 @@ export interface Figures {
 }
 
 export const SHOCK_THRESHOLD = 1.2;
-export const SHOCK_WINDOW_SECONDS = 3600;
+const SHOCK_WINDOW_SECONDS = 3600;
+
+/** Arithmetic mean; NaN for no values. */
+export function mean(values: readonly number[]): number {
+  return values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0) / values.length;
+}
 
 /** Linear-interpolated percentile (p in 0..100) of unsorted values; NaN for no values. */
 export function percentile(values: readonly number[], p: number): number {
@@ -75,10 +80,10 @@ export function shockMinutes(result: SimResult, threshold = SHOCK_THRESHOLD, win
       count++;
     }
     if (count === 0) return;
-    const mean = sum / count;
+    const average = sum / count;
     for (const s of shock.servers) {
       const v = result.loads[k * n + s] ?? NaN;
-      if (v > threshold * mean) above += step;
+      if (v > threshold * average) above += step;
     }
   });
   return above / shock.servers.length / 60;
@@ -126,7 +131,7 @@ export function figures(result: SimResult, from: number, to: number): Figures {
     p50: percentile(samples, 50),
     p95: percentile(samples, 95),
     max: samples.length === 0 ? NaN : Math.max(...samples),
-    mean: samples.length === 0 ? NaN : samples.reduce((a, b) => a + b, 0) / samples.length,
+    mean: mean(samples),
     shockMinutes: shockMinutes(result),
     oscillation: osc.flips,
     writesPerServerHour: osc.writes,

@@ -52,22 +52,22 @@ function nestBackend(factors: Readonly<Record<string, number>>): Record<string, 
   return out;
 }
 
-export const LIMITED_PROPORTIONS_GRID: FactorGrid = {
+const LIMITED_PROPORTIONS_GRID: FactorGrid = {
   limitingFactor: [1.5, 2, 4, 8],
   aggressiveness: [0.5, 1, 1.5, 2, 3],
 };
 
-export const NORMALISED_EXPONENTIAL_GRID: FactorGrid = {
+const NORMALISED_EXPONENTIAL_GRID: FactorGrid = {
   aggressiveness: [1, 2, 4, 8, 16],
 };
 
-export const FEEDBACK_GRID: FactorGrid = {
+const FEEDBACK_GRID: FactorGrid = {
   gain: [0.25, 0.5, 0.75, 1],
   deadband: [0.02, 0.05],
 };
 
 /** Backend settings tuned with feedback: how far a weight may stray from the mean weight. */
-export const FEEDBACK_BACKEND_GRID: FactorGrid = {
+const FEEDBACK_BACKEND_GRID: FactorGrid = {
   'bounds.min': [0.1, 0.25],
 };
 

@@ -13,10 +13,10 @@ import type { Panel } from './svg-chart.js';
  * clairvoyant bound closed on the baseline (steady) and in every other scenario; weight reversals
  * against tuned limited-proportions; never worse than leastconn alone on p95 in any seed.
  */
-export const TARGETS = { baselineGap: 0.9, otherGap: 0.8, oscillationRatio: 0.5 } as const;
+const TARGETS = { baselineGap: 0.9, otherGap: 0.8, oscillationRatio: 0.5 } as const;
 
 /** The contender whose targets the report checks. */
-export const DEFAULT_ID = 'default';
+const DEFAULT_ID = 'default';
 
 export function pct(v: number | null | undefined): string {
   return v === null || v === undefined || !Number.isFinite(v) ? '—' : `${Math.round(v * 100)}%`;
@@ -32,7 +32,7 @@ export interface Spread {
   readonly max: number;
 }
 
-export function spreadOf(values: readonly number[]): Spread | null {
+function spreadOf(values: readonly number[]): Spread | null {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
   const mid = (sorted.length - 1) / 2;
@@ -122,7 +122,7 @@ function table(header: readonly string[], rows: readonly (readonly string[])[], 
 }
 
 /** Why a target is out of reach where it is, from the side experiments and the design; keyed by scenario. */
-export const MISSED_WHY: Readonly<Record<string, string>> = {
+const MISSED_WHY: Readonly<Record<string, string>> = {
   shock:
     'the p95 over the hour after the shock is set by where the two clients land, and no weighter chooses that: it never knows a connection\'s rate before it lands. A seed ends above leastconn alone when leastconn alone happened to put them on servers below the mean, or when both went to one server below its target count (under leastconn such a server takes every new connection until it reaches it). The table "Shocks: where the two clients land" counts both over 200 other seeds. The minutes the shocked servers spend above 1.2x, what the shock is measured on, close most of the gap in every seed.',
   'slow-metrics':

@@ -82,6 +82,11 @@ function runPrediction(setup: LabSetup, weightingText: string, warmupSeconds: nu
 const ALONE: Policy = { kind: 'haproxy', name: 'leastconn alone' };
 const BOUND: Policy = { kind: 'clairvoyant', name: 'clairvoyant bound' };
 
+/** "101..108": the seeds a side table ran on. */
+function seedRange(seeds: readonly number[]): string {
+  return `${seeds[0] ?? ''}..${seeds.at(-1) ?? ''}`;
+}
+
 /** Gap closed per policy over the seeds (by the mean figures), each job one (scenario, seed). */
 async function gaps(scenario: Scenario, policies: readonly Policy[], seeds: readonly number[], workers: number, setup: LabSetup): Promise<{ gap: (number | null)[]; oscillation: number[] }> {
   const jobs: Job[] = seeds.map((seed) => ({ kind: 'evaluate', setup, scenario, seed, policies: [ALONE, BOUND, ...policies] }));
@@ -115,7 +120,7 @@ async function planningTable(setup: LabSetup, seeds: readonly number[], workers:
   return {
     title: 'Several load balancers: per-load-balancer or fleet-wide plans',
     command: 'npm run lab',
-    intro: `The default policy with every load balancer planned from its own sessions (what ships), against one plan from the sessions and counters summed over all load balancers, the same weights written to each (identical batches: one SSM command for the fleet). Evaluation seeds ${seeds[0] ?? ''}..${seeds.at(-1) ?? ''}; arrivals spread evenly over the load balancers.`,
+    intro: `The default policy with every load balancer planned from its own sessions (what ships), against one plan from the sessions and counters summed over all load balancers, the same weights written to each (identical batches: one SSM command for the fleet). Evaluation seeds ${seedRange(seeds)}; arrivals spread evenly over the load balancers.`,
     header: ['scenario', 'gap closed, per load balancer', 'gap closed, fleet-wide', 'weight reversals /server/h, per load balancer', 'fleet-wide'],
     rows,
     outro:
@@ -153,7 +158,7 @@ async function placementTable(setup: LabSetup, seeds: readonly number[], workers
   return {
     title: 'Shocks: where the two clients land',
     command: 'npm run lab',
-    intro: `The shock scenarios on seeds ${seeds[0] ?? ''}..${seeds.at(-1) ?? ''}, which neither the grid search nor the evaluation uses: how often both shock clients (connecting at the same instant) land on one server, under leastconn alone and under the default policy, and how often the default policy's p95 over the hour after ends above leastconn alone's.`,
+    intro: `The shock scenarios on seeds ${seedRange(seeds)}, which neither the grid search nor the evaluation uses: how often both shock clients (connecting at the same instant) land on one server, under leastconn alone and under the default policy, and how often the default policy's p95 over the hour after ends above leastconn alone's.`,
     header: ['scenario', 'seeds', 'both on one server: leastconn alone', 'default policy', "default policy's p95 above leastconn alone's", 'of which both on one server'],
     rows,
     outro:
@@ -174,7 +179,7 @@ async function intervalTable(setup: LabSetup, seeds: readonly number[], workers:
   return {
     title: 'Short lifetimes: what the weighter interval allows',
     command: 'npm run lab',
-    intro: `The short-lifetimes scenario (3-minute connections) with the weighter at other intervals, seeds ${seeds[0] ?? ''}..${seeds.at(-1) ?? ''}: the default policy on Graphite's points (10 s resolution, 10 s late; the first row is the scenario above, on these seeds); the default policy told each server's exact load at each cycle instead; and the bound refreshed at each cycle: it places every connection itself, knowing the exact loads at the last cycle and, since then, what HAProxy knows live (how many connections each server took and lost), never a new connection's rate.`,
+    intro: `The short-lifetimes scenario (3-minute connections) with the weighter at other intervals, seeds ${seedRange(seeds)}: the default policy on Graphite's points (10 s resolution, 10 s late; the first row is the scenario above, on these seeds); the default policy told each server's exact load at each cycle instead; and the bound refreshed at each cycle: it places every connection itself, knowing the exact loads at the last cycle and, since then, what HAProxy knows live (how many connections each server took and lost), never a new connection's rate.`,
     header: ['weighter', 'default policy', 'default policy, exact loads at each cycle', 'bound refreshed at each cycle'],
     rows,
     outro:
@@ -212,7 +217,7 @@ async function pipelineTable(setup: LabSetup, seeds: readonly number[], workers:
   return {
     title: 'Slow metrics: what the metrics allow',
     command: 'npm run lab',
-    intro: `The default policy on the slow-metrics scenario's traffic with other Graphite pipelines, or told other loads than Graphite's, with its memory (as \`run\` and a warm Lambda keep it: the load estimated now from the connections HAProxy placed since the measured span) and without (a one-shot apply), seeds ${seeds[0] ?? ''}..${seeds.at(-1) ?? ''}. The first row is the scenario above, on these seeds.`,
+    intro: `The default policy on the slow-metrics scenario's traffic with other Graphite pipelines, or told other loads than Graphite's, with its memory (as \`run\` and a warm Lambda keep it: the load estimated now from the connections HAProxy placed since the measured span) and without (a one-shot apply), seeds ${seedRange(seeds)}. The first row is the scenario above, on these seeds.`,
     header: ['Graphite', 'gap closed', 'gap closed without memory'],
     rows,
     outro:

@@ -109,7 +109,7 @@ export interface Scenario {
  * Graphite delays of several minutes at a 5-minute resolution. With the leading edge a wide window
  * costs nothing: the newest point is used.
  */
-export const SHIPPED_WINDOW_SECONDS = 900;
+const SHIPPED_WINDOW_SECONDS = 900;
 
 /**
  * The default setup: 10 ingestion servers at about 10,000 points/s each. Rates follow a bounded
@@ -237,7 +237,7 @@ export function serverLeavesScenario(setup: LabSetup): Scenario {
 }
 
 /** A day: arrivals swing from 0.4x to 1.6x the base rate and back (night at time 0). */
-export function dailyRampScenario(setup: LabSetup): Scenario {
+function dailyRampScenario(setup: LabSetup): Scenario {
   return {
     name: 'daily-ramp',
     title: 'daily ramp of arrivals',
@@ -255,7 +255,7 @@ export function allScenarios(setup: LabSetup): Scenario[] {
 }
 
 /** The setup with a new mean lifetime, arrivals scaled so that each server carries the same load. */
-export function withLifetime(setup: LabSetup, meanLifetimeSeconds: number): LabSetup {
+function withLifetime(setup: LabSetup, meanLifetimeSeconds: number): LabSetup {
   return { ...setup, meanLifetimeSeconds, arrivalsPerSecond: (setup.arrivalsPerSecond * setup.meanLifetimeSeconds) / meanLifetimeSeconds };
 }
 

@@ -1,8 +1,8 @@
 import { parseConfig, type BackendConfig } from '../../functions/core/config.js';
 import { updateMemory, type BackendMemory } from '../../functions/core/control-memory.js';
-import { measure } from '../../functions/core/measure.js';
+import { measure, type Measurement } from '../../functions/core/measure.js';
 import { decideBackend, type WeightExplanation } from '../../functions/core/plan.js';
-import type { ObservedBackend, ObservedServer, Series } from '../../functions/core/types.js';
+import type { BackendPlan, ObservedBackend, ObservedServer, Series } from '../../functions/core/types.js';
 import { createBalancer, type Balancer } from './haproxy-model.js';
 import { normal, uniform } from './random.js';
 import { serverName, type Aggregation, type LabSetup, type MetricsPipeline, type Scenario } from './setup.js';
@@ -86,7 +86,7 @@ export interface SimResult {
 const BACKEND = 'ingest';
 
 /** The backend configuration the weighter runs with, through the real schema and its defaults. */
-export function backendConfigFor(setup: LabSetup, policy: Policy): BackendConfig | null {
+function backendConfigFor(setup: LabSetup, policy: Policy): BackendConfig | null {
   if (policy.kind !== 'haproxy' || policy.weighting === undefined) return null;
   const config = parseConfig(
     {
@@ -393,7 +393,7 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
   };
 
   /** The measurement a `view` puts in place of Graphite's: the same servers, other loads and spans. */
-  const viewed = (measurement: ReturnType<typeof measure>): ReturnType<typeof measure> => {
+  const viewed = (measurement: Measurement): Measurement => {
     if (view === undefined) return measurement;
     const loads = new Map<string, number>();
     const spans = new Map<string, { start: number; end: number }>();
@@ -417,7 +417,7 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
   const planning = policy.kind === 'haproxy' ? (policy.planning ?? 'per-lb') : 'per-lb';
   const oneShot = policy.kind === 'haproxy' && policy.oneShot === true;
 
-  const decide = (config: BackendConfig, key: string, observed: ObservedBackend, measurement: ReturnType<typeof measure>, t: number) => {
+  const decide = (config: BackendConfig, key: string, observed: ObservedBackend, measurement: Measurement, t: number): BackendPlan => {
     const memory = oneShot ? undefined : updateMemory(memories.get(key), observed, t, measurement.loads);
     if (memory !== undefined) memories.set(key, memory);
     const decision = decideBackend({ backend: config, loadBalancer: key, observed, measurement, now: t, ...(memory === undefined ? {} : { memory }) });
@@ -426,7 +426,7 @@ export function simulate(defaultSetup: LabSetup, scenario: Scenario, policy: Pol
     return decision.plan;
   };
 
-  const apply = (plan: ReturnType<typeof decideBackend>['plan'], targets: readonly Balancer[]): void => {
+  const apply = (plan: BackendPlan, targets: readonly Balancer[]): void => {
     if (plan.status === 'skipped') {
       skippedPlans++;
       return;

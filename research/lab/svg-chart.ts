@@ -42,7 +42,7 @@ function fmt(v: number): string {
 }
 
 /** Round tick step (1, 2 or 5 times a power of ten) giving about `count` ticks over `span`. */
-export function tickStep(span: number, count: number): number {
+function tickStep(span: number, count: number): number {
   const raw = span / Math.max(1, count);
   const power = Math.pow(10, Math.floor(Math.log10(raw)));
   const unit = raw / power;

@@ -39,7 +39,7 @@ export function departureOrderOf(initial: readonly Connection[], arrivals: reado
 }
 
 /** Traffic from lists of clients (arrivals must be in time order). */
-export function makeTraffic(initial: readonly Connection[], arrivals: readonly Connection[]): Traffic {
+function makeTraffic(initial: readonly Connection[], arrivals: readonly Connection[]): Traffic {
   return { initial, arrivals, departureOrder: departureOrderOf(initial, arrivals) };
 }
 

@@ -20,7 +20,7 @@ function isMessage(value: unknown): value is WorkerMessage {
 const FIGURE_KEYS = ['p50', 'p95', 'max', 'mean', 'oscillation', 'writesPerServerHour'] as const;
 
 /** What crosses back from a worker is checked like any other input before it is used. */
-export function isFiguresList(value: unknown): value is Figures[] {
+function isFiguresList(value: unknown): value is Figures[] {
   return (
     Array.isArray(value) &&
     value.every(
