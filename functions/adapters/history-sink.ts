@@ -2,8 +2,9 @@ import { createConnection } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { HistoryConfig } from '../core/config.js';
 import { displaySafe } from '../core/display.js';
-import { ConfigError, HistoryError, snippet } from '../core/errors.js';
+import { HistoryError, snippet } from '../core/errors.js';
 import type { HistoryPoint, HistorySink } from '../core/history.js';
+import { authHeaders } from './http-auth.js';
 
 /**
  * Where the weight history goes: carbon's plaintext protocol over TCP, or Grafana Cloud's
@@ -86,12 +87,6 @@ export function createCarbonSink(config: NonNullable<HistoryConfig['carbon']>): 
   };
 }
 
-function readSecret(env: HistorySinkOptions['env'], name: string, key: string): string {
-  const value = env[name];
-  if (value === undefined || value === '') throw new ConfigError(`history.http.auth.${key}: environment variable ${name} is not set`);
-  return value;
-}
-
 /** The body Grafana Cloud's Graphite ingestion takes: a JSON list of points. */
 export function grafanaBody(points: readonly HistoryPoint[], intervalSeconds: number): string {
   return JSON.stringify(
@@ -116,10 +111,7 @@ const newAgent = (timeoutMs: number): Promise<Dispatcher> => import('undici').th
 export function createHttpHistorySink(config: NonNullable<HistoryConfig['http']>, options: HistorySinkOptions): HistorySink {
   const url = new URL(config.url);
   const destination = `the Graphite HTTP API at ${url.origin}${url.pathname}`;
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-  const auth = config.auth;
-  if (auth.type === 'basic') headers.authorization = `Basic ${Buffer.from(`${auth.username}:${readSecret(options.env, auth.passwordEnv, 'passwordEnv')}`).toString('base64')}`;
-  if (auth.type === 'header') headers[auth.header.toLowerCase()] = `${auth.prefix}${readSecret(options.env, auth.valueEnv, 'valueEnv')}`;
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json', ...authHeaders(config.auth, options.env, 'history.http.auth') };
   // The API takes whole seconds of at least 1; `run --interval 0.5` rounds up.
   const interval = config.intervalSeconds ?? Math.max(1, Math.round(options.intervalSeconds));
   return {

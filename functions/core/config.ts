@@ -239,6 +239,8 @@ export type GraphiteConfig = Config['graphite'];
 export type SocketRelayConfig = Extract<Config['relay'], { type: 'socket' }>;
 export type SsmRelayConfig = Extract<Config['relay'], { type: 'ssm' }>;
 export type HistoryConfig = NonNullable<Config['history']>;
+/** The HTTP auths Graphite's render API and the history's HTTP ingestion both take. */
+export type HttpAuthConfig = z.infer<typeof historyHttpAuth>;
 
 function uniqueNames(items: readonly { name: string }[]): boolean {
   return new Set(items.map((i) => i.name)).size === items.length;
