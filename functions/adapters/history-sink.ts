@@ -17,7 +17,7 @@ export interface HistorySinkOptions {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Seconds between cycles: the `interval` of each point sent over HTTP, unless the config sets one. */
   readonly intervalSeconds: number;
-  /** For unit tests: a dispatcher (undici MockAgent); the global one otherwise. */
+  /** For unit tests: a dispatcher (undici MockAgent); otherwise an Agent of its own per send, closed after it. */
   readonly dispatcher?: Dispatcher;
 }
 
@@ -143,12 +143,11 @@ export function createHttpHistorySink(config: NonNullable<HistoryConfig['http']>
       } finally {
         if (options.dispatcher === undefined) await dispatcher.close();
       }
-      const response = { statusCode };
-      if (response.statusCode === 401 || response.statusCode === 403) {
-        throw new HistoryError(`${destination} answered HTTP ${response.statusCode}: check the token (history.http.auth) and that its access policy has the metrics:write scope`, { reply: text });
+      if (statusCode === 401 || statusCode === 403) {
+        throw new HistoryError(`${destination} answered HTTP ${statusCode}: check the token (history.http.auth) and that its access policy has the metrics:write scope`, { reply: text });
       }
-      if (response.statusCode < 200 || response.statusCode >= 300) {
-        throw new HistoryError(`${destination} answered HTTP ${response.statusCode}${text === '' ? '' : `: ${snippet(text, 160)}`}`, { reply: text });
+      if (statusCode < 200 || statusCode >= 300) {
+        throw new HistoryError(`${destination} answered HTTP ${statusCode}${text === '' ? '' : `: ${snippet(text, 160)}`}`, { reply: text });
       }
       const invalid = invalidCount(text);
       if (invalid > 0) throw new HistoryError(`${destination} refused ${invalid} of ${points.length} point(s): ${snippet(text, 200)}`, { reply: text });
