@@ -3,7 +3,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { S3Client } from '@aws-sdk/client-s3';
-import { GetDocumentCommand } from '@aws-sdk/client-ssm';
+import { GetDocumentCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createGraphiteSource, type GraphiteSource } from './adapters/graphite.js';
@@ -117,8 +117,11 @@ export function createHandler(options: HandlerOptions = {}) {
   const staticMemory = createStaticMemory();
   // ...and the control loop remembers what it saw: reloads, new servers, what HAProxy placed since Graphite measured.
   const controlMemory = createControlMemory();
+  // One SSM client per container: Run Command and the doctor's reads share its connections.
+  let ssmClient: SSMClient | undefined;
+  const ssm = (): SSMClient => (ssmClient ??= createSsmClient(options.aws));
   let runCommandApi: SsmApi | undefined;
-  const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(createSsmClient(options.aws)));
+  const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(ssm()));
   let s3Api: S3Api | undefined;
   const s3 = (): S3Api =>
     (s3Api ??= s3ApiFromClient(
@@ -132,13 +135,7 @@ export function createHandler(options: HandlerOptions = {}) {
     ));
   const reserveMs = options.timeReserveMs ?? TIME_RESERVE_MS;
   let doctorReadApi: AwsDoctorApi | undefined;
-  const doctorApi = (): AwsDoctorApi => {
-    if (doctorReadApi !== undefined) return doctorReadApi;
-    const client = createSsmClient(options.aws);
-    const read: AwsDoctorApi = { describeInstanceInformation: (input) => api().describeInstanceInformation(input), getDocument: (input) => client.send(new GetDocumentCommand(input)) };
-    doctorReadApi = read;
-    return read;
-  };
+  const doctorApi = (): AwsDoctorApi => (doctorReadApi ??= { describeInstanceInformation: (input) => api().describeInstanceInformation(input), getDocument: (input) => ssm().send(new GetDocumentCommand(input)) });
 
   /** The relay to the stack's instances, as the cycle and the doctor both use it. */
   const relayFor = (setup: LambdaSetup, env: LambdaEnvironment): Promise<RuntimeRelay> =>
