@@ -242,6 +242,20 @@ export type HistoryConfig = NonNullable<Config['history']>;
 /** The HTTP auths Graphite's render API and the history's HTTP ingestion both take. */
 export type HttpAuthConfig = z.infer<typeof historyHttpAuth>;
 
+/** The environment variable an auth reads its secret from; undefined for `none`. */
+export function authSecretName(auth: GraphiteConfig['auth']): string | undefined {
+  switch (auth.type) {
+    case 'none':
+      return undefined;
+    case 'url-key':
+      return auth.keyEnv;
+    case 'basic':
+      return auth.passwordEnv;
+    case 'header':
+      return auth.valueEnv;
+  }
+}
+
 function uniqueNames(items: readonly { name: string }[]): boolean {
   return new Set(items.map((i) => i.name)).size === items.length;
 }
