@@ -5,7 +5,6 @@ import type {
   GetDocumentCommandOutput,
   InstanceInformation,
 } from '@aws-sdk/client-ssm';
-import { parse as parseYaml } from 'yaml';
 import type { SsmRelayConfig } from '../core/config.js';
 import { failed, listOf, ok, skipped, warning, type DoctorCheck } from '../core/doctor.js';
 import { describeError } from '../core/errors.js';
@@ -55,10 +54,13 @@ function apiFailed(check: DoctorCheck['check'], what: string, permission: string
 }
 
 /** What the document's Commands parameter accepts, read from its content. */
-function commandsPattern(content: string): { pattern: unknown; interpolation: unknown } | null {
+async function commandsPattern(content: string): Promise<{ pattern: unknown; interpolation: unknown } | null> {
+  // Loaded by the doctor only: a static import would put the YAML parser in every cold start of the
+  // Lambda (the configuration loads it only when it is YAML). CommonJS: its exports are the default.
+  const { default: yaml } = await import('yaml');
   let doc: unknown;
   try {
-    doc = parseYaml(content, { maxAliasCount: 10 });
+    doc = yaml.parse(content, { maxAliasCount: 10 });
   } catch {
     return null;
   }
@@ -84,7 +86,7 @@ async function documentCheck(settings: AwsDoctorSettings, api: AwsDoctorApi): Pr
     return failed('ssm-document', {}, 'document-not-stack', `${name} is a ${out.DocumentType} document, not a Command document`, redeploy);
   }
   if (out.Status !== undefined && out.Status !== 'Active') return failed('ssm-document', {}, 'document-not-stack', `${name} is ${out.Status}, not Active`, 'wait for the deployment to finish, or deploy the stack again');
-  const commands = commandsPattern(out.Content ?? '');
+  const commands = await commandsPattern(out.Content ?? '');
   if (commands === null) return failed('ssm-document', {}, 'document-not-stack', `${name} has no Commands parameter: it is not haproxy-weighter's relay document`, redeploy);
   if (commands.pattern !== COMMANDS_PATTERN_SOURCE) {
     return failed('ssm-document', {}, 'document-not-stack', `${name} accepts another command grammar than this version sends (deployed by another version?)`, redeploy);
