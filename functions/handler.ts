@@ -2,7 +2,6 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { S3Client } from '@aws-sdk/client-s3';
 import { GetDocumentCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
@@ -122,17 +121,22 @@ export function createHandler(options: HandlerOptions = {}) {
   const ssm = (): SSMClient => (ssmClient ??= createSsmClient(options.aws));
   let runCommandApi: SsmApi | undefined;
   const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(ssm()));
-  let s3Api: S3Api | undefined;
-  const s3 = (): S3Api =>
-    (s3Api ??= s3ApiFromClient(
-      new S3Client({
-        ...(options.aws?.region === undefined ? {} : { region: options.aws.region }),
-        ...(options.aws?.credentials === undefined ? {} : { credentials: { ...options.aws.credentials } }),
-        ...(options.s3Endpoint === undefined ? {} : { endpoint: options.s3Endpoint, forcePathStyle: true }),
-        maxAttempts: options.aws?.maxAttempts ?? 6,
-        retryMode: 'adaptive',
-      }),
+  // The S3 client (a tenth of the bundle) is loaded with the first output read, not at every cold
+  // start: a stack without an output bucket never reads one.
+  let s3Client: Promise<S3Api> | undefined;
+  const s3Api = (): Promise<S3Api> =>
+    (s3Client ??= import('@aws-sdk/client-s3').then(({ S3Client }) =>
+      s3ApiFromClient(
+        new S3Client({
+          ...(options.aws?.region === undefined ? {} : { region: options.aws.region }),
+          ...(options.aws?.credentials === undefined ? {} : { credentials: { ...options.aws.credentials } }),
+          ...(options.s3Endpoint === undefined ? {} : { endpoint: options.s3Endpoint, forcePathStyle: true }),
+          maxAttempts: options.aws?.maxAttempts ?? 6,
+          retryMode: 'adaptive',
+        }),
+      ),
     ));
+  const s3: S3Api = { getObject: async (bucket, key, signal) => (await s3Api()).getObject(bucket, key, signal) };
   const reserveMs = options.timeReserveMs ?? TIME_RESERVE_MS;
   let doctorReadApi: AwsDoctorApi | undefined;
   const doctorApi = (): AwsDoctorApi => (doctorReadApi ??= { describeInstanceInformation: (input) => api().describeInstanceInformation(input), getDocument: (input) => ssm().send(new GetDocumentCommand(input)) });
@@ -142,7 +146,7 @@ export function createHandler(options: HandlerOptions = {}) {
     createSsmRelay(setup.relay, {
       api: api(),
       ...(options.relaySleep === undefined ? {} : { sleep: options.relaySleep }),
-      ...(env.relayOutputBucket === undefined ? {} : { output: { bucket: env.relayOutputBucket, keyPrefix: RELAY_OUTPUT_PREFIX, s3: s3() } }),
+      ...(env.relayOutputBucket === undefined ? {} : { output: { bucket: env.relayOutputBucket, keyPrefix: RELAY_OUTPUT_PREFIX, s3 } }),
       now,
       maxConcurrentCommands: setup.relay.maxConcurrentCommands,
       onCommand: (sent) => logger.debug('SSM command sent', { ...sent }),

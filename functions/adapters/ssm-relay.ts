@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
@@ -179,6 +179,8 @@ export interface S3Api {
 export function s3ApiFromClient(client: S3Client): S3Api {
   return {
     async getObject(bucket, key, signal) {
+      // Loaded with the first output read: a stack without an output bucket never loads the S3 client.
+      const { GetObjectCommand } = await import('@aws-sdk/client-s3');
       const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
       if (out.Body === undefined) throw new Error(`s3://${bucket}/${key} has no body`);
       return out.Body.transformToString('utf8');
