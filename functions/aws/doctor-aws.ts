@@ -9,6 +9,7 @@ import type { SsmRelayConfig } from '../core/config.js';
 import { failed, listOf, ok, skipped, warning, type DoctorCheck } from '../core/doctor.js';
 import { describeError } from '../core/errors.js';
 import { COMMANDS_PATTERN_SOURCE } from '../core/runtime-grammar.js';
+import { listInstanceInformation } from '../adapters/ssm-relay.js';
 import type { TargetTag } from './lambda-config.js';
 
 /**
@@ -95,17 +96,6 @@ async function documentCheck(settings: AwsDoctorSettings, api: AwsDoctorApi): Pr
   return ok('ssm-document', {}, `${name}${out.DocumentVersion === undefined ? '' : ` (version ${out.DocumentVersion})`} is an active Command document that accepts this version's commands`);
 }
 
-async function listInstances(api: AwsDoctorApi, filter: NonNullable<DescribeInstanceInformationCommandInput['Filters']>[number]): Promise<InstanceInformation[]> {
-  const out: InstanceInformation[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await api.describeInstanceInformation({ Filters: [filter], MaxResults: 50, ...(nextToken === undefined ? {} : { NextToken: nextToken }) });
-    out.push(...(page.InstanceInformationList ?? []));
-    nextToken = page.NextToken === '' ? undefined : page.NextToken;
-  } while (nextToken !== undefined);
-  return out;
-}
-
 function instanceChecks(info: InstanceInformation, tagged: ((id: string) => boolean) | undefined, tag: TargetTag | undefined): DoctorCheck[] {
   const id = info.InstanceId ?? '';
   const place = { loadBalancer: id };
@@ -133,7 +123,7 @@ async function instancesChecks(settings: AwsDoctorSettings, api: AwsDoctorApi): 
   try {
     if ('tag' in targets) {
       const { key, value } = targets.tag;
-      const found = await listInstances(api, { Key: `tag:${key}`, Values: [value] });
+      const found = await listInstanceInformation(api, { Key: `tag:${key}`, Values: [value] });
       if (found.length === 0) {
         return [failed('instances-found', {}, 'no-instances', `no managed instance carries the tag ${key}=${value} in this region`, `tag the load balancers ${key}=${value}, and register them with Systems Manager (SSM Agent running, an instance profile with AmazonSSMManagedInstanceCore)`)];
       }
@@ -143,9 +133,9 @@ async function instancesChecks(settings: AwsDoctorSettings, api: AwsDoctorApi): 
     const ids = [...new Set(targets.instanceIds)];
     const known = new Map<string, InstanceInformation>();
     for (let i = 0; i < ids.length; i += 50) {
-      for (const info of await listInstances(api, { Key: 'InstanceIds', Values: ids.slice(i, i + 50) })) if (info.InstanceId !== undefined) known.set(info.InstanceId, info);
+      for (const info of await listInstanceInformation(api, { Key: 'InstanceIds', Values: ids.slice(i, i + 50) })) if (info.InstanceId !== undefined) known.set(info.InstanceId, info);
     }
-    const stackTagged = tag === undefined ? undefined : new Set((await listInstances(api, { Key: `tag:${tag.key}`, Values: [tag.value] })).flatMap((i) => (i.InstanceId === undefined ? [] : [i.InstanceId])));
+    const stackTagged = tag === undefined ? undefined : new Set((await listInstanceInformation(api, { Key: `tag:${tag.key}`, Values: [tag.value] })).flatMap((i) => (i.InstanceId === undefined ? [] : [i.InstanceId])));
     const unknown = ids.filter((id) => !known.has(id));
     const checks: DoctorCheck[] = [
       unknown.length === 0
