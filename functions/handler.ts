@@ -121,8 +121,9 @@ export function createHandler(options: HandlerOptions = {}) {
   const ssm = (): SSMClient => (ssmClient ??= createSsmClient(options.aws));
   let runCommandApi: SsmApi | undefined;
   const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(ssm()));
-  // The S3 client (a tenth of the bundle) is loaded with the first output read, not at every cold
-  // start: a stack without an output bucket never reads one.
+  // The S3 client (100 KB of the bundle) is loaded with the first output read from S3 (a reply
+  // longer than the part that comes with the command's status), as undici is with the first
+  // render, not by every cold start's import.
   let s3Client: Promise<S3Api> | undefined;
   const s3Api = (): Promise<S3Api> =>
     (s3Client ??= import('@aws-sdk/client-s3').then(({ S3Client }) =>

@@ -180,7 +180,7 @@ export interface S3Api {
 export function s3ApiFromClient(client: S3Client): S3Api {
   return {
     async getObject(bucket, key, signal) {
-      // Loaded with the first output read: a stack without an output bucket never loads the S3 client.
+      // Loaded with the first output read (the handler loads the client then too), not at start-up.
       const { GetObjectCommand } = await import('@aws-sdk/client-s3');
       const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
       if (out.Body === undefined) throw new Error(`s3://${bucket}/${key} has no body`);
