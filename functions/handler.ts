@@ -126,7 +126,7 @@ export function createHandler(options: HandlerOptions = {}) {
   // render, not by every cold start's import.
   let s3Client: Promise<S3Api> | undefined;
   const s3Api = (): Promise<S3Api> =>
-    (s3Client ??= import('@aws-sdk/client-s3').then(({ S3Client }) =>
+    (s3Client ??= import('./adapters/s3-client.js').then(({ S3Client }) =>
       s3ApiFromClient(
         new S3Client({
           ...(options.aws?.region === undefined ? {} : { region: options.aws.region }),

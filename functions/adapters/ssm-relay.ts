@@ -181,7 +181,7 @@ export function s3ApiFromClient(client: S3Client): S3Api {
   return {
     async getObject(bucket, key, signal) {
       // Loaded with the first output read (the handler loads the client then too), not at start-up.
-      const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+      const { GetObjectCommand } = await import('./s3-client.js');
       const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
       if (out.Body === undefined) throw new Error(`s3://${bucket}/${key} has no body`);
       return out.Body.transformToString('utf8');
