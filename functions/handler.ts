@@ -2,8 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { S3Client } from '@aws-sdk/client-s3';
-import { GetDocumentCommand } from '@aws-sdk/client-ssm';
+import { GetDocumentCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createGraphiteSource, type GraphiteSource } from './adapters/graphite.js';
@@ -117,35 +116,38 @@ export function createHandler(options: HandlerOptions = {}) {
   const staticMemory = createStaticMemory();
   // ...and the control loop remembers what it saw: reloads, new servers, what HAProxy placed since Graphite measured.
   const controlMemory = createControlMemory();
+  // One SSM client per container: Run Command and the doctor's reads share its connections.
+  let ssmClient: SSMClient | undefined;
+  const ssm = (): SSMClient => (ssmClient ??= createSsmClient(options.aws));
   let runCommandApi: SsmApi | undefined;
-  const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(createSsmClient(options.aws)));
-  let s3Api: S3Api | undefined;
-  const s3 = (): S3Api =>
-    (s3Api ??= s3ApiFromClient(
-      new S3Client({
-        ...(options.aws?.region === undefined ? {} : { region: options.aws.region }),
-        ...(options.aws?.credentials === undefined ? {} : { credentials: { ...options.aws.credentials } }),
-        ...(options.s3Endpoint === undefined ? {} : { endpoint: options.s3Endpoint, forcePathStyle: true }),
-        maxAttempts: options.aws?.maxAttempts ?? 6,
-        retryMode: 'adaptive',
-      }),
+  const api = (): SsmApi => (runCommandApi ??= ssmApiFromClient(ssm()));
+  // The S3 client (100 KB of the bundle) is loaded with the first output read from S3 (a reply
+  // longer than the part that comes with the command's status), as undici is with the first
+  // render, not by every cold start's import.
+  let s3Client: Promise<S3Api> | undefined;
+  const s3Api = (): Promise<S3Api> =>
+    (s3Client ??= import('./adapters/s3-client.js').then(({ S3Client }) =>
+      s3ApiFromClient(
+        new S3Client({
+          ...(options.aws?.region === undefined ? {} : { region: options.aws.region }),
+          ...(options.aws?.credentials === undefined ? {} : { credentials: { ...options.aws.credentials } }),
+          ...(options.s3Endpoint === undefined ? {} : { endpoint: options.s3Endpoint, forcePathStyle: true }),
+          maxAttempts: options.aws?.maxAttempts ?? 6,
+          retryMode: 'adaptive',
+        }),
+      ),
     ));
+  const s3: S3Api = { getObject: async (bucket, key, signal) => (await s3Api()).getObject(bucket, key, signal) };
   const reserveMs = options.timeReserveMs ?? TIME_RESERVE_MS;
   let doctorReadApi: AwsDoctorApi | undefined;
-  const doctorApi = (): AwsDoctorApi => {
-    if (doctorReadApi !== undefined) return doctorReadApi;
-    const client = createSsmClient(options.aws);
-    const read: AwsDoctorApi = { describeInstanceInformation: (input) => api().describeInstanceInformation(input), getDocument: (input) => client.send(new GetDocumentCommand(input)) };
-    doctorReadApi = read;
-    return read;
-  };
+  const doctorApi = (): AwsDoctorApi => (doctorReadApi ??= { describeInstanceInformation: (input) => api().describeInstanceInformation(input), getDocument: (input) => ssm().send(new GetDocumentCommand(input)) });
 
   /** The relay to the stack's instances, as the cycle and the doctor both use it. */
   const relayFor = (setup: LambdaSetup, env: LambdaEnvironment): Promise<RuntimeRelay> =>
     createSsmRelay(setup.relay, {
       api: api(),
       ...(options.relaySleep === undefined ? {} : { sleep: options.relaySleep }),
-      ...(env.relayOutputBucket === undefined ? {} : { output: { bucket: env.relayOutputBucket, keyPrefix: RELAY_OUTPUT_PREFIX, s3: s3() } }),
+      ...(env.relayOutputBucket === undefined ? {} : { output: { bucket: env.relayOutputBucket, keyPrefix: RELAY_OUTPUT_PREFIX, s3 } }),
       now,
       maxConcurrentCommands: setup.relay.maxConcurrentCommands,
       onCommand: (sent) => logger.debug('SSM command sent', { ...sent }),

@@ -1,9 +1,10 @@
 import type { Dispatcher, RetryHandler } from 'undici';
 import type { GraphiteConfig } from '../core/config.js';
 import { displaySafe } from '../core/display.js';
-import { ConfigError, GraphiteError, snippet } from '../core/errors.js';
+import { GraphiteError, snippet } from '../core/errors.js';
 import type { MetricSource, RenderOptions, Series } from '../core/types.js';
 import { parseRenderReply } from './graphite-reply.js';
+import { authHeaders, readSecret } from './http-auth.js';
 
 export { MAX_PLAUSIBLE_LOAD, MAX_TIMESTAMP, MIN_TIMESTAMP, parseRenderReply } from './graphite-reply.js';
 
@@ -49,14 +50,6 @@ interface PreparedRequest {
   readonly credentialsHint: string;
 }
 
-function readSecret(env: GraphiteSourceOptions['env'], name: string, key: string): string {
-  const value = env[name];
-  if (value === undefined || value === '') {
-    throw new ConfigError(`graphite.auth.${key}: environment variable ${name} is not set`);
-  }
-  return value;
-}
-
 function prepare(config: GraphiteConfig, env: GraphiteSourceOptions['env'], secretOrigin: string | undefined): PreparedRequest {
   const base = new URL(config.url);
   if (!base.pathname.endsWith('/')) base.pathname += '/';
@@ -73,18 +66,16 @@ function prepare(config: GraphiteConfig, env: GraphiteSourceOptions['env'], secr
         credentialsHint: 'graphite.auth.type is none, so no key was sent: set graphite.auth (url-key, basic or header) and the key it names',
       };
     case 'url-key': {
-      const key = readSecret(env, auth.keyEnv, 'keyEnv');
+      const key = readSecret(env, auth.keyEnv, 'graphite.auth.keyEnv');
       base.pathname += `${encodeURIComponent(key)}/`;
       return { base, shownBase: `${shown}***/`, headers, credentialsHint: `check the API key sent in the URL path (graphite.auth url-key), read from ${from(auth.keyEnv)}` };
     }
     case 'basic': {
-      const password = readSecret(env, auth.passwordEnv, 'passwordEnv');
-      headers.authorization = `Basic ${Buffer.from(`${auth.username}:${password}`).toString('base64')}`;
+      Object.assign(headers, authHeaders(auth, env, 'graphite.auth'));
       return { base, shownBase: shown, headers, credentialsHint: `check the user ${JSON.stringify(auth.username)} and its password, read from ${from(auth.passwordEnv)}` };
     }
     case 'header': {
-      const value = readSecret(env, auth.valueEnv, 'valueEnv');
-      headers[auth.header.toLowerCase()] = `${auth.prefix}${value}`;
+      Object.assign(headers, authHeaders(auth, env, 'graphite.auth'));
       return { base, shownBase: shown, headers, credentialsHint: `check the key sent in the ${auth.header} header, read from ${from(auth.valueEnv)}` };
     }
   }

@@ -2,8 +2,9 @@ import { createConnection } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { HistoryConfig } from '../core/config.js';
 import { displaySafe } from '../core/display.js';
-import { ConfigError, HistoryError, snippet } from '../core/errors.js';
+import { HistoryError, snippet } from '../core/errors.js';
 import type { HistoryPoint, HistorySink } from '../core/history.js';
+import { authHeaders } from './http-auth.js';
 
 /**
  * Where the weight history goes: carbon's plaintext protocol over TCP, or Grafana Cloud's
@@ -16,7 +17,7 @@ export interface HistorySinkOptions {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Seconds between cycles: the `interval` of each point sent over HTTP, unless the config sets one. */
   readonly intervalSeconds: number;
-  /** For unit tests: a dispatcher (undici MockAgent); the global one otherwise. */
+  /** For unit tests: a dispatcher (undici MockAgent); otherwise an Agent of its own per send, closed after it. */
   readonly dispatcher?: Dispatcher;
 }
 
@@ -86,12 +87,6 @@ export function createCarbonSink(config: NonNullable<HistoryConfig['carbon']>): 
   };
 }
 
-function readSecret(env: HistorySinkOptions['env'], name: string, key: string): string {
-  const value = env[name];
-  if (value === undefined || value === '') throw new ConfigError(`history.http.auth.${key}: environment variable ${name} is not set`);
-  return value;
-}
-
 /** The body Grafana Cloud's Graphite ingestion takes: a JSON list of points. */
 export function grafanaBody(points: readonly HistoryPoint[], intervalSeconds: number): string {
   return JSON.stringify(
@@ -116,10 +111,7 @@ const newAgent = (timeoutMs: number): Promise<Dispatcher> => import('undici').th
 export function createHttpHistorySink(config: NonNullable<HistoryConfig['http']>, options: HistorySinkOptions): HistorySink {
   const url = new URL(config.url);
   const destination = `the Graphite HTTP API at ${url.origin}${url.pathname}`;
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-  const auth = config.auth;
-  if (auth.type === 'basic') headers.authorization = `Basic ${Buffer.from(`${auth.username}:${readSecret(options.env, auth.passwordEnv, 'passwordEnv')}`).toString('base64')}`;
-  if (auth.type === 'header') headers[auth.header.toLowerCase()] = `${auth.prefix}${readSecret(options.env, auth.valueEnv, 'valueEnv')}`;
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json', ...authHeaders(config.auth, options.env, 'history.http.auth') };
   // The API takes whole seconds of at least 1; `run --interval 0.5` rounds up.
   const interval = config.intervalSeconds ?? Math.max(1, Math.round(options.intervalSeconds));
   return {
@@ -151,12 +143,11 @@ export function createHttpHistorySink(config: NonNullable<HistoryConfig['http']>
       } finally {
         if (options.dispatcher === undefined) await dispatcher.close();
       }
-      const response = { statusCode };
-      if (response.statusCode === 401 || response.statusCode === 403) {
-        throw new HistoryError(`${destination} answered HTTP ${response.statusCode}: check the token (history.http.auth) and that its access policy has the metrics:write scope`, { reply: text });
+      if (statusCode === 401 || statusCode === 403) {
+        throw new HistoryError(`${destination} answered HTTP ${statusCode}: check the token (history.http.auth) and that its access policy has the metrics:write scope`, { reply: text });
       }
-      if (response.statusCode < 200 || response.statusCode >= 300) {
-        throw new HistoryError(`${destination} answered HTTP ${response.statusCode}${text === '' ? '' : `: ${snippet(text, 160)}`}`, { reply: text });
+      if (statusCode < 200 || statusCode >= 300) {
+        throw new HistoryError(`${destination} answered HTTP ${statusCode}${text === '' ? '' : `: ${snippet(text, 160)}`}`, { reply: text });
       }
       const invalid = invalidCount(text);
       if (invalid > 0) throw new HistoryError(`${destination} refused ${invalid} of ${points.length} point(s): ${snippet(text, 200)}`, { reply: text });

@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
@@ -16,6 +16,7 @@ import {
   type GetCommandInvocationCommandInput,
   type GetCommandInvocationCommandOutput,
   type InstanceInformation,
+  type InstanceInformationStringFilter,
   type ListCommandInvocationsCommandInput,
   type ListCommandInvocationsCommandOutput,
   type SendCommandCommandInput,
@@ -179,6 +180,8 @@ export interface S3Api {
 export function s3ApiFromClient(client: S3Client): S3Api {
   return {
     async getObject(bucket, key, signal) {
+      // Loaded with the first output read (the handler loads the client then too), not at start-up.
+      const { GetObjectCommand } = await import('./s3-client.js');
       const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
       if (out.Body === undefined) throw new Error(`s3://${bucket}/${key} has no body`);
       return out.Body.transformToString('utf8');
@@ -235,6 +238,18 @@ export function whyUnreachable(info: InstanceInformation): string | undefined {
   return undefined;
 }
 
+/** Every instance Systems Manager lists for one filter, page after page. The SDK's errors pass through. */
+export async function listInstanceInformation(api: Pick<SsmApi, 'describeInstanceInformation'>, filter: InstanceInformationStringFilter): Promise<InstanceInformation[]> {
+  const out: InstanceInformation[] = [];
+  let nextToken: string | undefined;
+  do {
+    const page = await api.describeInstanceInformation({ Filters: [filter], MaxResults: MAX_RESULTS_PER_PAGE, ...(nextToken === undefined ? {} : { NextToken: nextToken }) });
+    out.push(...(page.InstanceInformationList ?? []));
+    nextToken = page.NextToken === '' ? undefined : page.NextToken;
+  } while (nextToken !== undefined);
+  return out;
+}
+
 /**
  * Which instances are load balancers: the configured ids, or every instance Systems Manager lists
  * with the tag. The tag filter is sent alone (the API reference: "Tag filters can't be combined
@@ -244,24 +259,14 @@ export function whyUnreachable(info: InstanceInformation): string | undefined {
 export async function resolveLoadBalancers(targets: SsmRelaySettings['targets'], api: Pick<SsmApi, 'describeInstanceInformation'>): Promise<ResolvedLoadBalancers> {
   if ('instanceIds' in targets) return { loadBalancers: [...new Set(targets.instanceIds)], unreachable: new Map() };
   const { key, value } = targets.tag;
+  let listed: InstanceInformation[];
+  try {
+    listed = await listInstanceInformation(api, { Key: `tag:${key}`, Values: [value] });
+  } catch (error) {
+    throw new RelayError(`Cannot list the managed instances tagged ${key}=${value}: ${describeError(error)}`, {}, { cause: error });
+  }
   const found = new Map<string, InstanceInformation>();
-  let nextToken: string | undefined;
-  do {
-    let page: DescribeInstanceInformationCommandOutput;
-    try {
-      page = await api.describeInstanceInformation({
-        Filters: [{ Key: `tag:${key}`, Values: [value] }],
-        MaxResults: MAX_RESULTS_PER_PAGE,
-        ...(nextToken === undefined ? {} : { NextToken: nextToken }),
-      });
-    } catch (error) {
-      throw new RelayError(`Cannot list the managed instances tagged ${key}=${value}: ${describeError(error)}`, {}, { cause: error });
-    }
-    for (const info of page.InstanceInformationList ?? []) {
-      if (typeof info.InstanceId === 'string' && info.InstanceId !== '') found.set(info.InstanceId, info);
-    }
-    nextToken = page.NextToken === '' ? undefined : page.NextToken;
-  } while (nextToken !== undefined);
+  for (const info of listed) if (typeof info.InstanceId === 'string' && info.InstanceId !== '') found.set(info.InstanceId, info);
   if (found.size === 0) throw new RelayError(`No managed instance carries the tag ${key}=${value} (Systems Manager lists none in this region): no load balancer to reach`);
   const unreachable = new Map<string, string>();
   for (const [id, info] of found) {

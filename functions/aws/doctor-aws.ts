@@ -5,11 +5,11 @@ import type {
   GetDocumentCommandOutput,
   InstanceInformation,
 } from '@aws-sdk/client-ssm';
-import { parse as parseYaml } from 'yaml';
 import type { SsmRelayConfig } from '../core/config.js';
 import { failed, listOf, ok, skipped, warning, type DoctorCheck } from '../core/doctor.js';
 import { describeError } from '../core/errors.js';
 import { COMMANDS_PATTERN_SOURCE } from '../core/runtime-grammar.js';
+import { listInstanceInformation } from '../adapters/ssm-relay.js';
 import type { TargetTag } from './lambda-config.js';
 
 /**
@@ -55,10 +55,13 @@ function apiFailed(check: DoctorCheck['check'], what: string, permission: string
 }
 
 /** What the document's Commands parameter accepts, read from its content. */
-function commandsPattern(content: string): { pattern: unknown; interpolation: unknown } | null {
+async function commandsPattern(content: string): Promise<{ pattern: unknown; interpolation: unknown } | null> {
+  // Loaded by the doctor only: a static import would put the YAML parser in every cold start of the
+  // Lambda (the configuration loads it only when it is YAML). CommonJS: its exports are the default.
+  const { default: yaml } = await import('yaml');
   let doc: unknown;
   try {
-    doc = parseYaml(content, { maxAliasCount: 10 });
+    doc = yaml.parse(content, { maxAliasCount: 10 });
   } catch {
     return null;
   }
@@ -84,24 +87,13 @@ async function documentCheck(settings: AwsDoctorSettings, api: AwsDoctorApi): Pr
     return failed('ssm-document', {}, 'document-not-stack', `${name} is a ${out.DocumentType} document, not a Command document`, redeploy);
   }
   if (out.Status !== undefined && out.Status !== 'Active') return failed('ssm-document', {}, 'document-not-stack', `${name} is ${out.Status}, not Active`, 'wait for the deployment to finish, or deploy the stack again');
-  const commands = commandsPattern(out.Content ?? '');
+  const commands = await commandsPattern(out.Content ?? '');
   if (commands === null) return failed('ssm-document', {}, 'document-not-stack', `${name} has no Commands parameter: it is not haproxy-weighter's relay document`, redeploy);
   if (commands.pattern !== COMMANDS_PATTERN_SOURCE) {
     return failed('ssm-document', {}, 'document-not-stack', `${name} accepts another command grammar than this version sends (deployed by another version?)`, redeploy);
   }
   if (commands.interpolation !== 'ENV_VAR') return failed('ssm-document', {}, 'document-not-stack', `${name} does not pass Commands as an environment variable (interpolationType ENV_VAR)`, redeploy);
   return ok('ssm-document', {}, `${name}${out.DocumentVersion === undefined ? '' : ` (version ${out.DocumentVersion})`} is an active Command document that accepts this version's commands`);
-}
-
-async function listInstances(api: AwsDoctorApi, filter: NonNullable<DescribeInstanceInformationCommandInput['Filters']>[number]): Promise<InstanceInformation[]> {
-  const out: InstanceInformation[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await api.describeInstanceInformation({ Filters: [filter], MaxResults: 50, ...(nextToken === undefined ? {} : { NextToken: nextToken }) });
-    out.push(...(page.InstanceInformationList ?? []));
-    nextToken = page.NextToken === '' ? undefined : page.NextToken;
-  } while (nextToken !== undefined);
-  return out;
 }
 
 function instanceChecks(info: InstanceInformation, tagged: ((id: string) => boolean) | undefined, tag: TargetTag | undefined): DoctorCheck[] {
@@ -131,7 +123,7 @@ async function instancesChecks(settings: AwsDoctorSettings, api: AwsDoctorApi): 
   try {
     if ('tag' in targets) {
       const { key, value } = targets.tag;
-      const found = await listInstances(api, { Key: `tag:${key}`, Values: [value] });
+      const found = await listInstanceInformation(api, { Key: `tag:${key}`, Values: [value] });
       if (found.length === 0) {
         return [failed('instances-found', {}, 'no-instances', `no managed instance carries the tag ${key}=${value} in this region`, `tag the load balancers ${key}=${value}, and register them with Systems Manager (SSM Agent running, an instance profile with AmazonSSMManagedInstanceCore)`)];
       }
@@ -141,9 +133,9 @@ async function instancesChecks(settings: AwsDoctorSettings, api: AwsDoctorApi): 
     const ids = [...new Set(targets.instanceIds)];
     const known = new Map<string, InstanceInformation>();
     for (let i = 0; i < ids.length; i += 50) {
-      for (const info of await listInstances(api, { Key: 'InstanceIds', Values: ids.slice(i, i + 50) })) if (info.InstanceId !== undefined) known.set(info.InstanceId, info);
+      for (const info of await listInstanceInformation(api, { Key: 'InstanceIds', Values: ids.slice(i, i + 50) })) if (info.InstanceId !== undefined) known.set(info.InstanceId, info);
     }
-    const stackTagged = tag === undefined ? undefined : new Set((await listInstances(api, { Key: `tag:${tag.key}`, Values: [tag.value] })).flatMap((i) => (i.InstanceId === undefined ? [] : [i.InstanceId])));
+    const stackTagged = tag === undefined ? undefined : new Set((await listInstanceInformation(api, { Key: `tag:${tag.key}`, Values: [tag.value] })).flatMap((i) => (i.InstanceId === undefined ? [] : [i.InstanceId])));
     const unknown = ids.filter((id) => !known.has(id));
     const checks: DoctorCheck[] = [
       unknown.length === 0

@@ -1,4 +1,4 @@
-import { parseConfig, parseConfigText, type Config, type SsmRelayConfig } from '../core/config.js';
+import { authSecretName, parseConfig, parseConfigText, type Config, type SsmRelayConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 
 /** The environment the stack gives the function (names only: values live in SSM Parameter Store). */
@@ -75,7 +75,7 @@ export async function loadLambdaConfig(value: unknown, env: LambdaEnvironment): 
     throw new ConfigError(`Invalid configuration in ${source}`, [`relay.type: the Lambda reaches load balancers through SSM Run Command: use "ssm" (got ${JSON.stringify(relay.type)})`]);
   }
   const historyAuth = config.history?.http?.auth;
-  const historySecret = historyAuth === undefined || historyAuth.type === 'none' ? undefined : historyAuth.type === 'basic' ? historyAuth.passwordEnv : historyAuth.valueEnv;
+  const historySecret = historyAuth === undefined ? undefined : authSecretName(historyAuth);
   if (historySecret !== undefined && historySecret !== graphiteSecretName(config)) {
     throw new ConfigError(`Invalid configuration in ${source}`, [
       `history.http.auth: the Lambda reads one secret, the Graphite one (GRAPHITE_KEY_PARAMETER): name the same variable as graphite.auth (${graphiteSecretName(config) ?? 'which names none'}), with a token that may read and write (got ${historySecret})`,
@@ -91,17 +91,7 @@ export async function loadLambdaConfig(value: unknown, env: LambdaEnvironment): 
 
 /** The environment variable the Graphite auth reads its secret from, if any. */
 export function graphiteSecretName(config: Config): string | undefined {
-  const auth = config.graphite.auth;
-  switch (auth.type) {
-    case 'none':
-      return undefined;
-    case 'url-key':
-      return auth.keyEnv;
-    case 'basic':
-      return auth.passwordEnv;
-    case 'header':
-      return auth.valueEnv;
-  }
+  return authSecretName(config.graphite.auth);
 }
 
 /**

@@ -1,5 +1,5 @@
-import type { DescribeInstanceInformationCommandInput } from '@aws-sdk/client-ssm';
-import type { SsmApi } from '../adapters/ssm-relay.js';
+import type { InstanceInformationStringFilter } from '@aws-sdk/client-ssm';
+import { listInstanceInformation, type SsmApi } from '../adapters/ssm-relay.js';
 import type { SsmRelayConfig } from '../core/config.js';
 import { ConfigError, RelayError, describeError } from '../core/errors.js';
 import type { TargetTag } from './lambda-config.js';
@@ -20,19 +20,12 @@ import type { TargetTag } from './lambda-config.js';
 
 export type InstanceListing = Pick<SsmApi, 'describeInstanceInformation'>;
 
-async function listIds(api: InstanceListing, filter: NonNullable<DescribeInstanceInformationCommandInput['Filters']>[number], what: string): Promise<Set<string>> {
-  const ids = new Set<string>();
-  let nextToken: string | undefined;
-  do {
-    try {
-      const page = await api.describeInstanceInformation({ Filters: [filter], MaxResults: 50, ...(nextToken === undefined ? {} : { NextToken: nextToken }) });
-      for (const info of page.InstanceInformationList ?? []) if (typeof info.InstanceId === 'string') ids.add(info.InstanceId);
-      nextToken = page.NextToken === '' ? undefined : page.NextToken;
-    } catch (error) {
-      throw new RelayError(`Cannot list ${what} to check the configured targets: ${describeError(error)}`, {}, { cause: error });
-    }
-  } while (nextToken !== undefined);
-  return ids;
+async function listIds(api: InstanceListing, filter: InstanceInformationStringFilter, what: string): Promise<Set<string>> {
+  try {
+    return new Set((await listInstanceInformation(api, filter)).flatMap((info) => (typeof info.InstanceId === 'string' ? [info.InstanceId] : [])));
+  } catch (error) {
+    throw new RelayError(`Cannot list ${what} to check the configured targets: ${describeError(error)}`, {}, { cause: error });
+  }
 }
 
 export async function checkTargetsAllowed(targets: SsmRelayConfig['targets'], allowed: TargetTag, api: InstanceListing, source: string): Promise<void> {

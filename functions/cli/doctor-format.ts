@@ -1,5 +1,5 @@
 import { CHECK_KINDS } from '../core/doctor-version.js';
-import type { CheckKind, DoctorCheck, DoctorReport } from '../core/doctor.js';
+import { doctorExitCode, type CheckKind, type DoctorCheck, type DoctorReport } from '../core/doctor.js';
 
 /** The human view of a doctor report: one line per check (load balancers that agree share it), the fix under each that is not ok. */
 
@@ -67,6 +67,6 @@ export function formatDoctorReport(report: DoctorReport): string {
   section('Load balancers', report.checks.filter((c) => LOAD_BALANCER_CHECKS.has(c.check)));
   const backends = [...new Set(report.checks.flatMap((c) => (c.backend === null ? [] : [c.backend])))];
   for (const backend of backends) section(`Backend ${backend}`, report.checks.filter((c) => c.backend === backend));
-  out.push('', `outcome: ${report.outcome} (exit ${report.outcome === 'ok' ? 0 : 1})`);
+  out.push('', `outcome: ${report.outcome} (exit ${doctorExitCode(report)})`);
   return out.join('\n');
 }

@@ -36,29 +36,33 @@ const timeSpec = matching(/^(-\d{1,6}(s|sec|seconds?|min|minutes?|h|hours?|d|day
 /** Environment variable names that hold secrets: the value itself never sits in the file. */
 const envName = matching(/^[A-Z_][A-Z0-9_]{0,127}$/, 'must be an environment variable name like GRAPHITE_API_KEY');
 
+/** An http(s) URL without a user name in it: secrets go through `auth`. */
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).check(
+  // z.url() has already reported a string that is no URL; refinements still run after it.
+  z.refine((u) => !URL.canParse(u) || new URL(u).username === '', 'must not embed credentials: use auth'),
+);
+
+/** The ways of authenticating over HTTP that Graphite's render API and its HTTP ingestion share. */
+const noAuth = z.strictObject({ type: z.literal('none') });
+const basicAuth = z.strictObject({ type: z.literal('basic'), username: z.string().check(z.minLength(1), z.maxLength(256)), passwordEnv: envName });
+const headerAuth = z.strictObject({
+  type: z.literal('header'),
+  header: matching(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
+  valueEnv: envName,
+  /** Prefix such as `Bearer ` put before the secret value. */
+  prefix: z._default(z.string().check(z.maxLength(32)), ''),
+});
+
 const graphiteAuth = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('none') }),
+  noAuth,
   /** Hosted Graphite style: the key is the first path segment, `https://host/<key>/render`. */
   z.strictObject({ type: z.literal('url-key'), keyEnv: envName }),
-  z.strictObject({ type: z.literal('basic'), username: z.string().check(z.minLength(1), z.maxLength(256)), passwordEnv: envName }),
-  z.strictObject({
-    type: z.literal('header'),
-    header: matching(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
-    valueEnv: envName,
-    /** Prefix such as `Bearer ` put before the secret value. */
-    prefix: z._default(z.string().check(z.maxLength(32)), ''),
-  }),
+  basicAuth,
+  headerAuth,
 ]);
 
 const graphite = z.strictObject({
-  url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).check(
-    z.refine((u) => {
-      // z.url() has already reported a string that is no URL; refinements still run after it.
-      if (!URL.canParse(u)) return true;
-      const url = new URL(u);
-      return !/@/.test(url.host) && url.username === '';
-    }, 'must not embed credentials: use auth'),
-  ),
+  url: httpUrl,
   auth: z._default(graphiteAuth, { type: 'none' }),
   timeoutMs: z._default(integer(100, 120_000), 10_000),
   retries: z._default(integer(0, 5), 2),
@@ -191,16 +195,7 @@ export const HISTORY_PREFIX = /^[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,7
  * `Bearer <instance id>:<token>`: the header form takes the whole `<instance id>:<token>` from the
  * environment. No url-key: the key would sit in the URL of every POST.
  */
-const historyHttpAuth = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('none') }),
-  z.strictObject({ type: z.literal('basic'), username: z.string().check(z.minLength(1), z.maxLength(256)), passwordEnv: envName }),
-  z.strictObject({
-    type: z.literal('header'),
-    header: matching(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'),
-    valueEnv: envName,
-    prefix: z._default(z.string().check(z.maxLength(32)), ''),
-  }),
-]);
+const historyHttpAuth = z.discriminatedUnion('type', [noAuth, basicAuth, headerAuth]);
 
 const history = z
   .strictObject({
@@ -217,7 +212,7 @@ const history = z
     /** Grafana Cloud's Graphite HTTP ingestion (POST JSON to https://<stack>.grafana.net/graphite/metrics). */
     http: z.optional(
       z.strictObject({
-        url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).check(z.refine((u) => !URL.canParse(u) || new URL(u).username === '', 'must not embed credentials: use auth')),
+        url: httpUrl,
         auth: z._default(historyHttpAuth, { type: 'none' }),
         timeoutMs: z._default(integer(100, 60_000), 5_000),
         /** The `interval` each point is sent with: seconds between cycles (intervalSeconds by default). */
@@ -244,6 +239,22 @@ export type GraphiteConfig = Config['graphite'];
 export type SocketRelayConfig = Extract<Config['relay'], { type: 'socket' }>;
 export type SsmRelayConfig = Extract<Config['relay'], { type: 'ssm' }>;
 export type HistoryConfig = NonNullable<Config['history']>;
+/** The HTTP auths Graphite's render API and the history's HTTP ingestion both take. */
+export type HttpAuthConfig = z.infer<typeof historyHttpAuth>;
+
+/** The environment variable an auth reads its secret from; undefined for `none`. */
+export function authSecretName(auth: GraphiteConfig['auth']): string | undefined {
+  switch (auth.type) {
+    case 'none':
+      return undefined;
+    case 'url-key':
+      return auth.keyEnv;
+    case 'basic':
+      return auth.passwordEnv;
+    case 'header':
+      return auth.valueEnv;
+  }
+}
 
 function uniqueNames(items: readonly { name: string }[]): boolean {
   return new Set(items.map((i) => i.name)).size === items.length;

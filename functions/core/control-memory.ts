@@ -135,22 +135,6 @@ function seenBefore(memory: BackendMemory, name: string): boolean {
 }
 
 /**
- * Sessions and `stot` of one server at the first observation at or after time t, or null when
- * there is none (or the server was absent, or its `stot` unknown). Not interpolated: leastconn
- * places most of a cycle's connections right after a weight change, so a straight line between
- * two observations would count some of the connections a measurement already saw as placed after it.
- */
-export function sampleAfter(records: readonly ObservationRecord[], server: string, t: number): { at: number; sessions: number; totalSessions: number } | null {
-  for (const r of records) {
-    if (r.at < t) continue;
-    const s = r.servers.get(server);
-    if (s === undefined || s.totalSessions === undefined) return null;
-    return { at: r.at, sessions: s.sessions, totalSessions: s.totalSessions };
-  }
-  return null;
-}
-
-/**
  * How many cycles a connection lives: connections held now / connections placed per cycle, from
  * `stot` over the records (Little's law). Undefined with fewer than two records or nothing placed.
  */

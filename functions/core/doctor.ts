@@ -3,7 +3,8 @@ import { selectBackends } from './cycle.js';
 import type { CheckKind, Coverage, DoctorCheck, DoctorCode, DoctorReport } from './doctor-schema.js';
 import { DOCTOR_SCHEMA_VERSION } from './doctor-version.js';
 import { GraphiteError, HaproxyError, describeError } from './errors.js';
-import { algorithmKind, observeCommands, parseCliLevel, parseObservedBackend, showCliLevelCommand, splitReplies, type CliLevel } from './haproxy-protocol.js';
+import { algorithmKind, observeCommands, parseCliLevel, showCliLevelCommand, splitReplies, type CliLevel } from './haproxy-protocol.js';
+import { observationsFrom, type Observation } from './observe.js';
 import { measure, type Measurement } from './measure.js';
 import { planBackend } from './plan.js';
 import type { MetricSource, ObservedBackend, RelayRunOptions, RuntimeRelay } from './types.js';
@@ -77,7 +78,7 @@ type LoadBalancerReading =
   | {
       readonly ok: true;
       readonly level: { readonly ok: true; readonly level: CliLevel } | { readonly ok: false; readonly error: unknown };
-      readonly backends: ReadonlyMap<string, { readonly ok: true; readonly backend: ObservedBackend } | { readonly ok: false; readonly error: unknown }>;
+      readonly backends: ReadonlyMap<string, Observation>;
     };
 
 type MeasureResult = { readonly ok: true; readonly measurement: Measurement; readonly series: number } | { readonly ok: false; readonly error: unknown };
@@ -103,22 +104,14 @@ async function readLoadBalancers(relay: RuntimeRelay, backends: readonly Backend
       out.set(result.loadBalancer, { ok: false, error });
       continue;
     }
-    const context = { loadBalancer: result.loadBalancer };
     let level: Extract<LoadBalancerReading, { ok: true }>['level'];
     try {
-      level = { ok: true, level: parseCliLevel(blocks[0] ?? '', context) };
+      level = { ok: true, level: parseCliLevel(blocks[0] ?? '', { loadBalancer: result.loadBalancer }) };
     } catch (error) {
       level = { ok: false, error };
     }
-    const observed = new Map<string, { ok: true; backend: ObservedBackend } | { ok: false; error: unknown }>();
-    names.forEach((b, i) => {
-      try {
-        observed.set(b, { ok: true, backend: parseObservedBackend(b, blocks[1 + 2 * i] ?? '', blocks[2 + 2 * i] ?? '', context) });
-      } catch (error) {
-        observed.set(b, { ok: false, error });
-      }
-    });
-    out.set(result.loadBalancer, { ok: true, level, backends: observed });
+    // The level's reply leads; the backends' follow, as a cycle's observation reads them.
+    out.set(result.loadBalancer, { ok: true, level, backends: observationsFrom(names, blocks.slice(1), result.loadBalancer) });
   }
   return out;
 }

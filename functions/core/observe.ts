@@ -31,19 +31,26 @@ export async function observeBackends(
       continue;
     }
     try {
-      const blocks = splitReplies(req.commands, result.reply);
-      const perBackend = new Map<string, Observation>();
-      backends.forEach((b, i) => {
-        try {
-          perBackend.set(b, { ok: true, backend: parseObservedBackend(b, blocks[2 * i] ?? '', blocks[2 * i + 1] ?? '', { loadBalancer: result.loadBalancer }) });
-        } catch (error) {
-          perBackend.set(b, { ok: false, error: asError(error) });
-        }
-      });
-      out.set(result.loadBalancer, perBackend);
+      out.set(result.loadBalancer, observationsFrom(backends, splitReplies(req.commands, result.reply), result.loadBalancer));
     } catch (error) {
       out.set(result.loadBalancer, asError(error));
     }
   }
   return out;
+}
+
+/**
+ * Each backend's observation from the replies to its observeCommands (`blocks`, in the backends'
+ * order): one that cannot be parsed is a failed Observation and never hides the others.
+ */
+export function observationsFrom(backends: readonly string[], blocks: readonly string[], loadBalancer: string): Map<string, Observation> {
+  const perBackend = new Map<string, Observation>();
+  backends.forEach((b, i) => {
+    try {
+      perBackend.set(b, { ok: true, backend: parseObservedBackend(b, blocks[2 * i] ?? '', blocks[2 * i + 1] ?? '', { loadBalancer }) });
+    } catch (error) {
+      perBackend.set(b, { ok: false, error: asError(error) });
+    }
+  });
+  return perBackend;
 }

@@ -238,12 +238,21 @@ export function feedbackDecision(inputs: readonly WeightingInput[], params: Feed
     rules.push('follow-sessions');
     return count / perWeight;
   });
+  const out = rescaled(raw);
+  return out === null ? unchanged('balanced') : { ...out, rules, countScale, fewSessions };
+}
+
+/**
+ * Raw weights rescaled to 256 when the largest is above 256 or below FEEDBACK_RESCALE_BELOW, then
+ * rounded into 1..256 (and the rescaled raw ones); null when none is positive.
+ */
+function rescaled(raw: readonly number[]): { weights: number[]; raw: number[] } | null {
   let largest = 0;
   for (const w of raw) largest = Math.max(largest, w);
-  if (!(largest > 0)) return unchanged('balanced');
+  if (!(largest > 0)) return null;
   const scale = largest > MAX_WEIGHT || largest < FEEDBACK_RESCALE_BELOW ? MAX_WEIGHT / largest : 1;
   const scaled = raw.map((w) => w * scale);
-  return { weights: scaled.map((w) => Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(w)))), raw: scaled, rules, countScale, fewSessions };
+  return { weights: scaled.map((w) => Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(w)))), raw: scaled };
 }
 
 /**
@@ -291,12 +300,8 @@ export function roundrobinShares(
     return wanted;
   });
   if (rules.every((r) => r === 'deadband')) return null;
-  let largest = 0;
-  for (const w of raw) largest = Math.max(largest, w);
-  if (!(largest > 0)) return null;
-  const scale = largest > MAX_WEIGHT || largest < FEEDBACK_RESCALE_BELOW ? MAX_WEIGHT / largest : 1;
-  const scaled = raw.map((w) => w * scale);
-  return { weights: scaled.map((w) => Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.round(w)))), raw: scaled, rules };
+  const out = rescaled(raw);
+  return out === null ? null : { ...out, rules };
 }
 
 function checkParams(params: FeedbackParams): void {
