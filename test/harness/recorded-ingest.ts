@@ -6,7 +6,7 @@
  */
 import { startGraphiteFaultProxy, startSocketProxy, writeConfigFile, type GraphiteFaultProxy, type SocketProxy } from './faults.js';
 import { feedLoads, uniquePrefix } from './graphite.js';
-import { startHaproxy, type HaproxyHandle } from './haproxy.js';
+import { resetWeights, startHaproxy, type HaproxyHandle } from './haproxy.js';
 import { makeTempDir, removeTempDir } from './processes.js';
 import { sharedGraphite } from './shared-graphite.js';
 
@@ -65,7 +65,7 @@ export async function startRecordedIngest(label: string): Promise<RecordedIngest
       socketProxy.clear();
       graphiteProxy.clear();
       await graphiteProxy.setFault({ kind: 'pass' });
-      await haproxy.runtime(INGEST_SERVERS.map((s) => `set server ${INGEST_BACKEND}/${s} weight 100`).join('; '));
+      await resetWeights([haproxy], INGEST_BACKEND, INGEST_SERVERS);
     },
     close: async () => {
       await graphiteProxy.close();

@@ -14,7 +14,7 @@ import { createHandler } from '../../functions/handler.js';
 import { holdLock, type HeldLock } from '../harness/flock.js';
 import { checkedReport } from '../harness/report.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
-import type { BackendSpec } from '../harness/haproxy.js';
+import { currentWeights, resetWeights, type BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { DOCUMENT_NAME, SOCKET_PATH, TAG, TEST_CREDENTIALS, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
 import { CONFIG_PARAMETER, LAMBDA_CONTEXT, SCHEDULED_EVENT, capture, invoke, messageOf, must, plannedWeights, testHandler, totalsOf } from '../ssm-endpoint/lambda-invoke.js';
@@ -52,7 +52,7 @@ describe('the Lambda handler’s setup, through the local SSM endpoint and real 
   afterEach(async () => {
     await held?.release();
     held = undefined;
-    await Promise.all(fleet.haproxies.map((h) => h.runtime(SERVERS.map((s) => `set server be_ingest/${s} weight 100`).join('; '))));
+    await resetWeights(fleet.haproxies, 'be_ingest', SERVERS);
   });
 
   /** The configuration in Parameter Store: Graphite without auth, the fleet by instance id unless `targets` says otherwise. */
@@ -66,9 +66,7 @@ describe('the Lambda handler’s setup, through the local SSM endpoint and real 
   const weightsOn = async (index: number): Promise<Record<string, number>> => {
     const h = fleet.haproxies[index];
     if (h === undefined) throw new Error(`no HAProxy #${index}`);
-    const out: Record<string, number> = {};
-    for (const s of SERVERS) out[s] = (await h.getWeight('be_ingest', s)).current;
-    return out;
+    return currentWeights(h, 'be_ingest', SERVERS);
   };
 
   describe('the Graphite secret', () => {

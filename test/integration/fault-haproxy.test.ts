@@ -30,7 +30,7 @@ import {
   type ConnectionFault,
 } from '../harness/faults.js';
 import { feedLoads, uniquePrefix, type GraphiteClient } from '../harness/graphite.js';
-import { startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
+import { currentWeights, startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 
@@ -88,11 +88,7 @@ async function apply(loadBalancers: readonly { name: string; endpoint: string }[
   return { code: run.code, report: singleReport(run.stdout) };
 }
 
-async function weightsOf(lb: HaproxyHandle, backend = BACKEND, servers: readonly string[] = SERVERS): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const s of servers) out[s] = (await lb.getWeight(backend, s)).current;
-  return out;
-}
+const weightsOf = (lb: HaproxyHandle, backend = BACKEND, servers: readonly string[] = SERVERS): Promise<Record<string, number>> => currentWeights(lb, backend, servers);
 
 const UNCHANGED = { s1: 100, s2: 100, s3: 100 };
 
