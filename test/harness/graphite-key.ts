@@ -6,6 +6,7 @@
  * GET is forwarded.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { closeHttpServer, listenOnLoopback } from './loopback-server.js';
 
 export interface KeyedGraphite {
   /** The base URL to configure as `graphite.url` (without the key). */
@@ -34,19 +35,10 @@ export async function startKeyedGraphite(upstream: string, key: string): Promise
     }
   };
   const server = createServer((req, res) => void handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('the keyed Graphite front has no TCP address');
+  const port = await listenOnLoopback(server, 'the keyed Graphite front');
   return {
-    url: `http://127.0.0.1:${address.port}`,
+    url: `http://127.0.0.1:${port}`,
     paths,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    stop: () => closeHttpServer(server),
   };
 }
