@@ -44,8 +44,7 @@ let configPath: string;
 
 beforeAll(async () => {
   const graphite = await sharedGraphite();
-  const prefix = uniquePrefix('fault_graphite');
-  await feedLoads(graphite, prefix, { s1: 4000, s2: 1000, s3: 1000 });
+  const target = await feedLoads(graphite, uniquePrefix('fault_graphite'), { s1: 4000, s2: 1000, s3: 1000 });
   fleet = await startHaproxyFleet(2, { backends: [{ name: BACKEND, balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) }] });
   proxy = await startGraphiteFaultProxy(graphite.url);
   dir = makeTempDir('hw-fault-graphite');
@@ -55,7 +54,7 @@ beforeAll(async () => {
     backends: [
       {
         name: BACKEND,
-        target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+        target,
         // Wide enough that the points written above stay in the window for the whole file.
         from: '-15min',
         aggregation: 'average',

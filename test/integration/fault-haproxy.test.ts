@@ -39,14 +39,13 @@ const SERVERS = ['s1', 's2', 's3'] as const;
 const READ_TIMEOUT_MS = 1_000;
 
 let graphite: GraphiteClient;
-let prefix: string;
+let target: string;
 let dir: string;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   graphite = await sharedGraphite();
-  prefix = uniquePrefix('fault_haproxy');
-  await feedLoads(graphite, prefix, { s1: 4000, s2: 1000, s3: 1000 });
+  target = await feedLoads(graphite, uniquePrefix('fault_haproxy'), { s1: 4000, s2: 1000, s3: 1000 });
   dir = makeTempDir('hw-fault-haproxy');
 });
 
@@ -72,7 +71,7 @@ function configFor(loadBalancers: readonly { name: string; endpoint: string }[],
     relay: { type: 'socket', loadBalancers, connectTimeoutMs: 1000, readTimeoutMs: READ_TIMEOUT_MS },
     backends: backends.map((name) => ({
       name,
-      target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+      target,
       from: '-15min',
       aggregation: 'average',
       weighting: { function: 'limited-proportions', limitingFactor: 4, aggressiveness: 1 },
