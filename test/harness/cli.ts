@@ -48,7 +48,7 @@ export function cliRuntimeDir(): string {
 }
 
 /** The run lock's directory of a spawned CLI: a private temporary one, never the user's own. */
-export function cliDirs(): { XDG_RUNTIME_DIR: string } {
+function cliDirs(): { XDG_RUNTIME_DIR: string } {
   return { XDG_RUNTIME_DIR: cliRuntimeDir() };
 }
 

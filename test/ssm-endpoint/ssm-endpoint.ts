@@ -107,7 +107,7 @@ export interface EmulatedInstance {
 }
 
 /** The first SSM Agent that exports ENV_VAR parameters (the SSM document reference, interpolationType). */
-export const ENV_VAR_AGENT_VERSION = '3.3.2746.0';
+const ENV_VAR_AGENT_VERSION = '3.3.2746.0';
 export const DEFAULT_AGENT_VERSION = '3.3.2746.0';
 
 /** Whether dotted version a is at least b. */
