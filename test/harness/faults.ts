@@ -13,6 +13,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import * as z from 'zod';
 import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
+import { PROMPT, promptsExpected } from '../../functions/core/haproxy-protocol.js';
 import { makeTempDir, removeTempDir } from './processes.js';
 
 export { REPO_ROOT, cliArgv, cliRuntimeDir, parseCycleReport, parseReports, runCli, runMain, singleReport, startCli, weightsAfter, writeConfigFile, type CliProcess } from './cli.js';
@@ -372,7 +373,6 @@ export interface SocketProxy {
 
 /** How the weighter's socket relay opens a batch: `prompt` makes the session interactive. */
 const INTERACTIVE_PREFIX = 'prompt\n';
-const PROMPT = '\n> ';
 
 /** The commands of a recorded request, without the `prompt` line and the final newline. */
 export function commandsOf(request: string): string[] {
@@ -401,7 +401,7 @@ function roundTrip(path: string, request: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const interactive = request.startsWith(INTERACTIVE_PREFIX);
-    const expected = commandsOf(request).length + 1;
+    const expected = promptsExpected(commandsOf(request));
     let text = '';
     let done = false;
     const upstream = createConnection({ path });
