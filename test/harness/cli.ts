@@ -6,10 +6,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { main } from '../../functions/cli/main.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
+import { REPO_ROOT } from './paths.js';
 import { makeTempDir, runCommand, type CommandResult } from './processes.js';
 import { checkedReport } from './report.js';
 
@@ -17,7 +17,7 @@ import { checkedReport } from './report.js';
 // The real CLI as a child process
 // ---------------------------------------------------------------------------------------------
 
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export { REPO_ROOT };
 const CLI_ENTRY = join(REPO_ROOT, 'functions', 'cli', 'bin.ts');
 const SETPRIV = '/usr/bin/setpriv';
 
@@ -48,7 +48,7 @@ export function cliRuntimeDir(): string {
 }
 
 /** The run lock's directory of a spawned CLI: a private temporary one, never the user's own. */
-export function cliDirs(): { XDG_RUNTIME_DIR: string } {
+function cliDirs(): { XDG_RUNTIME_DIR: string } {
   return { XDG_RUNTIME_DIR: cliRuntimeDir() };
 }
 

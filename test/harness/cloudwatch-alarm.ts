@@ -82,7 +82,7 @@ const STATISTICS: readonly Statistic[] = ['Sum', 'Maximum', 'Minimum', 'Average'
 const COMPARISONS: readonly ComparisonOperator[] = ['GreaterThanOrEqualToThreshold', 'GreaterThanThreshold', 'LessThanThreshold', 'LessThanOrEqualToThreshold'];
 const TREATMENTS: readonly TreatMissingData[] = ['breaching', 'notBreaching', 'ignore', 'missing'];
 
-export function isBreaching(value: number, rule: Pick<MetricAlarm, 'threshold' | 'comparison'>): boolean {
+function isBreaching(value: number, rule: Pick<MetricAlarm, 'threshold' | 'comparison'>): boolean {
   switch (rule.comparison) {
     case 'GreaterThanOrEqualToThreshold':
       return value >= rule.threshold;

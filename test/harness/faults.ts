@@ -9,10 +9,10 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import * as z from 'zod';
-import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
 import type { CycleReport } from '../../functions/core/cycle.js';
+import { PROMPT, promptsExpected } from '../../functions/core/haproxy-protocol.js';
+import { emfDocumentsFor } from './emf.js';
 import { makeTempDir, removeTempDir } from './processes.js';
 
 export { REPO_ROOT, cliArgv, cliRuntimeDir, parseCycleReport, parseReports, runCli, runMain, singleReport, startCli, weightsAfter, writeConfigFile, type CliProcess } from './cli.js';
@@ -372,7 +372,6 @@ export interface SocketProxy {
 
 /** How the weighter's socket relay opens a batch: `prompt` makes the session interactive. */
 const INTERACTIVE_PREFIX = 'prompt\n';
-const PROMPT = '\n> ';
 
 /** The commands of a recorded request, without the `prompt` line and the final newline. */
 export function commandsOf(request: string): string[] {
@@ -401,7 +400,7 @@ function roundTrip(path: string, request: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const interactive = request.startsWith(INTERACTIVE_PREFIX);
-    const expected = commandsOf(request).length + 1;
+    const expected = promptsExpected(commandsOf(request));
     let text = '';
     let done = false;
     const upstream = createConnection({ path });
@@ -601,26 +600,7 @@ export interface EmittedMetrics {
  * documents Powertools prints.
  */
 export function lambdaMetricsFor(report: CycleReport): EmittedMetrics {
-  const lines: string[] = [];
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = (chunk: string | Uint8Array, ..._rest: unknown[]): boolean => {
-    lines.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  };
-  try {
-    const metrics = new Metrics({ namespace: 'HaproxyWeighterFaults', serviceName: 'haproxy-weighter' });
-    emitCycleMetrics(metrics, report);
-    // What the handler's logMetrics middleware does when the invocation ends.
-    metrics.publishStoredMetrics();
-  } finally {
-    process.stdout.write = write;
-  }
-  const docs = lines
-    .join('')
-    .split('\n')
-    .filter((l) => l.includes('"_aws"'))
-    .map((l): unknown => JSON.parse(l))
-    .filter((d): d is Record<string, unknown> => typeof d === 'object' && d !== null && !Array.isArray(d));
+  const docs = emfDocumentsFor(report, { namespace: 'HaproxyWeighterFaults', serviceName: 'haproxy-weighter' });
   const totals = docs.find((d) => 'ServersChanged' in d);
   if (totals === undefined) throw new Error(`no totals document among ${docs.length} EMF document(s)`);
   return { totals, failedLoadBalancers: docs.filter((d) => 'LoadBalancerFailed' in d).map((d) => d['LoadBalancer']) };

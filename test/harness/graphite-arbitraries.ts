@@ -31,7 +31,7 @@ export const mutatedRealReply = fc
   );
 
 /** A datapoint value: every JSON kind, and numbers at and beyond the limits. */
-export const datapointValue = fc.oneof(
+const datapointValue = fc.oneof(
   fc.constant(null),
   fc.double(),
   fc.integer(),

@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
+import { closeHttpServer, listenOnLoopback } from './loopback-server.js';
 
 export interface GraphiteIngest {
   /** The ingestion URL to configure as `history.http.url`. */
@@ -78,19 +79,10 @@ export async function startGraphiteIngest(carbonPort: number, user: string, toke
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => answer(res, 500, { error: String(error) }));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('the ingestion stand-in has no TCP address');
+  const port = await listenOnLoopback(server, 'the ingestion stand-in');
   return {
-    url: `http://127.0.0.1:${address.port}/graphite/metrics`,
+    url: `http://127.0.0.1:${port}/graphite/metrics`,
     statuses: () => statuses,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    stop: () => closeHttpServer(server),
   };
 }

@@ -1,53 +1,44 @@
 /**
  * Graphite behind an API key in the path, as Hosted Graphite serves it (`https://host/<key>/render`,
  * the weighter's `graphite.auth.type: url-key`): a loopback HTTP front that answers 401 to any
- * request whose first path segment is not the key, and forwards the others, key removed, to the
- * real graphite-web. Only GET is forwarded.
+ * request whose first path segment is not the key, and forwards the others, key removed, to
+ * `upstream` (graphite-web, or a fault proxy in front of it) with its real status and body. Only
+ * GET is forwarded.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { closeHttpServer, listenOnLoopback } from './loopback-server.js';
 
 export interface KeyedGraphite {
   /** The base URL to configure as `graphite.url` (without the key). */
   readonly url: string;
-  /** Requests refused for their key, and forwarded. */
-  counts(): { readonly refused: number; readonly forwarded: number };
+  /** The path and query of every request, as received (key included). */
+  readonly paths: readonly string[];
   stop(): Promise<void>;
 }
 
 export async function startKeyedGraphite(upstream: string, key: string): Promise<KeyedGraphite> {
-  let refused = 0;
-  let forwarded = 0;
+  const paths: string[] = [];
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    paths.push(req.url ?? '/');
     const incoming = new URL(req.url ?? '/', 'http://front');
     const [, first, ...rest] = incoming.pathname.split('/');
     if (req.method !== 'GET' || first === undefined || decodeURIComponent(first) !== key) {
-      refused++;
       res.writeHead(401, { 'content-type': 'text/plain' }).end('Unauthorized: invalid API key\n');
       return;
     }
-    forwarded++;
     const target = new URL(`/${rest.join('/')}${incoming.search}`, upstream);
     try {
-      const response = await fetch(target, { signal: AbortSignal.timeout(15_000) });
+      const response = await fetch(target, { signal: AbortSignal.timeout(30_000) });
       res.writeHead(response.status, { 'content-type': response.headers.get('content-type') ?? 'application/json' }).end(await response.text());
     } catch (error) {
       res.writeHead(502, { 'content-type': 'text/plain' }).end(`upstream failed: ${error instanceof Error ? error.message : String(error)}\n`);
     }
   };
   const server = createServer((req, res) => void handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('the keyed Graphite front has no TCP address');
+  const port = await listenOnLoopback(server, 'the keyed Graphite front');
   return {
-    url: `http://127.0.0.1:${address.port}`,
-    counts: () => ({ refused, forwarded }),
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    url: `http://127.0.0.1:${port}`,
+    paths,
+    stop: () => closeHttpServer(server),
   };
 }

@@ -178,8 +178,8 @@ export function parseShowStat(reply: string): Record<string, string>[] {
   });
 }
 
-/** Resolves once the Unix socket answers `show info` from the process with this pid. */
-async function answersAsPid(path: string, pid: number): Promise<true | undefined> {
+/** Sends one command to the Unix socket; resolves true once it answers a reply `accepts`, undefined otherwise. */
+async function answers(path: string, command: string, accepts: (reply: string) => boolean): Promise<true | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ path });
     let reply = '';
@@ -188,25 +188,16 @@ async function answersAsPid(path: string, pid: number): Promise<true | undefined
       reply += chunk.toString('utf8');
     });
     socket.once('error', () => resolve(undefined));
-    socket.once('close', () => resolve(new RegExp(`^Pid: ${pid}$`, 'm').test(reply) ? true : undefined));
-    socket.end('show info\n');
+    socket.once('close', () => resolve(accepts(reply) ? true : undefined));
+    socket.end(`${command}\n`);
   });
 }
 
+/** Resolves once the Unix socket answers `show info` from the process with this pid. */
+const answersAsPid = (path: string, pid: number): Promise<true | undefined> => answers(path, 'show info', (reply) => new RegExp(`^Pid: ${pid}$`, 'm').test(reply));
+
 /** Resolves once the Unix socket accepts a connection and answers a command. */
-async function socketAnswers(path: string): Promise<true | undefined> {
-  return new Promise((resolve) => {
-    const socket = connect({ path });
-    let reply = '';
-    socket.setTimeout(1_000, () => socket.destroy());
-    socket.on('data', (chunk: Buffer) => {
-      reply += chunk.toString('utf8');
-    });
-    socket.once('error', () => resolve(undefined));
-    socket.once('close', () => resolve(reply.includes('HAProxy') || /^\d/.test(reply) ? true : undefined));
-    socket.end('show version\n');
-  });
-}
+const socketAnswers = (path: string): Promise<true | undefined> => answers(path, 'show version', (reply) => reply.includes('HAProxy') || /^\d/.test(reply));
 
 /** Sends commands through `socat -t2 stdio <address>`; never `socat stdio <path>` (DESIGN §4). */
 async function socat(address: string, command: string): Promise<string> {
@@ -382,4 +373,16 @@ export async function stopAll(handles: readonly { stop(): Promise<void> }[]): Pr
   const results = await Promise.allSettled(handles.map((h) => h.stop()));
   const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failure !== undefined) throw failure.reason;
+}
+
+/** The current weight of each of `servers` in `backend`, by server name. */
+export async function currentWeights(handle: HaproxyHandle, backend: string, servers: readonly string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const s of servers) out[s] = (await handle.getWeight(backend, s)).current;
+  return out;
+}
+
+/** Sets each of `servers` in `backend` back to weight 100 on every handle: the state a test starts from. */
+export async function resetWeights(handles: readonly HaproxyHandle[], backend: string, servers: readonly string[]): Promise<void> {
+  await Promise.all(handles.map((h) => h.runtime(servers.map((s) => `set server ${backend}/${s} weight 100`).join('; '))));
 }

@@ -16,25 +16,27 @@ export const DOCTOR_SCHEMA_PATH = new URL('../../docs/doctor.schema.json', impor
 const addFormats = addFormatsModule.default;
 const ajv = new Ajv2020({ allErrors: true, strict: true });
 addFormats(ajv);
-const validate = ajv.compile<CycleReport>(JSON.parse(readFileSync(REPORT_SCHEMA_PATH, 'utf8')));
-const validateDoctor = ajv.compile<DoctorReport>(JSON.parse(readFileSync(DOCTOR_SCHEMA_PATH, 'utf8')));
+
+/**
+ * A checker against the JSON Schema at `path` (a file in docs/): through JSON first, because what is checked is
+ * what a consumer of `--json` or of the Lambda receives; throws naming every violation.
+ */
+function checkerOf<T>(what: string, path: URL): (value: unknown) => T {
+  const validate = ajv.compile<T>(JSON.parse(readFileSync(path, 'utf8')));
+  const shown = `docs/${path.pathname.slice(path.pathname.lastIndexOf('/') + 1)}`;
+  return (value) => {
+    const json: unknown = JSON.parse(JSON.stringify(value));
+    if (validate(json)) return json;
+    const errors = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''}`).join('; ');
+    throw new Error(`${what} does not match ${shown}: ${errors}`);
+  };
+}
 
 /** The report, checked against the shipped JSON Schema; throws naming every violation. */
-export function checkedReport(value: unknown): CycleReport {
-  // Through JSON first: what is checked is what a consumer of `--json` or of the Lambda receives.
-  const json: unknown = JSON.parse(JSON.stringify(value));
-  if (validate(json)) return json;
-  const errors = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''}`).join('; ');
-  throw new Error(`the report does not match docs/report.schema.json: ${errors}`);
-}
+export const checkedReport: (value: unknown) => CycleReport = checkerOf('the report', REPORT_SCHEMA_PATH);
 
 /** The doctor's report, checked against the shipped docs/doctor.schema.json; throws naming every violation. */
-export function checkedDoctorReport(value: unknown): DoctorReport {
-  const json: unknown = JSON.parse(JSON.stringify(value));
-  if (validateDoctor(json)) return json;
-  const errors = (validateDoctor.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''}`).join('; ');
-  throw new Error(`the doctor report does not match docs/doctor.schema.json: ${errors}`);
-}
+export const checkedDoctorReport: (value: unknown) => DoctorReport = checkerOf('the doctor report', DOCTOR_SCHEMA_PATH);
 
 /** Each check as [check, status, code, load balancer, backend]: what a test branches on, never the message text. */
 export function checksOf(report: Pick<DoctorReport, 'checks'>): [string, string, string | null, string | null, string | null][] {

@@ -6,13 +6,12 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseDocument } from 'yaml';
+import { REPO_ROOT } from './paths.js';
 
 const run = promisify(execFile);
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const OSLS = join(ROOT, 'node_modules/osls/bin/serverless.js');
+const OSLS = join(REPO_ROOT, 'node_modules/osls/bin/serverless.js');
 
 export interface Resource {
   readonly Type: string;
@@ -59,12 +58,12 @@ export async function copyService(base: string, bundle: (outfile: string) => Pro
   const dir = join(base, 'svc');
   mkdirSync(join(dir, 'dist'), { recursive: true });
   mkdirSync(join(dir, 'infra'), { recursive: true });
-  const doc = parseDocument(readFileSync(join(ROOT, 'serverless.yml'), 'utf8'));
+  const doc = parseDocument(readFileSync(join(REPO_ROOT, 'serverless.yml'), 'utf8'));
   for (const [stage, params] of Object.entries(stageParams)) {
     for (const [key, value] of Object.entries(params)) doc.setIn(['params', stage, key], value);
   }
   writeFileSync(join(dir, 'serverless.yml'), doc.toString());
-  copyFileSync(join(ROOT, 'infra/ssm-document.yaml'), join(dir, 'infra/ssm-document.yaml'));
+  copyFileSync(join(REPO_ROOT, 'infra/ssm-document.yaml'), join(dir, 'infra/ssm-document.yaml'));
   await bundle(join(dir, 'dist/handler.mjs'));
   let count = 0;
   return {

@@ -23,13 +23,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Metrics } from '@aws-lambda-powertools/metrics';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricsTimestamp } from '../../functions/aws/payload.js';
 import { REPORT_SCHEMA_VERSION, cycleReportSchema } from '../../functions/core/report-schema.js';
 import { problem, type CycleReport } from '../../functions/core/report.js';
 import { alarmFromTemplate, firstAlarm, simulateAlarm, type MetricAlarm, type MetricId, type Sample } from '../harness/cloudwatch-alarm.js';
+import { emfDocumentsFor } from '../harness/emf.js';
 import { copyService, isObject, ofType, type Packaged } from '../harness/serverless-package.js';
 
 /** What a cycle ran into; `error` is an invocation that failed before it had a report. */
@@ -105,23 +104,9 @@ interface Emitted {
 
 /** The metrics one report produces: emitCycleMetrics, then the flush logMetrics does, read back from the EMF lines. */
 function emittedMetrics(report: CycleReport, stage: Stage): Emitted[] {
-  const lines: string[] = [];
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  });
-  try {
-    const metrics = new Metrics({ namespace: stage.namespace, serviceName: stage.service });
-    emitCycleMetrics(metrics, report);
-    metrics.publishStoredMetrics();
-  } finally {
-    spy.mockRestore();
-  }
   const out: Emitted[] = [];
-  for (const line of lines.join('').split('\n')) {
-    if (!line.includes('"_aws"')) continue;
-    const doc: unknown = JSON.parse(line);
-    if (!isObject(doc) || !isObject(doc._aws) || !Array.isArray(doc._aws.CloudWatchMetrics)) continue;
+  for (const doc of emfDocumentsFor(report, { namespace: stage.namespace, serviceName: stage.service })) {
+    if (!isObject(doc._aws) || !Array.isArray(doc._aws.CloudWatchMetrics)) continue;
     for (const directive of doc._aws.CloudWatchMetrics.filter(isObject)) {
       const names = Array.isArray(directive.Dimensions) && Array.isArray(directive.Dimensions[0]) ? directive.Dimensions[0].map(String) : [];
       const dimensions = Object.fromEntries(names.map((n) => [n, String(doc[n])]));

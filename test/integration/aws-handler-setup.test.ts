@@ -14,10 +14,10 @@ import { createHandler } from '../../functions/handler.js';
 import { holdLock, type HeldLock } from '../harness/flock.js';
 import { checkedReport } from '../harness/report.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
-import type { BackendSpec } from '../harness/haproxy.js';
+import { currentWeights, resetWeights, type BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
-import { DOCUMENT_NAME, SOCKET_PATH, TAG, TEST_CREDENTIALS, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
-import { CONFIG_PARAMETER, LAMBDA_CONTEXT, SCHEDULED_EVENT, capture, invoke, messageOf, must, plannedWeights, testHandler, totalsOf } from '../ssm-endpoint/lambda-invoke.js';
+import { DOCUMENT_NAME, TAG, TEST_CREDENTIALS, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
+import { CONFIG_PARAMETER, LAMBDA_CONTEXT, SCHEDULED_EVENT, capture, invoke, messageOf, must, plannedWeights, ssmTestConfig, testHandler, totalsOf } from '../ssm-endpoint/lambda-invoke.js';
 
 const SERVERS = ['ingest-1', 'ingest-2', 'ingest-3'];
 const LOADS: Readonly<Record<string, number>> = { 'ingest-1': 100, 'ingest-2': 200, 'ingest-3': 400 };
@@ -52,23 +52,17 @@ describe('the Lambda handler’s setup, through the local SSM endpoint and real 
   afterEach(async () => {
     await held?.release();
     held = undefined;
-    await Promise.all(fleet.haproxies.map((h) => h.runtime(SERVERS.map((s) => `set server be_ingest/${s} weight 100`).join('; '))));
+    await resetWeights(fleet.haproxies, 'be_ingest', SERVERS);
   });
 
   /** The configuration in Parameter Store: Graphite without auth, the fleet by instance id unless `targets` says otherwise. */
-  const openConfig = (targets?: unknown): Record<string, unknown> => ({
-    graphite: { url: graphiteUrl, retries: 0, auth: { type: 'none' } },
-    relay: { type: 'ssm', documentName: DOCUMENT_NAME, socketPath: SOCKET_PATH, targets: targets ?? { instanceIds: [...fleet.instanceIds] }, pollIntervalMs: 20, maxWaitMs: 60_000 },
-    backends: [{ name: 'be_ingest', target, from: '-15min', aggregation: 'average', weighting: { function: 'limited-proportions' } }],
-  });
-  const keyedConfig = (): Record<string, unknown> => ({ ...openConfig(), graphite: { url: graphiteUrl, retries: 0, auth: { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' } } });
+  const openConfig = (targets?: unknown): unknown => ssmTestConfig(fleet, { url: graphiteUrl, auth: { type: 'none' } }, target, targets === undefined ? {} : { targets });
+  const keyedConfig = (): unknown => ssmTestConfig(fleet, { url: graphiteUrl, auth: { type: 'url-key', keyEnv: 'GRAPHITE_API_KEY' } }, target);
   const callsFrom = (from: number, operation: string) => fleet.endpoint.calls.slice(from).filter((c) => c.operation === operation);
   const weightsOn = async (index: number): Promise<Record<string, number>> => {
     const h = fleet.haproxies[index];
     if (h === undefined) throw new Error(`no HAProxy #${index}`);
-    const out: Record<string, number> = {};
-    for (const s of SERVERS) out[s] = (await h.getWeight('be_ingest', s)).current;
-    return out;
+    return currentWeights(h, 'be_ingest', SERVERS);
   };
 
   describe('the Graphite secret', () => {

@@ -5,11 +5,11 @@
  * handler → key gate (checks and strips the API key in the first path segment, as a keyed Graphite
  * gateway does) → fault proxy (passes the real reply, or breaks it on demand) → graphite-web.
  */
-import { createServer, type Server } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HOSTILE_CHARACTERS, problemsOf, rawHostileCharacters, rewriteSeries, startGraphiteFaultProxy, withRawValue, type GraphiteFaultProxy } from '../harness/faults.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
-import type { BackendSpec } from '../harness/haproxy.js';
+import { startKeyedGraphite, type KeyedGraphite } from '../harness/graphite-key.js';
+import { currentWeights, resetWeights, type BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { DOCUMENT_NAME, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
 import {
@@ -31,57 +31,20 @@ const LOADS: Readonly<Record<string, number>> = { 'ingest-1': 100, 'ingest-2': 2
 const BACKEND: BackendSpec = { name: 'be_ingest', balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) };
 const HOSTILE_SERIES = ['a;shutdown sessions', '$(reboot)', 'ingest-1\nshutdown sessions'];
 
-interface KeyGate {
-  readonly url: string;
-  /** Every request path as it arrived, key included. */
-  readonly paths: string[];
-  close(): Promise<void>;
-}
-
-/**
- * A Graphite gateway that accepts only requests whose first path segment is the API key, strips
- * it and forwards the rest to `upstream`, answering with the upstream's real status and body.
- */
-async function startKeyGate(key: string, upstream: string): Promise<KeyGate> {
-  const prefix = `/${encodeURIComponent(key)}/`;
-  const paths: string[] = [];
-  const server: Server = createServer((req, res) => {
-    const path = req.url ?? '/';
-    paths.push(path);
-    if (!path.startsWith(prefix)) {
-      res.writeHead(401, { 'content-type': 'text/plain' }).end('missing or wrong API key');
-      return;
-    }
-    fetch(new URL(path.slice(prefix.length - 1), upstream), { signal: AbortSignal.timeout(30_000) })
-      .then(async (reply) => {
-        const body = await reply.text();
-        res.writeHead(reply.status, { 'content-type': reply.headers.get('content-type') ?? 'text/plain' }).end(body);
-      })
-      .catch((error: unknown) => {
-        res.writeHead(502, { 'content-type': 'text/plain' }).end(`key gate: upstream failed: ${messageOf(error)}`);
-      });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address !== 'object') throw new Error('the key gate has no TCP address');
-  return {
-    url: `http://127.0.0.1:${address.port}/`,
-    paths,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-}
+/** Graphite's real reply plus, under each of `names`, a copy of its first series. */
+const withCopiesOfFirst =
+  (names: readonly string[]) =>
+  (body: string): string =>
+    rewriteSeries(body, (series) => {
+      const [first] = series;
+      if (first === undefined) throw new Error(`the real Graphite returned no series: ${body.slice(0, 200)}`);
+      return [...series, ...names.map((name) => ({ ...first, target: name }))];
+    });
 
 describe('the Lambda handler through the local SSM endpoint, three real HAProxy processes and the real Graphite', () => {
   let fleet: SsmFleet;
   let proxy: GraphiteFaultProxy;
-  let gate: KeyGate;
+  let gate: KeyedGraphite;
   let target: string;
 
   beforeAll(async () => {
@@ -89,7 +52,7 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
     const prefix = uniquePrefix('aws_handler');
     target = await feedLoads(graphite, prefix, Object.fromEntries(SERVERS.map((s) => [s, LOADS[s] ?? 0])), 'points');
     proxy = await startGraphiteFaultProxy(graphite.url);
-    gate = await startKeyGate(GRAPHITE_KEY, proxy.url);
+    gate = await startKeyedGraphite(proxy.url, GRAPHITE_KEY);
     fleet = await startSsmFleet(3, [BACKEND], {
       parameters: {
         [CONFIG_PARAMETER]: { type: 'String', value: '' },
@@ -98,12 +61,12 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
     });
   });
   afterAll(async () => {
-    await Promise.allSettled([fleet?.stop(), gate?.close(), proxy?.close()]);
+    await Promise.allSettled([fleet?.stop(), gate?.stop(), proxy?.close()]);
   });
   afterEach(async () => {
     fleet.endpoint.clearFaults();
     await proxy.setFault({ kind: 'pass' });
-    await Promise.all(fleet.haproxies.map((h) => h.runtime(SERVERS.map((s) => `set server be_ingest/${s} weight 100`).join('; '))));
+    await resetWeights(fleet.haproxies, 'be_ingest', SERVERS);
   });
 
   const config = (overrides: { documentName?: string } = {}): unknown =>
@@ -121,9 +84,7 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
   const weightsOn = async (index: number): Promise<Record<string, number>> => {
     const h = fleet.haproxies[index];
     if (h === undefined) throw new Error(`no HAProxy #${index}`);
-    const out: Record<string, number> = {};
-    for (const s of SERVERS) out[s] = (await h.getWeight('be_ingest', s)).current;
-    return out;
+    return currentWeights(h, 'be_ingest', SERVERS);
   };
 
   it('sets the weights on all three HAProxy processes from the loads in Graphite when the schedule fires', async () => {
@@ -261,15 +222,7 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
   });
 
   it('never sends a hostile server name that Graphite reports', async () => {
-    await proxy.setFault({
-      kind: 'rewrite',
-      rewrite: (body) =>
-        rewriteSeries(body, (series) => {
-          const [first] = series;
-          if (first === undefined) throw new Error(`the real Graphite returned no series: ${body.slice(0, 200)}`);
-          return [...series, ...HOSTILE_SERIES.map((name) => ({ ...first, target: name }))];
-        }),
-    });
+    await proxy.setFault({ kind: 'rewrite', rewrite: withCopiesOfFirst(HOSTILE_SERIES) });
     const from = fleet.endpoint.calls.length;
     const { result, error } = await invoke(makeHandler());
     expect(error).toBeUndefined();
@@ -284,17 +237,9 @@ describe('the Lambda handler through the local SSM endpoint, three real HAProxy 
 
   it('returns and logs hostile series names escaped: no bidi, invisible or control character raw', async () => {
     const hostile = HOSTILE_CHARACTERS.map(([, raw]) => `evil${raw}name`);
-    await proxy.setFault({
-      kind: 'rewrite',
-      rewrite: (body) =>
-        rewriteSeries(body, (series) => {
-          const [first] = series;
-          if (first === undefined) throw new Error(`the real Graphite returned no series: ${body.slice(0, 200)}`);
-          // The names are listed as unmapped; one of them also carries an impossible load, so that the
-          // next invocation's problem names it.
-          return [...series, ...hostile.map((name) => ({ ...first, target: name }))];
-        }),
-    });
+    // The names are listed as unmapped; one of them also carries an impossible load, so that the
+    // next invocation's problem names it.
+    await proxy.setFault({ kind: 'rewrite', rewrite: withCopiesOfFirst(hostile) });
     const listed = await invoke(makeHandler());
     expect(listed.error).toBeUndefined();
     expect(must(listed.result).backends[0]?.graphite.unmapped).toEqual(HOSTILE_CHARACTERS.map(([, , escaped]) => `evil${escaped}name`));

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Context } from 'aws-lambda';
 import { startGraphiteFaultProxy, type GraphiteFaultProxy } from '../harness/faults.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
-import type { BackendSpec } from '../harness/haproxy.js';
+import { currentWeights, type BackendSpec } from '../harness/haproxy.js';
 import { checkedReport } from '../harness/report.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
@@ -46,8 +46,7 @@ describe('a cycle whose time budget runs out while it writes', () => {
   const weightsOn = async (index: number): Promise<Record<string, number>> => {
     const h = fleet.haproxies[index];
     if (h === undefined) throw new Error(`no HAProxy #${index}`);
-    const out: Record<string, number> = {};
-    for (const s of SERVERS) out[s] = (await h.getWeight('be_ingest', s)).current;
+    const out = await currentWeights(h, 'be_ingest', SERVERS);
     // show stat agrees with get weight.
     const rows = await h.showStat('be_ingest');
     for (const s of SERVERS) expect(Number(rows.find((r) => r.svname === s)?.weight)).toBe(out[s]);

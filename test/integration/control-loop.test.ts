@@ -14,6 +14,7 @@ import { createControlMemory, type ControlMemory } from '../../functions/core/co
 import { runCycle, type CycleReport } from '../../functions/core/cycle.js';
 import { feedLoads, uniquePrefix, type GraphiteClient } from '../harness/graphite.js';
 import { startHaproxy, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
+import { listenOnLoopback } from '../harness/loopback-server.js';
 import { waitFor } from '../harness/processes.js';
 import { checkedReport } from '../harness/report.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
@@ -44,6 +45,7 @@ interface Holders {
 
 async function startHolders(count: number): Promise<Holders> {
   const servers: Server[] = [];
+  const ports: number[] = [];
   const sockets: Set<Socket>[] = [];
   for (let i = 0; i < count; i++) {
     const held = new Set<Socket>();
@@ -53,10 +55,7 @@ async function startHolders(count: number): Promise<Holders> {
       socket.on('close', () => held.delete(socket));
       socket.resume();
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
-    });
+    ports.push(await listenOnLoopback(server, 'a holder'));
     servers.push(server);
     sockets.push(held);
   }
@@ -65,11 +64,7 @@ async function startHolders(count: number): Promise<Holders> {
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   });
   return {
-    ports: servers.map((s) => {
-      const address = s.address();
-      if (address === null || typeof address === 'string') throw new Error('a holder has no TCP address');
-      return address.port;
-    }),
+    ports,
     open: () => sockets.map((held) => held.size),
   };
 }

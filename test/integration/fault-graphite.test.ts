@@ -26,7 +26,7 @@ import {
   type GraphiteFaultProxy,
 } from '../harness/faults.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
-import { startHaproxyFleet, stopAll, type HaproxyHandle } from '../harness/haproxy.js';
+import { currentWeights, resetWeights, startHaproxyFleet, stopAll, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 
@@ -44,8 +44,7 @@ let configPath: string;
 
 beforeAll(async () => {
   const graphite = await sharedGraphite();
-  const prefix = uniquePrefix('fault_graphite');
-  await feedLoads(graphite, prefix, { s1: 4000, s2: 1000, s3: 1000 });
+  const target = await feedLoads(graphite, uniquePrefix('fault_graphite'), { s1: 4000, s2: 1000, s3: 1000 });
   fleet = await startHaproxyFleet(2, { backends: [{ name: BACKEND, balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) }] });
   proxy = await startGraphiteFaultProxy(graphite.url);
   dir = makeTempDir('hw-fault-graphite');
@@ -55,7 +54,7 @@ beforeAll(async () => {
     backends: [
       {
         name: BACKEND,
-        target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+        target,
         // Wide enough that the points written above stay in the window for the whole file.
         from: '-15min',
         aggregation: 'average',
@@ -75,7 +74,7 @@ beforeEach(async () => {
   await proxy.setFault({ kind: 'pass' });
   proxy.clear();
   // Every case starts from the configured weights, so "unchanged" means exactly 100 everywhere.
-  for (const lb of fleet) await lb.runtime(SERVERS.map((s) => `set server ${BACKEND}/${s} weight 100`).join('; '));
+  await resetWeights(fleet, BACKEND, SERVERS);
 });
 
 async function apply(): Promise<{ code: number | null; report: CycleReport; stdout: string }> {
@@ -86,11 +85,7 @@ async function apply(): Promise<{ code: number | null; report: CycleReport; stdo
 
 async function weightsOnEveryLoadBalancer(): Promise<Record<string, number>[]> {
   const out: Record<string, number>[] = [];
-  for (const lb of fleet) {
-    const weights: Record<string, number> = {};
-    for (const s of SERVERS) weights[s] = (await lb.getWeight(BACKEND, s)).current;
-    out.push(weights);
-  }
+  for (const lb of fleet) out.push(await currentWeights(lb, BACKEND, SERVERS));
   return out;
 }
 
@@ -263,7 +258,7 @@ describe('Graphite answers that are valid but not usable: each server without tr
   async function withGhosts(): Promise<{ control: CycleReport; expected: Record<string, number>[]; report: CycleReport; code: number | null }> {
     const control = await apply();
     const expected = await weightsOnEveryLoadBalancer();
-    for (const lb of fleet) await lb.runtime(SERVERS.map((s) => `set server ${BACKEND}/${s} weight 100`).join('; '));
+    await resetWeights(fleet, BACKEND, SERVERS);
     await proxy.setFault({
       kind: 'rewrite',
       rewrite: (body) => rewriteSeries(body, (s) => [...s, { target: 'ghost1', datapoints: [[1, 1_700_000_000]] }, { target: 'ghost2', datapoints: [[90_000, 1_700_000_000]] }]),

@@ -30,7 +30,7 @@ import {
   type ConnectionFault,
 } from '../harness/faults.js';
 import { feedLoads, uniquePrefix, type GraphiteClient } from '../harness/graphite.js';
-import { startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
+import { currentWeights, startHaproxy, startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 
@@ -39,14 +39,13 @@ const SERVERS = ['s1', 's2', 's3'] as const;
 const READ_TIMEOUT_MS = 1_000;
 
 let graphite: GraphiteClient;
-let prefix: string;
+let target: string;
 let dir: string;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   graphite = await sharedGraphite();
-  prefix = uniquePrefix('fault_haproxy');
-  await feedLoads(graphite, prefix, { s1: 4000, s2: 1000, s3: 1000 });
+  target = await feedLoads(graphite, uniquePrefix('fault_haproxy'), { s1: 4000, s2: 1000, s3: 1000 });
   dir = makeTempDir('hw-fault-haproxy');
 });
 
@@ -72,7 +71,7 @@ function configFor(loadBalancers: readonly { name: string; endpoint: string }[],
     relay: { type: 'socket', loadBalancers, connectTimeoutMs: 1000, readTimeoutMs: READ_TIMEOUT_MS },
     backends: backends.map((name) => ({
       name,
-      target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+      target,
       from: '-15min',
       aggregation: 'average',
       weighting: { function: 'limited-proportions', limitingFactor: 4, aggressiveness: 1 },
@@ -88,11 +87,7 @@ async function apply(loadBalancers: readonly { name: string; endpoint: string }[
   return { code: run.code, report: singleReport(run.stdout) };
 }
 
-async function weightsOf(lb: HaproxyHandle, backend = BACKEND, servers: readonly string[] = SERVERS): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const s of servers) out[s] = (await lb.getWeight(backend, s)).current;
-  return out;
-}
+const weightsOf = (lb: HaproxyHandle, backend = BACKEND, servers: readonly string[] = SERVERS): Promise<Record<string, number>> => currentWeights(lb, backend, servers);
 
 const UNCHANGED = { s1: 100, s2: 100, s3: 100 };
 

@@ -39,14 +39,13 @@ const SERVERS = ['s1', 's2', 's3'] as const;
 const HOLD_MS = 1_500;
 
 let graphite: GraphiteClient;
-let prefix: string;
+let target: string;
 let dir: string;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   graphite = await sharedGraphite();
-  prefix = uniquePrefix('fault_process');
-  await feedLoads(graphite, prefix, { s1: 4000, s2: 1000, s3: 1000 });
+  target = await feedLoads(graphite, uniquePrefix('fault_process'), { s1: 4000, s2: 1000, s3: 1000 });
   dir = makeTempDir('hw-fault-process');
 });
 
@@ -68,7 +67,7 @@ function configFile(graphiteUrl: string, loadBalancers: readonly { name: string;
       backends: [
         {
           name: BACKEND,
-          target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
+          target,
           from: '-15min',
           aggregation: 'average',
           weighting: { function: 'limited-proportions', limitingFactor: 4, aggressiveness: 1 },

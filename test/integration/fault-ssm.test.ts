@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import { problemsOf } from '../harness/report.js';
-import type { BackendSpec } from '../harness/haproxy.js';
+import { currentWeights, resetWeights, type BackendSpec } from '../harness/haproxy.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { DOCUMENT_NAME, startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
 import {
@@ -75,7 +75,7 @@ afterEach(async () => {
     reloaded = undefined;
   }
   // Every case starts from the configured weights, so "unchanged" means exactly 100 everywhere.
-  await Promise.all(fleet.haproxies.map((h) => h.runtime(SERVERS.map((s) => `set server be_ingest/${s} weight 100`).join('; '))));
+  await resetWeights(fleet.haproxies, 'be_ingest', SERVERS);
 });
 
 function config(relay: { readonly maxWaitMs?: number } = {}): unknown {
@@ -111,11 +111,8 @@ function atWriteStep(arm: () => void, lift?: () => void): void {
   });
 }
 
-async function weightsOn(instanceId: string): Promise<Record<string, number>> {
-  const h = fleet.byInstance(instanceId);
-  const out: Record<string, number> = {};
-  for (const s of SERVERS) out[s] = (await h.getWeight('be_ingest', s)).current;
-  return out;
+function weightsOn(instanceId: string): Promise<Record<string, number>> {
+  return currentWeights(fleet.byInstance(instanceId), 'be_ingest', SERVERS);
 }
 
 /**

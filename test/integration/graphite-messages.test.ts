@@ -6,13 +6,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CycleReport } from '../../functions/core/cycle.js';
 import { problemsOf, runCli, singleReport, startGraphiteFaultProxy, writeConfigFile, type GraphiteFaultProxy } from '../harness/faults.js';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
 import { startHaproxy, type HaproxyHandle } from '../harness/haproxy.js';
+import { listenOnLoopback } from '../harness/loopback-server.js';
 import { makeTempDir, removeTempDir, runCommand } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 
@@ -43,8 +43,7 @@ beforeAll(async () => {
     tlsRequests++;
     res.writeHead(200, { 'content-type': 'application/json' }).end('[]');
   });
-  await new Promise<void>((resolve) => tls.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  tlsPort = (tls.address() as AddressInfo).port;
+  tlsPort = await listenOnLoopback(tls, 'the TLS server');
   proxy = await startGraphiteFaultProxy(graphite.url);
 });
 

@@ -14,6 +14,7 @@ import { stringify } from 'yaml';
 import type * as HandlerModule from '../../functions/handler.js';
 import { bundleHandler } from '../../scripts/bundle.mjs';
 import { feedLoads, uniquePrefix } from '../harness/graphite.js';
+import { currentWeights } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 import { checkedReport } from '../harness/report.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
@@ -65,10 +66,6 @@ describe('the Lambda bundle', () => {
     const report = checkedReport(must(result));
     expect(report.outcome).toBe('ok');
     expect(report.serversChanged).toBe(6);
-    for (const [i, id] of fleet.instanceIds.entries()) {
-      const weights: Record<string, number> = {};
-      for (const s of SERVERS) weights[s] = (await must(fleet.haproxies[i]).getWeight('be_ingest', s)).current;
-      expect(weights).toEqual(plannedWeights(report, id));
-    }
+    for (const [i, id] of fleet.instanceIds.entries()) expect(await currentWeights(must(fleet.haproxies[i]), 'be_ingest', SERVERS)).toEqual(plannedWeights(report, id));
   });
 });

@@ -8,85 +8,27 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NAMES_SHOWN } from '../../functions/cli/format.js';
-import {
-  HOSTILE_CHARACTERS,
-  rawHostileCharacters,
-  rewriteSeries,
-  runCli,
-  runMain,
-  singleReport,
-  startGraphiteFaultProxy,
-  startSocketProxy,
-  writeConfigFile,
-  type GraphiteFaultProxy,
-  type SocketProxy,
-} from '../harness/faults.js';
-import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
-import { startHaproxy, type HaproxyHandle } from '../harness/haproxy.js';
-import { makeTempDir, removeTempDir } from '../harness/processes.js';
-import { sharedGraphite } from '../harness/shared-graphite.js';
+import { HOSTILE_CHARACTERS, rawHostileCharacters, rewriteSeries, runCli, runMain, singleReport, writeConfigFile } from '../harness/faults.js';
+import { INGEST_BACKEND as BACKEND, startRecordedIngest, type RecordedIngest } from '../harness/recorded-ingest.js';
 
-const BACKEND = 'be_ingest';
-const SERVERS = ['s1', 's2', 's3'];
 /** One series name per hostile character: `evil<char>name`. */
 const hostileName = (raw: string): string => `evil${raw}name`;
 
-let haproxy: HaproxyHandle;
-let socketProxy: SocketProxy;
-let graphiteProxy: GraphiteFaultProxy;
-let prefix: string;
-let dir: string;
+let rig: RecordedIngest;
 
 beforeAll(async () => {
-  const graphite = await sharedGraphite();
-  prefix = uniquePrefix('hostile_text');
-  const now = Math.floor(Date.now() / 1000);
-  const loads: Record<string, number> = { s1: 4000, s2: 1000, s3: 1000 };
-  await writeAndWait(
-    graphite,
-    Object.entries(loads).flatMap(([s, value]) => [0, 10].map((ago) => ({ path: `${prefix}.${s}.load`, value, timestamp: now - ago }))),
-    `${prefix}.*.load`,
-  );
-  haproxy = await startHaproxy({ backends: [{ name: BACKEND, balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) }] });
-  socketProxy = await startSocketProxy(haproxy.adminSocket);
-  graphiteProxy = await startGraphiteFaultProxy(graphite.url);
-  dir = makeTempDir('hw-hostile-text');
+  rig = await startRecordedIngest('hostile_text');
 });
 
 afterAll(async () => {
-  await graphiteProxy.close();
-  await socketProxy.close();
-  await haproxy.stop();
-  removeTempDir(dir);
+  await rig.close();
 });
 
 afterEach(async () => {
-  socketProxy.setFault({ kind: 'pass' });
-  socketProxy.clear();
-  graphiteProxy.clear();
-  await graphiteProxy.setFault({ kind: 'pass' });
+  await rig.reset();
 });
 
-let count = 0;
-function config(extra: Record<string, unknown> = {}): string {
-  return writeConfigFile(
-    dir,
-    {
-      graphite: { url: graphiteProxy.url, timeoutMs: 5000, retries: 0 },
-      relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: socketProxy.path }] },
-      backends: [
-        {
-          name: BACKEND,
-          target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
-          from: '-15min',
-          weighting: { function: 'limited-proportions' },
-        },
-      ],
-      ...extra,
-    },
-    `config-${++count}.yaml`,
-  );
-}
+const config = (extra: Record<string, unknown> = {}): string => rig.config({ extra });
 
 /** Each stream of a run, checked: no hostile character raw, the human one may break lines. */
 function expectClean(run: { stdout: string; stderr: string }, json: boolean): void {
@@ -98,7 +40,7 @@ describe('hostile series names from Graphite', () => {
     rewriteSeries(body, (series) => [...series, ...HOSTILE_CHARACTERS.map(([, raw]) => ({ target: hostileName(raw), datapoints: [[1, 1_700_000_000]] }))]);
 
   it('are listed escaped in the JSON report, which holds none of their characters raw', async () => {
-    await graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
+    await rig.graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
     const run = await runCli(['plan', '--json', '--config', config()]);
     expect(run.code).toBe(0);
     expectClean(run, true);
@@ -107,7 +49,7 @@ describe('hostile series names from Graphite', () => {
   });
 
   it('are listed escaped in the human report, on the one line that names the first of them and counts the rest', async () => {
-    await graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
+    await rig.graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
     const run = await runCli(['plan', '--config', config()]);
     expect(run.code).toBe(0);
     expectClean(run, false);
@@ -127,7 +69,7 @@ describe('a Graphite error whose body is hostile text', () => {
     ['the human report', false],
     ['the JSON report', true],
   ])('is quoted escaped in %s, and its newline makes no line of its own', async (_what, json) => {
-    await graphiteProxy.setFault({ kind: 'body', body, contentType: 'application/json' });
+    await rig.graphiteProxy.setFault({ kind: 'body', body, contentType: 'application/json' });
     const run = await runCli(['apply', ...(json ? ['--json'] : []), '--config', config()]);
     expect(run.code).toBe(1);
     expectClean(run, json);
@@ -156,10 +98,10 @@ describe('a runtime API reply that names a server with hostile characters', () =
     ['the human report', false],
     ['the JSON report', true],
   ])('is named escaped in %s', async (_what, json) => {
-    socketProxy.setFault((request) => (request.includes('show stat') ? { kind: 'rewrite-reply', rewrite: rename } : { kind: 'pass' }));
+    rig.socketProxy.setFault((request) => (request.includes('show stat') ? { kind: 'rewrite-reply', rewrite: rename } : { kind: 'pass' }));
     const run = await runCli(['plan', ...(json ? ['--json'] : []), '--config', config()]);
     expectClean(run, json);
-    expect(socketProxy.connections.some((c) => c.fault === 'rewrite-reply')).toBe(true);
+    expect(rig.socketProxy.connections.some((c) => c.fault === 'rewrite-reply')).toBe(true);
     const shown = json ? JSON.stringify(singleReport(run.stdout)) : run.stdout;
     // Long names are shortened in messages: the start is enough to recognise it.
     const start = evilShown.slice(0, 40);
@@ -177,11 +119,11 @@ describe('hostile text in the configuration', () => {
   });
 
   it('refuses a socket path with bidi or invisible characters, and names it escaped', async () => {
-    const file = writeConfigFile(dir, {
-      graphite: { url: graphiteProxy.url },
+    const file = writeConfigFile(rig.dir, {
+      graphite: { url: rig.graphiteProxy.url },
       relay: { type: 'socket', loadBalancers: [{ name: 'lb1', endpoint: `/run/haproxy/admin\u202egnp.sock` }] },
       backends: [{ name: BACKEND, target: 'x.*', weighting: { function: 'limited-proportions' } }],
-    }, `config-${++count}.yaml`);
+    }, 'socket-path.yaml');
     const run = await runMain(['plan', '--config', file]);
     expect(run.code).toBe(2);
     expectClean(run, false);

@@ -7,10 +7,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { uniquePrefix, type GraphiteClient, type GraphiteSeries } from '../harness/graphite.js';
 import { startHaproxy } from '../harness/haproxy.js';
+import { REPO_ROOT } from '../harness/paths.js';
 import { waitFor } from '../harness/processes.js';
 import { sharedGraphite } from '../harness/shared-graphite.js';
 import { alignedClockStart, createLabClock, labTimeSpec } from '../../research/lab-real/clock.js';
@@ -22,7 +22,6 @@ import { loadExampleSettings, startWeighter, weighterConfig } from '../../resear
 const SPEEDUP = 20;
 const BUCKET = 10;
 const LINES_PER_POINT = 0.1;
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 let graphite: GraphiteClient;
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -205,9 +204,9 @@ describe('real lab pieces', () => {
     onCleanup(() => proxy.stop());
     const dir = mkdtempSync(join(tmpdir(), 'hw-lab-real-test-'));
     onCleanup(async () => rmSync(dir, { recursive: true, force: true }));
-    const example = loadExampleSettings(join(repoRoot, 'infra', 'example-config.yaml'));
+    const example = loadExampleSettings(join(REPO_ROOT, 'infra', 'example-config.yaml'));
     const weighter = startWeighter({
-      repoRoot,
+      repoRoot: REPO_ROOT,
       configPath: join(dir, 'weighter.json'),
       config: weighterConfig({ graphiteUrl: proxy.url, adminSocket: haproxy.adminSocket, backendName: 'be_ingest', prefix, example }),
       backendName: 'be_ingest',

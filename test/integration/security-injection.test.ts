@@ -10,90 +10,35 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand } from '../../functions/core/haproxy-protocol.js';
-import {
-  HOSTILE_NAMES,
-  commandsOf,
-  rewriteSeries,
-  runCli,
-  runMain,
-  singleReport,
-  startGraphiteFaultProxy,
-  startSocketProxy,
-  writeConfigFile,
-  type GraphiteFaultProxy,
-  type SocketProxy,
-} from '../harness/faults.js';
-import { uniquePrefix, writeAndWait } from '../harness/graphite.js';
-import { startHaproxy, type HaproxyHandle } from '../harness/haproxy.js';
-import { makeTempDir, removeTempDir } from '../harness/processes.js';
-import { sharedGraphite } from '../harness/shared-graphite.js';
+import { HOSTILE_NAMES, commandsOf, rewriteSeries, runCli, runMain, singleReport } from '../harness/faults.js';
+import { INGEST_BACKEND as BACKEND, INGEST_SERVERS as SERVERS, startRecordedIngest, type RecordedIngest } from '../harness/recorded-ingest.js';
 
-const BACKEND = 'be_ingest';
-const SERVERS = ['s1', 's2', 's3'];
-
-let haproxy: HaproxyHandle;
-let socketProxy: SocketProxy;
-let graphiteProxy: GraphiteFaultProxy;
-let prefix: string;
-let dir: string;
+let rig: RecordedIngest;
 
 beforeAll(async () => {
-  const graphite = await sharedGraphite();
-  prefix = uniquePrefix('security');
-  const now = Math.floor(Date.now() / 1000);
-  const loads: Record<string, number> = { s1: 4000, s2: 1000, s3: 1000 };
-  await writeAndWait(
-    graphite,
-    Object.entries(loads).flatMap(([s, value]) => [0, 10].map((ago) => ({ path: `${prefix}.${s}.load`, value, timestamp: now - ago }))),
-    `${prefix}.*.load`,
-  );
-  haproxy = await startHaproxy({ backends: [{ name: BACKEND, balance: 'leastconn', servers: SERVERS.map((name) => ({ name })) }] });
-  socketProxy = await startSocketProxy(haproxy.adminSocket);
-  graphiteProxy = await startGraphiteFaultProxy(graphite.url);
-  dir = makeTempDir('hw-security');
+  rig = await startRecordedIngest('security');
 });
 
 afterAll(async () => {
-  await graphiteProxy.close();
-  await socketProxy.close();
-  await haproxy.stop();
-  removeTempDir(dir);
+  await rig.close();
 });
 
 afterEach(async () => {
-  socketProxy.clear();
-  graphiteProxy.clear();
-  await graphiteProxy.setFault({ kind: 'pass' });
-  await haproxy.runtime(SERVERS.map((s) => `set server ${BACKEND}/${s} weight 100`).join('; '));
+  await rig.reset();
 });
 
 const label = (name: string): string => JSON.stringify(name.length > 40 ? `${name.slice(0, 20)}…(${name.length} chars)` : name);
 const labelled = HOSTILE_NAMES.map((name) => [label(name), name] as const);
 
-let count = 0;
-function config(overrides: { backendName?: string; lbName?: string; serverMap?: { pattern: string; template: string } } = {}): string {
-  return writeConfigFile(
-    dir,
-    {
-      graphite: { url: graphiteProxy.url, timeoutMs: 5000, retries: 0 },
-      relay: { type: 'socket', loadBalancers: [{ name: overrides.lbName ?? 'lb1', endpoint: socketProxy.path }] },
-      backends: [
-        {
-          name: overrides.backendName ?? BACKEND,
-          target: `aliasByNode(${prefix}.*.load, ${prefix.split('.').length})`,
-          from: '-15min',
-          weighting: { function: 'limited-proportions' },
-          ...(overrides.serverMap === undefined ? {} : { serverMap: overrides.serverMap }),
-        },
-      ],
-    },
-    `config-${++count}.yaml`,
-  );
-}
+const config = (overrides: { backendName?: string; lbName?: string; serverMap?: { pattern: string; template: string } } = {}): string =>
+  rig.config({
+    ...(overrides.lbName === undefined ? {} : { lbName: overrides.lbName }),
+    backend: { name: overrides.backendName ?? BACKEND, ...(overrides.serverMap === undefined ? {} : { serverMap: overrides.serverMap }) },
+  });
 
 /** Every batch that reached HAProxy holds only whitelisted commands on configured names. */
 function expectOnlyWhitelistedBytes(): void {
-  for (const c of socketProxy.connections) {
+  for (const c of rig.socketProxy.connections) {
     // `prompt` (the interactive session), then one line of commands.
     const commands = commandsOf(c.forwarded);
     expect(c.forwarded).toBe(`prompt\n${commands.join('; ')}\n`);
@@ -110,15 +55,15 @@ describe('hostile names in the configuration', () => {
     const run = await runMain(['apply', '--config', config({ backendName: name })]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('backends.0.name: must be 1-1024 characters');
-    expect(socketProxy.connections).toHaveLength(0);
-    expect(graphiteProxy.requests).toHaveLength(0);
+    expect(rig.socketProxy.connections).toHaveLength(0);
+    expect(rig.graphiteProxy.requests).toHaveLength(0);
   });
 
   it.each(labelled)('refuses the load balancer name %s with exit 2, naming the key, and connects to nothing', async (_label, name) => {
     const run = await runMain(['apply', '--config', config({ lbName: name })]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('relay.loadBalancers.0.name: ');
-    expect(socketProxy.connections).toHaveLength(0);
+    expect(rig.socketProxy.connections).toHaveLength(0);
   });
 });
 
@@ -131,15 +76,15 @@ describe('hostile series names from Graphite', () => {
     ['without a server map', undefined],
     ['through a server map that copies the whole name', { pattern: '^(.*)$', template: '$1' }],
   ])('balances the real servers and sends not one byte of a hostile name to HAProxy, %s', async (_what, serverMap) => {
-    await graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
+    await rig.graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
     const run = await runCli(['apply', '--json', '--config', config(serverMap === undefined ? {} : { serverMap })]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const report = singleReport(run.stdout);
 
-    expect(socketProxy.connections.length).toBeGreaterThanOrEqual(2);
+    expect(rig.socketProxy.connections.length).toBeGreaterThanOrEqual(2);
     expectOnlyWhitelistedBytes();
-    const wire = socketProxy.connections.map((c) => c.request).join('');
+    const wire = rig.socketProxy.connections.map((c) => c.request).join('');
     for (const fragment of ['shutdown', 'reboot', '`', '$', '|', '..', 'ѕ1', 's１', '\u200b', '\r', 'OR', 'IFS', 'x'.repeat(1025)]) expect(wire).not.toContain(fragment);
 
     const graphite = report.backends[0]?.graphite;
@@ -150,12 +95,12 @@ describe('hostile series names from Graphite', () => {
     expect(unmapped).toContain('s1\\nshutdown sessions server be_ingest/s1');
     expect(Object.keys(report.backends[0]?.loads ?? {}).sort()).toEqual(SERVERS);
 
-    const s1 = (await haproxy.getWeight(BACKEND, 's1')).current;
-    expect(s1).toBeLessThan((await haproxy.getWeight(BACKEND, 's2')).current);
+    const s1 = (await rig.haproxy.getWeight(BACKEND, 's1')).current;
+    expect(s1).toBeLessThan((await rig.haproxy.getWeight(BACKEND, 's2')).current);
   });
 
   it('prints the hostile series names escaped in the human report: no forged line', async () => {
-    await graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
+    await rig.graphiteProxy.setFault({ kind: 'rewrite', rewrite: withHostileSeries });
     const run = await runCli(['plan', '--config', config()]);
     expect(run.code).toBe(0);
     const lines = run.stdout.split('\n');
@@ -173,7 +118,7 @@ describe('hostile --backend arguments', () => {
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain('Unknown backend(s) ');
     expect(run.stderr).toContain(`configured: ${BACKEND}`);
-    expect(socketProxy.connections).toHaveLength(0);
-    expect(graphiteProxy.requests).toHaveLength(0);
+    expect(rig.socketProxy.connections).toHaveLength(0);
+    expect(rig.graphiteProxy.requests).toHaveLength(0);
   });
 });

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleHandler } from '../../scripts/bundle.mjs';
-import { ROOT, asList, copyService, isObject, ofType, text, type Packaged, type Resource } from '../harness/serverless-package.js';
+import { REPO_ROOT } from '../harness/paths.js';
+import { asList, copyService, isObject, ofType, text, type Packaged, type Resource } from '../harness/serverless-package.js';
 
 /**
  * `serverless package` (osls) on a copy of the service with a fresh esbuild bundle of the handler,
@@ -112,7 +113,7 @@ describe('serverless package (osls, offline)', () => {
   it('deploys the SSM Command document from infra/ as a resource of the stack', () => {
     const doc = only(prod, 'AWS::SSM::Document');
     expect(doc.Properties).toMatchObject({ Name: 'haproxy-weighter-prod-relay', DocumentType: 'Command' });
-    expect(doc.Properties.Content).toEqual(parseYaml(readFileSync(join(ROOT, 'infra/ssm-document.yaml'), 'utf8')));
+    expect(doc.Properties.Content).toEqual(parseYaml(readFileSync(join(REPO_ROOT, 'infra/ssm-document.yaml'), 'utf8')));
     const fn = only(prod, 'AWS::Lambda::Function');
     expect(fn.Properties.Environment).toMatchObject({ Variables: { RELAY_DOCUMENT_NAME: 'haproxy-weighter-prod-relay' } });
   });

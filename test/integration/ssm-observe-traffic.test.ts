@@ -11,6 +11,7 @@ import { STDOUT_LIMIT_CHARS, createSsmRelayFor } from '../../functions/adapters/
 import { observeBackends } from '../../functions/core/observe.js';
 import type { ObservedBackend } from '../../functions/core/types.js';
 import type { BackendSpec } from '../harness/haproxy.js';
+import { listenOnLoopback } from '../harness/loopback-server.js';
 import { waitFor } from '../harness/processes.js';
 import { startSsmFleet, type SsmFleet } from '../ssm-endpoint/fleet.js';
 
@@ -25,10 +26,7 @@ async function startEcho(): Promise<{ port: number; server: Server }> {
     socket.on('error', () => undefined);
     socket.pipe(socket);
   });
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  const address = server.address();
-  if (address === null || typeof address !== 'object') throw new Error('no echo port');
-  return { port: address.port, server };
+  return { port: await listenOnLoopback(server, 'an echo server'), server };
 }
 
 /** One client connection through HAProxy: sends some points, waits for their echo; closes it unless held. */

@@ -9,6 +9,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RELAY_OUTPUT_PREFIX } from '../../functions/aws/lambda-config.js';
 import { createSsmClient, s3ApiFromClient, ssmApiFromClient, type SsmApi, type SsmOutputBucket, type SsmRelaySettings } from '../../functions/adapters/ssm-relay.js';
 import { startHaproxyFleet, stopAll, type BackendSpec, type HaproxyHandle } from '../harness/haproxy.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
@@ -20,9 +21,8 @@ export const DOCUMENT_NAME = 'haproxy-weighter-test-relay';
 /** Where every emulated instance has its admin socket. */
 export const SOCKET_PATH = '/run/haproxy/admin.sock';
 export const TAG = { key: 'haproxy-weighter', value: 'test' } as const;
-/** The stack's output bucket and key prefix, in the local S3 endpoint. */
-export const OUTPUT_BUCKET = 'haproxy-weighter-test-relay-output';
-export const OUTPUT_PREFIX = 'haproxy-weighter';
+/** The stack's output bucket, in the local S3 endpoint; the key prefix is the handler's own. */
+const OUTPUT_BUCKET = 'haproxy-weighter-test-relay-output';
 
 /** Instance ids of the form EC2 uses, stable per index. */
 export function instanceId(index: number): string {
@@ -113,7 +113,7 @@ export async function startSsmFleet(count: number, backends: readonly BackendSpe
     instanceIds,
     endpoint,
     s3,
-    output: s3Client === undefined ? undefined : { bucket: OUTPUT_BUCKET, keyPrefix: OUTPUT_PREFIX, s3: s3ApiFromClient(s3Client) },
+    output: s3Client === undefined ? undefined : { bucket: OUTPUT_BUCKET, keyPrefix: RELAY_OUTPUT_PREFIX, s3: s3ApiFromClient(s3Client) },
     api: ssmApiFromClient(client),
     settings: {
       documentName: DOCUMENT_NAME,

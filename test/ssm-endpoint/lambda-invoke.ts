@@ -19,7 +19,8 @@ export const CONFIG_PARAMETER = '/haproxy-weighter/test/config';
 export const KEY_PARAMETER = '/haproxy-weighter/test/graphite-key';
 
 /**
- * The configuration a test stores in Parameter Store: the SSM relay over the fleet and one
+ * The configuration a test stores in Parameter Store: the SSM relay over the fleet (by instance
+ * id unless `relay.targets` says otherwise) and one
  * `be_ingest` backend on `target`, with a window wide enough that points written in a file's
  * `beforeAll` stay in it for the whole file.
  */
@@ -27,7 +28,7 @@ export function ssmTestConfig(
   fleet: SsmFleet,
   graphite: Readonly<Record<string, unknown>>,
   target: string,
-  relay: { readonly documentName?: string; readonly maxWaitMs?: number } = {},
+  relay: { readonly documentName?: string; readonly maxWaitMs?: number; readonly targets?: unknown } = {},
 ): unknown {
   return {
     graphite: { retries: 0, ...graphite },
@@ -35,7 +36,7 @@ export function ssmTestConfig(
       type: 'ssm',
       documentName: relay.documentName ?? DOCUMENT_NAME,
       socketPath: SOCKET_PATH,
-      targets: { instanceIds: [...fleet.instanceIds] },
+      targets: relay.targets ?? { instanceIds: [...fleet.instanceIds] },
       pollIntervalMs: 20,
       maxWaitMs: relay.maxWaitMs ?? 60_000,
     },

@@ -10,6 +10,7 @@
  */
 import { randomUUID, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { closeHttpServer, listenAsAwsEndpoint } from '../harness/loopback-server.js';
 
 export interface S3Endpoint {
   /** `http://127.0.0.1:<port>` for the SDK's `endpoint` (with `forcePathStyle: true`). */
@@ -100,26 +101,13 @@ export async function startS3Endpoint(options: { readonly buckets: readonly stri
       requests.push({ method: String(req.method), bucket: decodeURIComponent(parts[1] ?? ''), key: decodeURIComponent(parts.slice(2).join('/')), status, accessKeyId: accessKeyOf(req) });
     });
   });
-  // AWS endpoints keep idle connections far longer than Node's 5 s default; a shorter server
-  // timeout makes the SDK reuse sockets the server has just closed ("socket hang up").
-  server.keepAliveTimeout = 60_000;
-  server.headersTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address !== 'object') throw new Error('the S3 endpoint has no TCP address');
+  const url = await listenAsAwsEndpoint(server, 'the S3 endpoint');
   return {
-    url: `http://127.0.0.1:${address.port}`,
+    url,
     requests,
     object: (bucket, key) => buckets.get(bucket)?.get(key),
     keys: (bucket) => [...(buckets.get(bucket)?.keys() ?? [])],
     denyWritesBy: (accessKeyId) => denied.add(accessKeyId),
-    close: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
-      await closed;
-    },
+    close: () => closeHttpServer(server),
   };
 }

@@ -37,6 +37,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { closeHttpServer, listenAsAwsEndpoint } from '../harness/loopback-server.js';
 import { makeTempDir, removeTempDir } from '../harness/processes.js';
 
 export const STDOUT_LIMIT = 24_000;
@@ -106,7 +107,7 @@ export interface EmulatedInstance {
 }
 
 /** The first SSM Agent that exports ENV_VAR parameters (the SSM document reference, interpolationType). */
-export const ENV_VAR_AGENT_VERSION = '3.3.2746.0';
+const ENV_VAR_AGENT_VERSION = '3.3.2746.0';
 export const DEFAULT_AGENT_VERSION = '3.3.2746.0';
 
 /** Whether dotted version a is at least b. */
@@ -1011,19 +1012,10 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
       else setTimeout(() => handle(req, res, Buffer.concat(chunks).toString('utf8')), wait);
     });
   });
-  // AWS endpoints keep idle connections far longer than Node's 5 s default; a shorter server
-  // timeout makes the SDK reuse sockets the server has just closed ("socket hang up").
-  server.keepAliveTimeout = 60_000;
-  server.headersTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address !== 'object') throw new Error('the SSM endpoint has no TCP address');
+  const url = await listenAsAwsEndpoint(server, 'the SSM endpoint');
 
   return {
-    url: `http://127.0.0.1:${address.port}`,
+    url,
     calls,
     throttle: (operation, times) => throttles.set(operation, times),
     failInstance: (id, message = 'The SSM Agent reported a failure running the plugin') => faults.set(id, { kind: 'fail', message }),
@@ -1075,9 +1067,7 @@ export async function startSsmEndpoint(options: SsmEndpointOptions): Promise<Ssm
     close: async () => {
       agentHost?.disconnect();
       for (const client of s3Clients.values()) client.destroy();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
-      await closed;
+      await closeHttpServer(server);
       removeTempDir(root);
     },
   };

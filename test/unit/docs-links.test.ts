@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../harness/paths.js';
 
 /**
  * The README is the five-minute page and docs/ holds the rest, each thing said once, so pages
@@ -9,10 +9,9 @@ import { describe, expect, it } from 'vitest';
  * browser. Links are checked the way GitHub renders them: relative to the page, headings turned
  * into anchors by GitHub's slug rules.
  */
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const README_MAX_LINES = 200;
 
-const pages = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const pages = ['README.md', ...readdirSync(join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
 
 /** Markdown without fenced code blocks and inline code spans, where `](` is not a link. */
 function prose(markdown: string): string {
@@ -50,11 +49,11 @@ function anchors(markdown: string): Set<string> {
 const isExternal = (target: string): boolean => /^[a-z][a-z0-9+.-]*:/i.test(target);
 
 const links = pages.flatMap((page) =>
-  linkTargets(readFileSync(join(ROOT, page), 'utf8'))
+  linkTargets(readFileSync(join(REPO_ROOT, page), 'utf8'))
     .filter((target) => !isExternal(target))
     .map((target) => {
       const [path = '', anchor] = target.split('#', 2);
-      const file = path === '' ? join(ROOT, page) : resolve(ROOT, dirname(page), decodeURIComponent(path));
+      const file = path === '' ? join(REPO_ROOT, page) : resolve(REPO_ROOT, dirname(page), decodeURIComponent(path));
       return { page, target, file, anchor };
     }),
 );
@@ -78,12 +77,12 @@ describe('link and heading rules', () => {
 
 describe('the documentation', () => {
   it(`keeps the README within ${README_MAX_LINES} lines`, () => {
-    const lines = readFileSync(join(ROOT, 'README.md'), 'utf8').replace(/\n$/, '').split('\n');
+    const lines = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8').replace(/\n$/, '').split('\n');
     expect(lines.length).toBeLessThanOrEqual(README_MAX_LINES);
   });
 
   it('links every page in docs/ from the README', () => {
-    const fromReadme = new Set(links.filter((l) => l.page === 'README.md').map((l) => relative(ROOT, l.file)));
+    const fromReadme = new Set(links.filter((l) => l.page === 'README.md').map((l) => relative(REPO_ROOT, l.file)));
     expect(pages.filter((p) => p.startsWith('docs/') && !fromReadme.has(p))).toEqual([]);
   });
 

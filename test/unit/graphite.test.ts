@@ -6,7 +6,7 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -22,6 +22,7 @@ import {
 } from '../../functions/adapters/graphite.js';
 import { parseConfig } from '../../functions/core/config.js';
 import { ConfigError, GraphiteError } from '../../functions/core/errors.js';
+import { closeHttpServer, listenOnLoopback } from '../harness/loopback-server.js';
 import { propertyRuns } from '../harness/property-runs.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, index: number) => void;
@@ -50,17 +51,12 @@ async function serve(...handlers: Handler[]): Promise<TestServer> {
     open.add(socket);
     socket.once('close', () => open.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server, 'the test server');
   const handle: TestServer = {
     url: `http://127.0.0.1:${port}/`,
     requests,
     open,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => closeHttpServer(server),
   };
   servers.push(handle);
   return handle;

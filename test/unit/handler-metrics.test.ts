@@ -1,8 +1,7 @@
-import { Metrics } from '@aws-lambda-powertools/metrics';
-import { describe, expect, it, vi } from 'vitest';
-import { emitCycleMetrics } from '../../functions/aws/cycle-metrics.js';
+import { describe, expect, it } from 'vitest';
 import { REPORT_SCHEMA_VERSION, cycleReportSchema } from '../../functions/core/report-schema.js';
 import { problem, type BackendReport, type CycleReport } from '../../functions/core/report.js';
+import { emfDocumentsFor } from '../harness/emf.js';
 
 function backend(name: string, imbalance: number | null, graphiteOk = true): BackendReport {
   return { backend: name, graphite: { ok: graphiteOk, error: graphiteOk ? null : 'HTTP 500', unmapped: [], unknownServers: [] }, loads: {}, imbalance, loadBalancers: [] };
@@ -28,32 +27,9 @@ function report(overrides: Partial<CycleReport>): CycleReport {
   });
 }
 
-/** The EMF documents Powertools prints while `fn` runs. */
-function printed(fn: () => void): Record<string, unknown>[] {
-  const lines: string[] = [];
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  });
-  try {
-    fn();
-  } finally {
-    spy.mockRestore();
-  }
-  return lines
-    .join('')
-    .split('\n')
-    .filter((l) => l.includes('"_aws"'))
-    .map((l): Record<string, unknown> => JSON.parse(l));
-}
-
 /** The metrics of one report as the handler sends them: emitted, then flushed at the end of the invocation (logMetrics). */
 function emitted(r: CycleReport): Record<string, unknown>[] {
-  const metrics = new Metrics({ namespace: 'HaproxyWeighterTest', serviceName: 'haproxy-weighter' });
-  return printed(() => {
-    emitCycleMetrics(metrics, r);
-    metrics.publishStoredMetrics();
-  });
+  return emfDocumentsFor(r, { namespace: 'HaproxyWeighterTest', serviceName: 'haproxy-weighter' });
 }
 
 /** The document of the totals (service dimension only). */

@@ -9,9 +9,9 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as undici from 'undici';
 import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../harness/paths.js';
 
 const require = createRequire(import.meta.url);
-const ROOT = new URL('../../', import.meta.url).pathname;
 const parts = require('../../scripts/undici-parts.cjs') as Record<string, unknown>;
 
 function sourceFiles(dir: string): string[] {
@@ -29,7 +29,7 @@ function undiciValueImports(): string[] {
       if (name !== '' && !name.startsWith('type ')) names.add(name.split(/\s+as\s+|\s*:\s*/)[0] ?? name);
     }
   };
-  for (const file of sourceFiles(join(ROOT, 'functions'))) {
+  for (const file of sourceFiles(join(REPO_ROOT, 'functions'))) {
     const text = readFileSync(file, 'utf8');
     for (const match of text.matchAll(/^import (type )?\{([^}]*)\} from 'undici';$/gm)) if (match[1] === undefined) add(match[2] ?? '');
     for (const match of text.matchAll(/import\('undici'\)\.then\(\(\{ default: \{([^}]*)\} \}\)/g)) add(match[1] ?? '');
@@ -39,7 +39,7 @@ function undiciValueImports(): string[] {
 
 describe('the undici parts the bundles carry', () => {
   it('leave HTTP/2 out, which only a client with allowH2 off never needs', () => {
-    const graphite = readFileSync(join(ROOT, 'functions/adapters/graphite.ts'), 'utf8');
+    const graphite = readFileSync(join(REPO_ROOT, 'functions/adapters/graphite.ts'), 'utf8');
     expect(graphite).toMatch(/new Agent\(\{[^}]*allowH2: false,/);
     expect(() => (require('../../scripts/undici-no-h2.cjs') as () => unknown)()).toThrow(/HTTP\/2 is not in this bundle/);
   });
